@@ -1,0 +1,1 @@
+"""Op definitions; importing this package registers every op (see README.md here)."""
