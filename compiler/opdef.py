@@ -139,3 +139,22 @@ def verify_graph(graph: Graph) -> None:
 
 def _where(op: Op) -> str:
     return f"{op.loc}: {op.describe()}" if op.loc else op.describe()
+
+
+def build_op(kind: str, inputs: list, attrs: dict[str, Any] | None = None, name: str = "",
+             out_names: list[str] | None = None, loc: str | None = None) -> Op:
+    """Create an op in canonical form: attributes completed, result types inferred.
+
+    Raises OpRuleError when the op is malformed. `out_names` defaults to `<name>_out<i>`.
+    """
+    from .ir import Value
+    d = get_opdef(kind)
+    if d is None:
+        raise OpRuleError(f"unknown op kind '{kind}'")
+    op = Op(kind, inputs, [], d.complete_attrs(attrs or {}), name, loc)
+    types = infer_types(op)
+    names = out_names or [f"{name or kind}_out{i}" for i in range(len(types))]
+    if len(names) != len(types):
+        raise OpRuleError(f"{kind} produces {len(types)} result(s), {len(names)} named")
+    op.outputs = [Value(n, t, op) for n, t in zip(names, types)]
+    return op
