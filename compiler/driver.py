@@ -1,0 +1,220 @@
+"""The compile driver: ONNX → IR → passes → (bundle | ONNX | text IR), plus the report.
+
+`compile()` is the Python twin of the `edgecc` command line; both go through `Options`.
+Every output is written to a temporary directory beside the destination and moved into place
+only when the whole build succeeded, so a failed build never leaves a half-written directory
+and never touches what the user had.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import UsageError
+from .ir import Graph
+
+TARGETS = ("x86_64", "arm64")
+EMITS = ("bundle", "onnx", "ir")
+
+
+@dataclass
+class Options:
+    target: str = "x86_64"
+    opt_level: int = 3
+    outdir: str | None = None
+    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    emit: str = "bundle"
+    name: str = "model"
+    threads: int | None = None
+    max_arena: int | None = None
+    report: str | None = None
+    mcpu: str | None = None
+    mattr: list[str] | None = None
+    print_after_all: bool = False
+    print_after: tuple[str, ...] = ()
+    check_numerics: bool = False
+
+    def validate(self) -> None:
+        if self.target not in TARGETS:
+            raise UsageError(f"unknown target '{self.target}'; choose one of {', '.join(TARGETS)}")
+        if self.opt_level not in (0, 1, 2, 3):
+            raise UsageError(f"-O{self.opt_level} is not a level; use -O0, -O1, -O2 or -O3")
+        if self.emit not in EMITS:
+            raise UsageError(f"unknown --emit '{self.emit}'; choose one of {', '.join(EMITS)}")
+        if not self.name.isidentifier() or not self.name.isascii():
+            raise UsageError(f"--name '{self.name}' must be a C identifier (letters, digits, _)")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError("--threads must be at least 1")
+        if self.max_arena is not None and self.max_arena < 0:
+            raise UsageError("--max-arena must be a non-negative number of bytes")
+
+
+def parse_input_shape(spec: str) -> tuple[str, tuple[int, ...]]:
+    """`name=d0,d1,...` → (name, dims). Names may contain '=' only before the last '='."""
+    name, sep, dims = spec.rpartition("=")
+    if not sep or not name:
+        raise UsageError(f"--input-shape '{spec}' must look like name=d0,d1,... "
+                         f"(e.g. x=1,3,224,224)")
+    try:
+        shape = tuple(int(d) for d in dims.split(","))
+    except ValueError:
+        raise UsageError(f"--input-shape '{spec}': dims must be integers separated by commas") \
+            from None
+    if any(d <= 0 for d in shape):
+        raise UsageError(f"--input-shape '{spec}': every dim must be positive")
+    return name, shape
+
+
+def model_stem(model_path: str) -> str:
+    return Path(model_path).name.rsplit(".", 1)[0] or "model"
+
+
+def default_outdir(model_path: str, opts: Options) -> str:
+    stem = model_stem(model_path)
+    if opts.emit == "bundle":
+        return f"{stem}.{opts.target}"
+    return "."
+
+
+# ---- the pipeline ------------------------------------------------------------------------
+
+def load_model(model_path: str, input_shapes: dict | None) -> tuple[Graph, int]:
+    """Import an ONNX file: (graph, number of ONNX nodes before import)."""
+    from .onnx_import import import_onnx
+    _check_readable(model_path)
+    graph = import_onnx(model_path, input_shapes or None)
+    return graph, getattr(graph, "onnx_node_count", len(graph.ops))
+
+
+def _check_readable(path: str) -> None:
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{path}: no such file")
+    if p.is_dir():
+        raise UsageError(f"{path}: is a directory, expected an .onnx file")
+
+
+def optimize(graph: Graph, opts: Options, log=None):
+    """Run the -O pipeline; returns (graph, pass records)."""
+    from .pass_manager import PassManager, pipeline
+    pm = PassManager(pipeline(opts.opt_level), print_after_all=opts.print_after_all,
+                     print_after=set(opts.print_after), check_numerics=opts.check_numerics,
+                     stream=log)
+    graph = pm.run(graph)
+    return graph, pm.records
+
+
+def graph_stats(graph: Graph) -> dict:
+    from .ops import count_flops
+    return {
+        "flops": int(sum(count_flops(op) for op in graph.ops)),
+        "params_bytes": int(sum(p.type.nbytes for p in graph.params)),
+    }
+
+
+def compile(model: str, target: str = "x86_64", opt_level: int = 3, outdir: str | None = None,
+            input_shapes: dict | None = None, **kwargs):
+    """Compile an ONNX model. Returns a loaded bundle (emit="bundle") or the written path."""
+    opts = Options(target=target, opt_level=opt_level, outdir=outdir,
+                   input_shapes=dict(input_shapes or {}), **kwargs)
+    return run_compile(str(model), opts)
+
+
+def run_compile(model_path: str, opts: Options, log=None):
+    opts.validate()
+    t0 = time.perf_counter()
+    graph, onnx_nodes = load_model(model_path, opts.input_shapes)
+    before = graph_stats(graph)
+    graph, records = optimize(graph, opts, log)
+    after = graph_stats(graph)
+    outdir = opts.outdir or default_outdir(model_path, opts)
+    report = {
+        "model": Path(model_path).name,
+        "target": opts.target,
+        "opt_level": opts.opt_level,
+        "edgecc_version": __version__,
+        "nodes_before": onnx_nodes,
+        "nodes_after": len(graph.ops),
+        "ops_after": graph.op_counts(),
+        "flops_before": before["flops"],
+        "flops_after": after["flops"],
+        "params_bytes_before": before["params_bytes"],
+        "params_bytes_after": after["params_bytes"],
+        "passes": records,
+    }
+    if opts.emit == "ir":
+        from .textir import save_module
+        dest = Path(outdir) / f"{model_stem(model_path)}.eir"
+        return _write_files(dest.parent, lambda tmp: save_module(graph, tmp / dest.name),
+                            [dest.name, dest.stem + ".weights.npz"]) and dest
+    if opts.emit == "onnx":
+        import onnx
+        from .onnx_export import export_onnx
+        dest = Path(outdir) / f"{model_stem(model_path)}.onnx"
+        return _write_files(dest.parent,
+                            lambda tmp: onnx.save(export_onnx(graph), str(tmp / dest.name)),
+                            [dest.name]) and dest
+    from .backends_glue import build_bundle
+    return build_bundle(graph, opts, outdir, report, t0)
+
+
+def _write_files(dest_dir: Path, write, names: list[str]) -> bool:
+    """Write files into a temp dir beside dest_dir, then move each into place."""
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".edgecc-") as tmp:
+        write(Path(tmp))
+        for n in names:
+            src = Path(tmp) / n
+            if src.exists():
+                os.replace(src, dest_dir / n)
+    return True
+
+
+def replace_dir(tmp_dir: Path, dest: Path) -> None:
+    """Atomically-ish swap a finished build directory into place."""
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+        os.replace(dest, old)
+        os.replace(tmp_dir, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp_dir, dest)
+
+
+def write_report(report: dict, path: Path) -> None:
+    path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
+
+
+# ---- check: reference executor vs onnxruntime ----------------------------------------------
+
+def seeded_inputs(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for v in graph.inputs:
+        if v.type.dtype.startswith("f"):
+            feeds[v.name] = rng.standard_normal(v.type.shape).astype(v.type.np_dtype)
+        elif v.type.dtype == "bool":
+            feeds[v.name] = rng.integers(0, 2, v.type.shape).astype(bool)
+        else:
+            feeds[v.name] = rng.integers(0, 10, v.type.shape).astype(v.type.np_dtype)
+    return feeds
+
+
+def relative_error(got: np.ndarray, want: np.ndarray) -> tuple[float, float]:
+    """(max abs error, max abs error relative to the reference output's scale)."""
+    if got.shape != want.shape:
+        return float("inf"), float("inf")
+    if got.size == 0:
+        return 0.0, 0.0
+    g, w = got.astype(np.float64), want.astype(np.float64)
+    abs_err = float(np.max(np.abs(g - w)))
+    scale = float(np.max(np.abs(w)))
+    return abs_err, abs_err / scale if scale > 0 else abs_err
