@@ -1,0 +1,33 @@
+"""The kernel registry: one reference implementation per canonical op kind.
+
+    @kernel("Relu")
+    def relu(op, inputs):          # inputs: list[np.ndarray | None] in operand order
+        return [np.maximum(inputs[0], 0)]
+
+A kernel reads the op's canonical attributes from `op.attrs` (all present, axes non-negative)
+and returns one array per result. It never mutates its inputs.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from edgecc.ir import Op
+
+Kernel = Callable[[Op, list], list]
+KERNELS: dict[str, Kernel] = {}
+
+
+def kernel(*kinds: str):
+    def register(fn: Kernel) -> Kernel:
+        for kind in kinds:
+            assert kind not in KERNELS, f"kernel for {kind} registered twice"
+            KERNELS[kind] = fn
+        return fn
+    return register
+
+
+def out_dtype(op: Op, i: int = 0) -> np.dtype:
+    """The numpy dtype of result `i` as declared in the graph."""
+    return op.outputs[i].type.np_dtype
