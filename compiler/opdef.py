@@ -151,7 +151,11 @@ def build_op(kind: str, inputs: list, attrs: dict[str, Any] | None = None, name:
     d = get_opdef(kind)
     if d is None:
         raise OpRuleError(f"unknown op kind '{kind}'")
-    op = Op(kind, inputs, [], d.complete_attrs(attrs or {}), name, loc)
+    from .ops import canonicalize_attrs
+    full = d.complete_attrs(attrs or {})
+    in_types = [None if v is None else v.type for v in inputs]
+    full = canonicalize_attrs(kind, full, in_types, len(out_names) if out_names else None)
+    op = Op(kind, inputs, [], full, name, loc)
     types = infer_types(op)
     names = out_names or [f"{name or kind}_out{i}" for i in range(len(types))]
     if len(names) != len(types):

@@ -1,1 +1,22 @@
-"""Op definitions; importing this package registers every op (see README.md here)."""
+"""Op definitions; importing this package registers every op (see README.md here).
+
+Public helpers for other modules:
+  canonicalize_attrs(kind, attrs, input_types, num_outputs=None) -> attrs   (build_op calls it)
+  broadcast_shapes(*shapes) -> tuple           count_flops(op) -> int
+  conv_output_shape / conv_transpose_output_shape / pool_output_shape
+  normalize_slice(shape, starts, ends, axes, steps) -> canonical Slice attribute lists
+  equal_split(dim, n) -> ONNX's default Split sizes
+"""
+from . import elementwise, fused, movement, nn, pooling, rnn  # noqa: F401  (register ops)
+from ._util import broadcast_shapes, fmt
+from .canonical import canonicalize_attrs, equal_split
+from .elementwise import BINARY_KINDS, ELEMENTWISE_KINDS, UNARY_KINDS
+from .flops import count_flops
+from .movement import MOVEMENT_KINDS, normalize_slice, slice_length
+from .pooling import POOL_KINDS, REDUCE_KINDS
+from .spatial import conv_output_shape, conv_transpose_output_shape, pool_output_shape
+
+__all__ = ["canonicalize_attrs", "broadcast_shapes", "count_flops", "conv_output_shape",
+           "conv_transpose_output_shape", "pool_output_shape", "normalize_slice", "slice_length",
+           "equal_split", "fmt", "UNARY_KINDS", "BINARY_KINDS", "ELEMENTWISE_KINDS",
+           "MOVEMENT_KINDS", "POOL_KINDS", "REDUCE_KINDS"]

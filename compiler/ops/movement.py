@@ -1,0 +1,300 @@
+"""Data movement ops (shape arguments are resolved attributes)."""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Sequence
+
+from ..ir import TensorType
+from ..opdef import REQUIRED, OpRuleError, opdef
+from ._util import (NUMERIC_DTYPES, attr_axes, attr_axis, attr_choice, attr_float, attr_int,
+                    attr_ints, broadcast_shapes, fmt, need_dtype, need_rank, operand, same_dtype)
+
+
+def _numel(shape) -> int:
+    return math.prod(shape)
+
+
+@opdef("Reshape", ["X"], {"shape": REQUIRED})
+def _reshape(op):
+    """Reshape(X) to `shape` (final: no 0/-1 placeholders); element counts must agree."""
+    x = operand(op, 0)
+    shape = attr_ints(op, "shape")
+    if any(d < 0 for d in shape):
+        raise OpRuleError(f"Reshape: shape={shape} must be final (no -1; the importer "
+                          f"resolves placeholders)")
+    if _numel(shape) != x.numel:
+        raise OpRuleError(f"Reshape: shape {fmt(shape)} has {_numel(shape)} elements, "
+                          f"input {fmt(x.shape)} has {x.numel}")
+    return [TensorType(x.dtype, shape)]
+
+
+@opdef("Flatten", ["X"], {"axis": 1})
+def _flatten(op):
+    """Flatten(X) to 2-D [prod(shape[:axis]), prod(shape[axis:])]."""
+    x = operand(op, 0)
+    axis = attr_axis(op, "axis", x.rank, inclusive_end=True)
+    return [TensorType(x.dtype, (_numel(x.shape[:axis]), _numel(x.shape[axis:])))]
+
+
+@opdef("Transpose", ["X"], {"perm": None})
+def _transpose(op):
+    """Transpose(X) by `perm` (filled in: reversed axes by default)."""
+    x = operand(op, 0)
+    perm = attr_ints(op, "perm")
+    if sorted(perm) != list(range(x.rank)):
+        raise OpRuleError(f"Transpose: perm={perm} is not a permutation of 0..{x.rank - 1} "
+                          f"for input {fmt(x.shape)}")
+    return [TensorType(x.dtype, tuple(x.shape[p] for p in perm))]
+
+
+@opdef("Squeeze", ["X"], {"axes": None})
+def _squeeze(op):
+    """Squeeze(X): removes `axes`, each of size 1."""
+    x = operand(op, 0)
+    axes = attr_axes(op, "axes", x.rank)
+    for a in axes:
+        if x.shape[a] != 1:
+            raise OpRuleError(f"Squeeze: axis {a} of {fmt(x.shape)} has size {x.shape[a]}, not 1")
+    return [TensorType(x.dtype, tuple(d for i, d in enumerate(x.shape) if i not in axes))]
+
+
+@opdef("Unsqueeze", ["X"], {"axes": REQUIRED})
+def _unsqueeze(op):
+    """Unsqueeze(X): inserts size-1 axes at `axes` (positions in the output)."""
+    x = operand(op, 0)
+    axes = attr_axes(op, "axes", x.rank + len(attr_ints(op, "axes")))
+    dims = iter(x.shape)
+    return [TensorType(x.dtype, tuple(1 if i in axes else next(dims)
+                                      for i in range(x.rank + len(axes))))]
+
+
+@opdef("Expand", ["X"], {"shape": REQUIRED})
+def _expand(op):
+    """Expand(X) to `shape` (the final output shape, which X must broadcast to)."""
+    x = operand(op, 0)
+    shape = tuple(attr_ints(op, "shape", lo=0))
+    try:
+        ok = broadcast_shapes(x.shape, shape) == shape
+    except OpRuleError:
+        ok = False
+    if not ok:
+        raise OpRuleError(f"Expand: input {fmt(x.shape)} does not broadcast to shape "
+                          f"{fmt(shape)}")
+    return [TensorType(x.dtype, shape)]
+
+
+@opdef("Concat", ["inputs*"], {"axis": REQUIRED})
+def _concat(op):
+    """Concat(inputs*) along `axis`; other dimensions must agree."""
+    types = [v.type for v in op.inputs]
+    if not types:
+        raise OpRuleError("Concat needs at least one operand")
+    first = types[0]
+    axis = attr_axis(op, "axis", first.rank)
+    same_dtype("Concat", types)
+    for i, t in enumerate(types[1:], 1):
+        if t.rank != first.rank or any(a != b for j, (a, b) in
+                                       enumerate(zip(t.shape, first.shape)) if j != axis):
+            raise OpRuleError(f"Concat: operand {i} has shape {fmt(t.shape)} but operand 0 "
+                              f"{fmt(first.shape)} differs outside axis {axis}")
+    out = list(first.shape)
+    out[axis] = sum(t.shape[axis] for t in types)
+    return [TensorType(first.dtype, out)]
+
+
+@opdef("Split", ["X"], {"axis": 0, "split": None}, outputs="*")
+def _split(op):
+    """Split(X) along `axis` into len(split) results of the given sizes."""
+    x = operand(op, 0)
+    axis = attr_axis(op, "axis", x.rank)
+    split = attr_ints(op, "split", lo=0)
+    if not split:
+        raise OpRuleError("Split: split must list at least one size")
+    if sum(split) != x.shape[axis]:
+        raise OpRuleError(f"Split: split={split} sums to {sum(split)} but axis {axis} of "
+                          f"{fmt(x.shape)} has {x.shape[axis]}")
+    outs = []
+    for s in split:
+        shape = list(x.shape)
+        shape[axis] = s
+        outs.append(TensorType(x.dtype, shape))
+    return outs
+
+
+def slice_length(dim: int, start: int, end: int, step: int) -> int:
+    if step > 0:
+        return max(0, -(-(end - start) // step))
+    return max(0, -(-(start - end) // -step))
+
+
+def normalize_slice(shape: Sequence[int], starts, ends, axes=None, steps=None):
+    """ONNX Slice arguments (negative / out-of-range indices, negative axes, defaults) ->
+    the canonical (starts, ends, axes, steps) lists the Slice op holds."""
+    n = len(starts)
+    axes = list(range(n)) if axes is None else [a + len(shape) if a < 0 else a for a in axes]
+    steps = [1] * n if steps is None else list(steps)
+    cs, ce = [], []
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        dim = shape[a]
+        s, e = (s + dim if s < 0 else s), (e + dim if e < 0 else e)
+        if st > 0:
+            cs.append(min(max(s, 0), dim))
+            ce.append(min(max(e, 0), dim))
+        else:
+            cs.append(min(max(s, 0), dim - 1))
+            ce.append(min(max(e, -1), dim - 1))
+    return cs, ce, [int(a) for a in axes], [int(s) for s in steps]
+
+
+@opdef("Slice", ["X"], {"starts": REQUIRED, "ends": REQUIRED, "axes": None, "steps": None})
+def _slice(op):
+    """Slice(X): per listed axis, numpy X[start:end:step] with clamped (canonical) bounds."""
+    x = operand(op, 0)
+    starts = attr_ints(op, "starts")
+    n = len(starts)
+    ends = attr_ints(op, "ends", n, what="one per entry of starts")
+    axes = attr_ints(op, "axes", n, what="one per entry of starts")
+    steps = attr_ints(op, "steps", n, what="one per entry of starts")
+    if len(set(axes)) != n:
+        raise OpRuleError(f"Slice: axes={axes} repeats an axis")
+    out = list(x.shape)
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        if not 0 <= a < x.rank:
+            raise OpRuleError(f"Slice: axis {a} is out of range [0, {x.rank - 1}] "
+                              f"(canonical axes are non-negative)")
+        if st == 0:
+            raise OpRuleError(f"Slice: step for axis {a} is 0")
+        dim = x.shape[a]
+        lo, hi = (0, dim) if st > 0 else (-1, dim - 1)
+        s_lo = lo if st > 0 else min(0, dim - 1)
+        if not (s_lo <= s <= hi and lo <= e <= hi):
+            raise OpRuleError(f"Slice: start {s} / end {e} (step {st}) on axis {a} of size "
+                              f"{dim} are not clamped to the valid range [{s_lo}, {hi}] / "
+                              f"[{lo}, {hi}]")
+        out[a] = slice_length(dim, s, e, st)
+    return [TensorType(x.dtype, out)]
+
+
+def _indices(kind, t):
+    need_dtype(kind, "indices", t, ("i32", "i64"), "i32 or i64")
+
+
+@opdef("Gather", ["data", "indices"], {"axis": 0})
+def _gather(op):
+    """Gather(data, indices) along axis -> data[:axis] + indices + data[axis+1:]."""
+    data, idx = operand(op, 0), operand(op, 1)
+    _indices("Gather", idx)
+    axis = attr_axis(op, "axis", data.rank)
+    return [TensorType(data.dtype, data.shape[:axis] + idx.shape + data.shape[axis + 1:])]
+
+
+@opdef("GatherElements", ["data", "indices"], {"axis": 0})
+def _gather_elements(op):
+    """GatherElements(data, indices): result has the indices' shape."""
+    data, idx = operand(op, 0), operand(op, 1)
+    _indices("GatherElements", idx)
+    axis = attr_axis(op, "axis", data.rank)
+    if idx.rank != data.rank:
+        raise OpRuleError(f"GatherElements: indices {fmt(idx.shape)} must have the rank of "
+                          f"data {fmt(data.shape)}")
+    for i, (d, n) in enumerate(zip(data.shape, idx.shape)):
+        if i != axis and n > d:
+            raise OpRuleError(f"GatherElements: indices {fmt(idx.shape)} exceed data "
+                              f"{fmt(data.shape)} on axis {i} (only axis {axis} may differ)")
+    return [TensorType(data.dtype, idx.shape)]
+
+
+@opdef("Tile", ["X"], {"repeats": REQUIRED})
+def _tile(op):
+    """Tile(X): dimension i repeated repeats[i] times."""
+    x = operand(op, 0)
+    reps = attr_ints(op, "repeats", x.rank, 0, f"one per axis of {fmt(x.shape)}")
+    return [TensorType(x.dtype, tuple(d * r for d, r in zip(x.shape, reps)))]
+
+
+@opdef("Pad", ["X"], {"pads": REQUIRED, "mode": "constant", "value": 0.0})
+def _pad(op):
+    """Pad(X) by pads (begins then ends, negative crops) with mode constant/reflect/edge/wrap."""
+    x = operand(op, 0)
+    r = x.rank
+    pads = attr_ints(op, "pads", 2 * r, what=f"begins then ends of {r} axes")
+    mode = attr_choice(op, "mode", ("constant", "reflect", "edge", "wrap"))
+    attr_float(op, "value")
+    out = tuple(d + pads[i] + pads[r + i] for i, d in enumerate(x.shape))
+    if any(d < 0 for d in out):
+        raise OpRuleError(f"Pad: pads={pads} crop {fmt(x.shape)} to a negative size {fmt(out)}")
+    for i, d in enumerate(x.shape):
+        need = max(pads[i], pads[r + i])
+        if mode == "reflect" and need > 0 and need >= d:
+            raise OpRuleError(f"Pad: reflect pads={pads} need axis {i} (size {d}) to be larger "
+                              f"than each pad")
+        if mode in ("edge", "wrap") and need > 0 and d == 0:
+            raise OpRuleError(f"Pad: {mode} padding of the empty axis {i} of {fmt(x.shape)}")
+    return [TensorType(x.dtype, out)]
+
+
+RESIZE_MODES = ("nearest", "linear", "cubic")
+RESIZE_COORDS = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
+                 "asymmetric")
+RESIZE_NEAREST = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+
+
+@opdef("Resize", ["X"], {"sizes": None, "scales": None, "mode": "nearest",
+                         "coordinate_transformation_mode": "half_pixel",
+                         "nearest_mode": "round_prefer_floor", "cubic_coeff_a": -0.75,
+                         "exclude_outside": 0, "extrapolation_value": 0.0})
+def _resize(op):
+    """Resize(X) to `sizes`; `scales` are what the coordinate transform divides by."""
+    x = operand(op, 0)
+    need_dtype("Resize", "X", x, NUMERIC_DTYPES, "numeric (not bool)")
+    sizes = attr_ints(op, "sizes", x.rank, 1, f"one per axis of {fmt(x.shape)}")
+    scales = op.attrs.get("scales")
+    if scales is None or len(scales) != x.rank:
+        raise OpRuleError(f"Resize: scales={scales} must have {x.rank} entries "
+                          f"(one per axis of {fmt(x.shape)})")
+    if not all(isinstance(s, numbers.Real) and s > 0 for s in scales):
+        raise OpRuleError(f"Resize: scales={list(scales)} must be positive numbers")
+    attr_choice(op, "mode", RESIZE_MODES)
+    ctm = op.attrs.get("coordinate_transformation_mode")
+    if ctm == "tf_crop_and_resize":
+        raise OpRuleError("Resize: coordinate_transformation_mode='tf_crop_and_resize' is not "
+                          "supported (needs a region of interest)")
+    attr_choice(op, "coordinate_transformation_mode", RESIZE_COORDS)
+    attr_choice(op, "nearest_mode", RESIZE_NEAREST)
+    attr_float(op, "cubic_coeff_a")
+    attr_int(op, "exclude_outside", 0, 1)
+    attr_float(op, "extrapolation_value")
+    return [TensorType(x.dtype, sizes)]
+
+
+@opdef("DepthToSpace", ["X"], {"blocksize": REQUIRED, "mode": "DCR"})
+def _depth_to_space(op):
+    """DepthToSpace(X[N,C,H,W]) -> [N, C/b², H·b, W·b]."""
+    x = operand(op, 0)
+    need_rank("DepthToSpace", "X", x, 4)
+    b = attr_int(op, "blocksize", 1)
+    attr_choice(op, "mode", ("DCR", "CRD"))
+    n, c, h, w = x.shape
+    if c % (b * b):
+        raise OpRuleError(f"DepthToSpace: {c} channels of {fmt(x.shape)} are not divisible "
+                          f"by blocksize²={b * b}")
+    return [TensorType(x.dtype, (n, c // (b * b), h * b, w * b))]
+
+
+@opdef("SpaceToDepth", ["X"], {"blocksize": REQUIRED})
+def _space_to_depth(op):
+    """SpaceToDepth(X[N,C,H,W]) -> [N, C·b², H/b, W/b]."""
+    x = operand(op, 0)
+    need_rank("SpaceToDepth", "X", x, 4)
+    b = attr_int(op, "blocksize", 1)
+    n, c, h, w = x.shape
+    if h % b or w % b:
+        raise OpRuleError(f"SpaceToDepth: spatial size {h}x{w} of {fmt(x.shape)} is not "
+                          f"divisible by blocksize={b}")
+    return [TensorType(x.dtype, (n, c * b * b, h // b, w // b))]
+
+
+MOVEMENT_KINDS = ("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Expand", "Concat",
+                  "Split", "Slice", "Gather", "GatherElements", "Tile", "Pad", "Resize",
+                  "DepthToSpace", "SpaceToDepth")

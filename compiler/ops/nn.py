@@ -1,0 +1,175 @@
+"""Convolution, dense and normalization ops."""
+from __future__ import annotations
+
+from ..ir import TensorType
+from ..opdef import REQUIRED, OpRuleError, opdef
+from ._util import (NUMERIC_DTYPES, attr_axis, attr_float, attr_int, attr_ints,
+                    broadcast_shapes, fmt, need_dtype, need_float, need_rank, need_shape, operand,
+                    same_dtype, unidirectional)
+from .spatial import (check_positive, conv_output_shape, conv_transpose_output_shape,
+                      window_attrs)
+
+_WINDOW = {"kernel_shape": None, "strides": None, "pads": None, "dilations": None}
+
+
+def _conv_operands(kind, op):
+    """Shared checks of X, W, B? for Conv/ConvTranspose; returns (x, w, spatial rank, attrs)."""
+    x, w, b = operand(op, 0), operand(op, 1), operand(op, 2)
+    need_float(kind, "X", x)
+    same_dtype(kind, [x, w] + ([b] if b else []), ["X", "W", "B"])
+    need_rank(kind, "X", x, min_rank=3)
+    if w.rank != x.rank:
+        raise OpRuleError(f"{kind}: W {fmt(w.shape)} must have the rank of X {fmt(x.shape)}")
+    k = x.rank - 2
+    a = window_attrs(op, k)
+    if a["kernel_shape"] != list(w.shape[2:]):
+        raise OpRuleError(f"{kind}: kernel_shape={a['kernel_shape']} does not match "
+                          f"W {fmt(w.shape)}")
+    a["group"] = attr_int(op, "group", 1)
+    return x, w, b, a
+
+
+@opdef("Conv", ["X", "W", "B?"], {**_WINDOW, "group": 1})
+def _conv(op):
+    """Conv(X[N,C,*], W[M,C/group,*k], B?[M]) -> [N,M,*out]."""
+    x, w, b, a = _conv_operands("Conv", op)
+    group, (m, cg), c = a["group"], w.shape[:2], x.shape[1]
+    if cg * group != c:
+        raise OpRuleError(f"Conv: input X has {c} channels but W {fmt(w.shape)} with "
+                          f"group={group} expects {cg * group}")
+    if m % group:
+        raise OpRuleError(f"Conv: W {fmt(w.shape)} has {m} output channels, "
+                          f"not divisible by group={group}")
+    if b is not None:
+        need_shape("Conv", "B", b, [m])
+    out = conv_output_shape(x.shape[2:], a["kernel_shape"], a["strides"], a["pads"],
+                            a["dilations"])
+    check_positive("Conv", out, x.shape, a)
+    return [TensorType(x.dtype, (x.shape[0], m) + out)]
+
+
+@opdef("ConvTranspose", ["X", "W", "B?"], {**_WINDOW, "output_padding": None, "group": 1})
+def _conv_transpose(op):
+    """ConvTranspose(X[N,C,*], W[C,M/group,*k], B?[M]) -> [N,M,*out]."""
+    x, w, b, a = _conv_operands("ConvTranspose", op)
+    group, c = a["group"], x.shape[1]
+    if w.shape[0] != c:
+        raise OpRuleError(f"ConvTranspose: input X has {c} channels but W {fmt(w.shape)} "
+                          f"expects {w.shape[0]}")
+    if c % group:
+        raise OpRuleError(f"ConvTranspose: input X has {c} channels, "
+                          f"not divisible by group={group}")
+    m = w.shape[1] * group
+    if b is not None:
+        need_shape("ConvTranspose", "B", b, [m])
+    k = x.rank - 2
+    opad = attr_ints(op, "output_padding", k, 0, f"{k} spatial axes")
+    for i, p in enumerate(opad):
+        s, d = a["strides"][i], a["dilations"][i]
+        if p >= s and p >= d:
+            raise OpRuleError(f"ConvTranspose: output_padding[{i}]={p} must be smaller than "
+                              f"stride {s} or dilation {d}")
+    out = conv_transpose_output_shape(x.shape[2:], a["kernel_shape"], a["strides"], a["pads"],
+                                      a["dilations"], opad)
+    check_positive("ConvTranspose", out, x.shape, {**a, "output_padding": opad})
+    return [TensorType(x.dtype, (x.shape[0], m) + out)]
+
+
+@opdef("Gemm", ["A", "B", "C?"], {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0})
+def _gemm(op):
+    """Gemm: alpha * A' @ B' + beta * C, A' = A^T if transA, B' = B^T if transB; C -> [M,N]."""
+    a, b, c = operand(op, 0), operand(op, 1), operand(op, 2)
+    need_dtype("Gemm", "A", a, NUMERIC_DTYPES, "numeric (not bool)")
+    same_dtype("Gemm", [a, b] + ([c] if c else []), ["A", "B", "C"])
+    need_rank("Gemm", "A", a, 2)
+    need_rank("Gemm", "B", b, 2)
+    attr_float(op, "alpha")
+    attr_float(op, "beta")
+    ta, tb = attr_int(op, "transA", 0, 1), attr_int(op, "transB", 0, 1)
+    m, ka = a.shape[::-1] if ta else a.shape
+    kb, n = b.shape[::-1] if tb else b.shape
+    if ka != kb:
+        raise OpRuleError(f"Gemm: A {fmt(a.shape)} (transA={ta}) and B {fmt(b.shape)} "
+                          f"(transB={tb}) have inner dimensions {ka} and {kb}")
+    if c is not None:
+        unidirectional("Gemm", "C", c.shape, (m, n))
+    return [TensorType(a.dtype, (m, n))]
+
+
+@opdef("MatMul", ["A", "B"])
+def _matmul(op):
+    """MatMul: numpy matmul (batched, batch dims broadcast, 1-D operands promoted)."""
+    a, b = operand(op, 0), operand(op, 1)
+    need_dtype("MatMul", "A", a, NUMERIC_DTYPES, "numeric (not bool)")
+    same_dtype("MatMul", [a, b], ["A", "B"])
+    if a.rank == 0 or b.rank == 0:
+        raise OpRuleError(f"MatMul: operands must have rank >= 1, got A {fmt(a.shape)} "
+                          f"and B {fmt(b.shape)}")
+    sa = (1,) + a.shape if a.rank == 1 else a.shape
+    sb = b.shape + (1,) if b.rank == 1 else b.shape
+    if sa[-1] != sb[-2]:
+        raise OpRuleError(f"MatMul: A {fmt(a.shape)} and B {fmt(b.shape)} have inner "
+                          f"dimensions {sa[-1]} and {sb[-2]}")
+    try:
+        batch = broadcast_shapes(sa[:-2], sb[:-2])
+    except OpRuleError:
+        raise OpRuleError(f"MatMul: batch dimensions of A {fmt(a.shape)} and B {fmt(b.shape)} "
+                          f"do not broadcast") from None
+    out = batch + (sa[-2],) * (a.rank > 1) + (sb[-1],) * (b.rank > 1)
+    return [TensorType(a.dtype, out)]
+
+
+def _per_channel(kind, op, names, c):
+    for i, name in enumerate(names, 1):
+        t = operand(op, i)
+        if t is not None:
+            need_float(kind, name, t)
+            need_shape(kind, name, t, [c])
+
+
+@opdef("BatchNormalization", ["X", "scale", "B", "mean", "var"], {"epsilon": 1e-5})
+def _batch_norm(op):
+    """BatchNormalization (inference): (X - mean) / sqrt(var + eps) * scale + B over axis 1."""
+    x = operand(op, 0)
+    need_float("BatchNormalization", "X", x)
+    need_rank("BatchNormalization", "X", x, min_rank=2)
+    attr_float(op, "epsilon")
+    _per_channel("BatchNormalization", op, ["scale", "B", "mean", "var"], x.shape[1])
+    return [x]
+
+
+@opdef("InstanceNormalization", ["X", "scale", "B"], {"epsilon": 1e-5})
+def _instance_norm(op):
+    """InstanceNormalization: normalizes each (n, c) over the spatial axes."""
+    x = operand(op, 0)
+    need_float("InstanceNormalization", "X", x)
+    need_rank("InstanceNormalization", "X", x, min_rank=3)
+    attr_float(op, "epsilon")
+    _per_channel("InstanceNormalization", op, ["scale", "B"], x.shape[1])
+    return [x]
+
+
+@opdef("LayerNormalization", ["X", "scale", "B?"], {"axis": None, "epsilon": 1e-5})
+def _layer_norm(op):
+    """LayerNormalization over axes [axis, rank); scale/B broadcast to X.shape[axis:]."""
+    x, s, b = operand(op, 0), operand(op, 1), operand(op, 2)
+    need_float("LayerNormalization", "X", x)
+    axis = attr_axis(op, "axis", x.rank)
+    attr_float(op, "epsilon")
+    for name, t in (("scale", s), ("B", b)):
+        if t is not None:
+            same_dtype("LayerNormalization", [x, t], ["X", name])
+            unidirectional("LayerNormalization", name, t.shape, x.shape[axis:])
+    return [x]
+
+
+@opdef("LRN", ["X"], {"size": REQUIRED, "alpha": 1e-4, "beta": 0.75, "bias": 1.0})
+def _lrn(op):
+    """LRN: local response normalization across `size` neighbouring channels."""
+    x = operand(op, 0)
+    need_float("LRN", "X", x)
+    need_rank("LRN", "X", x, min_rank=3)
+    attr_int(op, "size", 1)
+    for name in ("alpha", "beta", "bias"):
+        attr_float(op, name)
+    return [x]

@@ -1,0 +1,118 @@
+"""Pooling, reductions, arg-reductions and softmax."""
+from __future__ import annotations
+
+from ..ir import TensorType
+from ..opdef import REQUIRED, OpRuleError, opdef
+from ._util import (attr_axes, attr_axis, attr_int, need_dtype, need_float,
+                    need_numeric, need_rank, operand)
+from .spatial import check_positive, pool_output_shape, window_attrs
+
+_POOL_TYPES = ("f16", "f32", "f64", "i8", "u8")
+
+
+@opdef("MaxPool", ["X"], {"kernel_shape": REQUIRED, "strides": None, "pads": None,
+                          "dilations": None, "ceil_mode": 0})
+def _max_pool(op):
+    """MaxPool over the spatial axes of X[N,C,*]; one output (no indices)."""
+    return [_pool("MaxPool", op, dilations=True)]
+
+
+@opdef("AveragePool", ["X"], {"kernel_shape": REQUIRED, "strides": None, "pads": None,
+                              "ceil_mode": 0, "count_include_pad": 0})
+def _average_pool(op):
+    """AveragePool over the spatial axes of X[N,C,*]."""
+    attr_int(op, "count_include_pad", 0, 1)
+    return [_pool("AveragePool", op, dilations=False)]
+
+
+def _pool(kind, op, dilations):
+    x = operand(op, 0)
+    if kind == "MaxPool":
+        need_dtype(kind, "X", x, _POOL_TYPES, "float, i8 or u8")
+    else:
+        need_float(kind, "X", x)
+    need_rank(kind, "X", x, min_rank=3)
+    a = window_attrs(op, x.rank - 2, dilations)
+    a["ceil_mode"] = attr_int(op, "ceil_mode", 0, 1)
+    pads, k = a["pads"], x.rank - 2
+    for i, kern in enumerate(a["kernel_shape"]):
+        if max(pads[i], pads[k + i]) >= kern:   # onnxruntime's rule: no all-padding windows
+            raise OpRuleError(f"{kind}: pads={pads} must be smaller than the kernel size {kern} "
+                              f"on spatial axis {i}")
+    out = pool_output_shape(x.shape[2:], a["kernel_shape"], a["strides"], pads,
+                            a.get("dilations"), a["ceil_mode"])
+    check_positive(kind, out, x.shape, a)
+    return TensorType(x.dtype, x.shape[:2] + out)
+
+
+def _global_pool(kind):
+    def infer(op):
+        x = operand(op, 0)
+        need_float(kind, "X", x)
+        need_rank(kind, "X", x, min_rank=3)
+        return [TensorType(x.dtype, x.shape[:2] + (1,) * (x.rank - 2))]
+    infer.__doc__ = f"{kind}(X[N,C,*]) -> [N,C,1,...]."
+    return infer
+
+
+for _kind in ("GlobalAveragePool", "GlobalMaxPool"):
+    opdef(_kind, ["X"])(_global_pool(_kind))
+
+
+# ---- reductions -----------------------------------------------------------------------------
+
+REDUCE_KINDS = tuple(f"Reduce{s}" for s in (
+    "Mean", "Max", "Min", "Sum", "Prod", "L1", "L2", "SumSquare", "LogSumExp"))
+
+
+def reduced_shape(shape, axes, keepdims):
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+def _reduce(kind):
+    def infer(op):
+        x = operand(op, 0)
+        need_numeric(kind, "X", x)
+        axes = attr_axes(op, "axes", x.rank)
+        keep = attr_int(op, "keepdims", 0, 1)
+        return [TensorType(x.dtype, reduced_shape(x.shape, axes, keep))]
+    infer.__doc__ = f"{kind} over `axes` (sorted, non-negative; canonical form lists them all)."
+    return infer
+
+
+for _kind in REDUCE_KINDS:
+    opdef(_kind, ["X"], {"axes": None, "keepdims": 1})(_reduce(_kind))
+
+
+def _arg(kind):
+    def infer(op):
+        x = operand(op, 0)
+        need_numeric(kind, "X", x)
+        axis = attr_axis(op, "axis", x.rank)
+        keep = attr_int(op, "keepdims", 0, 1)
+        attr_int(op, "select_last_index", 0, 1)
+        return [TensorType("i64", reduced_shape(x.shape, [axis], keep))]
+    infer.__doc__ = f"{kind} along `axis` -> i64 indices."
+    return infer
+
+
+for _kind in ("ArgMax", "ArgMin"):
+    opdef(_kind, ["X"], {"axis": 0, "keepdims": 1, "select_last_index": 0})(_arg(_kind))
+
+
+def _softmax(kind):
+    def infer(op):
+        x = operand(op, 0)
+        need_float(kind, "X", x)
+        attr_axis(op, "axis", x.rank)
+        return [x]
+    infer.__doc__ = f"{kind} along one axis (opset-13 meaning)."
+    return infer
+
+
+for _kind in ("Softmax", "LogSoftmax"):
+    opdef(_kind, ["X"], {"axis": None})(_softmax(_kind))
+
+POOL_KINDS = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")

@@ -1,0 +1,62 @@
+"""Spatial output sizes of convolutions and pools, exactly as ONNX (and onnxruntime) compute them.
+
+`pads` is ONNX's layout: all begins, then all ends.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from ..ir import Op
+from ..opdef import OpRuleError
+from ._util import attr_ints, fmt
+
+
+def conv_output_shape(spatial: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
+                      pads: Sequence[int], dilations: Sequence[int]) -> tuple[int, ...]:
+    """out = floor((in + pb + pe - d*(k-1) - 1) / s) + 1 per spatial axis (may be <= 0)."""
+    k = len(spatial)
+    return tuple((spatial[i] + pads[i] + pads[k + i] - dilations[i] * (kernel[i] - 1) - 1)
+                 // strides[i] + 1 for i in range(k))
+
+
+def pool_output_shape(spatial: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
+                      pads: Sequence[int], dilations: Sequence[int] | None = None,
+                      ceil_mode: int = 0) -> tuple[int, ...]:
+    """Pool output size; with ceil_mode the last window must start inside input + begin pad."""
+    k = len(spatial)
+    dilations = dilations or [1] * k
+    out = []
+    for i in range(k):
+        span = spatial[i] + pads[i] + pads[k + i] - dilations[i] * (kernel[i] - 1) - 1
+        n = (-(-span // strides[i]) if ceil_mode else span // strides[i]) + 1
+        if ceil_mode and (n - 1) * strides[i] >= spatial[i] + pads[i]:
+            n -= 1
+        out.append(n)
+    return tuple(out)
+
+
+def conv_transpose_output_shape(spatial: Sequence[int], kernel: Sequence[int],
+                                strides: Sequence[int], pads: Sequence[int],
+                                dilations: Sequence[int],
+                                output_padding: Sequence[int]) -> tuple[int, ...]:
+    """out = s*(in-1) + output_padding + d*(k-1) + 1 - pb - pe per spatial axis."""
+    k = len(spatial)
+    return tuple(strides[i] * (spatial[i] - 1) + output_padding[i]
+                 + dilations[i] * (kernel[i] - 1) + 1 - pads[i] - pads[k + i] for i in range(k))
+
+
+def window_attrs(op: Op, k: int, dilations: bool = True) -> dict[str, list[int]]:
+    """Checks kernel_shape/strides/pads(/dilations) for k spatial axes; returns them as lists."""
+    out = {"kernel_shape": attr_ints(op, "kernel_shape", k, 1, f"{k} spatial axes"),
+           "strides": attr_ints(op, "strides", k, 1, f"{k} spatial axes"),
+           "pads": attr_ints(op, "pads", 2 * k, 0, f"begins then ends of {k} spatial axes")}
+    if dilations:
+        out["dilations"] = attr_ints(op, "dilations", k, 1, f"{k} spatial axes")
+    return out
+
+
+def check_positive(kind: str, out: Sequence[int], x_shape: Sequence[int], a: dict) -> None:
+    if any(d <= 0 for d in out):
+        details = ", ".join(f"{n}={v}" for n, v in a.items())
+        raise OpRuleError(f"{kind}: output size would be {fmt(out)} (<= 0) for input "
+                          f"{fmt(x_shape)} with {details}")
