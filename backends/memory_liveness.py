@@ -1,0 +1,208 @@
+"""Liveness of a graph's intermediate tensors: which values need arena storage, and when.
+
+Every top-level op is one kernel, numbered by its position in the execution order (a Fused op is
+one kernel; values inside its body never reach the arena). Graph inputs, params and outputs live
+outside the arena: the caller passes input/output pointers and weights are stored separately.
+
+Values that share storage form a group whose storage is owned by one *root* value:
+- views (Reshape, Flatten, Squeeze, Unsqueeze, Identity, Dropout) alias their operand, so the
+  group lives until the last use of any member. A view of a graph input/param is stored there
+  (no arena buffer). A view whose result is a graph output makes its arena group live in that
+  output buffer (the producer writes straight into the caller's output), unless the group is
+  already stored outside the arena — then the view is a real copy (it is not in `aliases`).
+- in-place (optional): an elementwise kernel whose operand has the result's shape and element
+  size, and whose operand group dies at this kernel, writes its result into that operand's
+  storage.
+All members of a group have the same byte size (views and in-place preserve it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from edgecc.ir import Graph, Op, Value
+
+from .memory_alloc import Buffer, align
+
+VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"})
+UNARY_OPS = frozenset({
+    "Relu", "Sigmoid", "Tanh", "Erf", "Sqrt", "Exp", "Log", "Neg", "Abs", "Reciprocal", "Floor",
+    "Ceil", "Round", "Sign", "Sin", "Cos", "Softplus", "Softsign", "HardSwish", "Not",
+    "LeakyRelu", "Elu", "Selu", "HardSigmoid", "Clip", "Cast", "Gelu"})
+BINARY_OPS = frozenset({
+    "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Equal", "Less", "Greater",
+    "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor", "Mod", "Where", "PRelu"})
+ELEMENTWISE_OPS = UNARY_OPS | BINARY_OPS
+
+
+def is_elementwise_kernel(op: Op) -> bool:
+    """Output element i depends only on operand elements at i (or broadcast ones): the kernel
+    may overwrite a same-shape operand. A Fused op qualifies when its body is all elementwise
+    and it has one result (a second result could read an operand after the first overwrote it)."""
+    if op.kind == "Fused":
+        body = op.attrs.get("body")
+        return (len(op.outputs) == 1 and body is not None and bool(body.ops)
+                and all(o.kind in ELEMENTWISE_OPS for o in body.ops))
+    return op.kind in ELEMENTWISE_OPS and len(op.outputs) == 1
+
+
+def workspace_name(op: Op, index: int) -> str:
+    return f"workspace#{index}:{op.name or op.kind}"
+
+
+@dataclass
+class Liveness:
+    order: list[Op]
+    buffers: list[Buffer]                     # arena buffers: group roots, then workspaces
+    aliases: dict[str, str]                   # value -> root value whose storage it shares
+    external: dict[str, str]                  # value stored outside the arena -> input/param/output
+    inplace: dict[str, str]                   # result -> operand whose storage it overwrote
+    workspace: dict[int, str] = field(default_factory=dict)   # kernel position -> buffer name
+    naive_bytes: int = 0                      # one aligned buffer per intermediate, no reuse
+
+    def root(self, name: str) -> str:
+        return self.aliases.get(name, name)
+
+
+class _Groups:
+    """Union-find over values with per-group storage kind and lifetime."""
+
+    def __init__(self):
+        self.parent: dict[Value, Value] = {}
+        self.home: dict[Value, str] = {}      # root -> "arena" | "input" | "param" | "output"
+        self.first: dict[Value, int] = {}
+        self.last: dict[Value, int] = {}
+
+    def add(self, v: Value, home: str, first: int, last: int):
+        self.parent[v] = v
+        self.home[v] = home
+        self.first[v], self.last[v] = first, last
+
+    def find(self, v: Value) -> Value:
+        while self.parent[v] is not v:
+            self.parent[v] = self.parent[self.parent[v]]
+            v = self.parent[v]
+        return v
+
+    def union(self, a: Value, b: Value) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra is rb:
+            return
+        if self.home[ra] == "arena" and self.home[rb] != "arena":
+            ra, rb = rb, ra                    # keep the external storage as root
+        elif self.home[ra] == self.home[rb] == "arena" and self.first[rb] < self.first[ra]:
+            ra, rb = rb, ra                    # an arena group is named by its first member
+        self.parent[rb] = ra
+        self.first[ra] = min(self.first[ra], self.first[rb])
+        self.last[ra] = max(self.last[ra], self.last[rb])
+
+
+def analyze(graph: Graph, order: Sequence[Op] | None = None, *, views: bool = True,
+            inplace: bool = False, workspace: dict | None = None) -> Liveness:
+    """Arena buffers with lifetimes in kernel positions of `order` (default: graph.ops).
+
+    workspace maps a kernel (an index into graph.ops, or the Op itself) to the scratch bytes it
+    needs; each becomes a buffer live only during that kernel.
+    """
+    order = list(graph.ops if order is None else order)
+    if len(order) != len(graph.ops) or set(map(id, order)) != set(map(id, graph.ops)):
+        raise ValueError("order must be a permutation of graph.ops")
+    pos = {id(op): t for t, op in enumerate(order)}
+
+    external = {v: "input" for v in graph.inputs}
+    external.update({v: "param" for v in graph.params})
+    for v in graph.outputs:
+        external.setdefault(v, "output")
+
+    groups = _Groups()
+    for v, kind in external.items():
+        groups.add(v, kind, -1, -1)
+    for t, op in enumerate(order):
+        for v in op.inputs:
+            if v is not None and v not in groups.parent:
+                raise ValueError(f"{op.describe()} at position {t} reads %{v.name} before it "
+                                 f"is defined: order is not topological")
+            if v is not None:
+                groups.last[v] = max(groups.last[v], t)
+        for v in op.outputs:
+            if v in external and external[v] != "output":
+                raise ValueError(f"{op.describe()} writes graph input/param %{v.name}")
+            if v not in external:
+                groups.add(v, "arena", t, t)
+            else:
+                groups.first[v] = t
+
+    naive = sum(align(v.type.nbytes) for op in order for v in op.outputs if v not in external)
+
+    if views:
+        for op in order:
+            if op.kind in VIEW_OPS and op.inputs and op.inputs[0] is not None:
+                src, dst = op.inputs[0], op.output
+                both_external = (groups.home[groups.find(src)] != "arena"
+                                 and groups.home[groups.find(dst)] != "arena")
+                if not both_external:          # otherwise the view is a copy kernel
+                    groups.union(src, dst)
+
+    inplace_of: dict[str, str] = {}
+    if inplace:
+        for t, op in enumerate(order):
+            if is_elementwise_kernel(op):
+                x = _inplace_operand(op, t, groups)
+                if x is not None:
+                    groups.union(x, op.output)
+                    inplace_of[op.output.name] = x.name
+
+    aliases: dict[str, str] = {}
+    stored_outside: dict[str, str] = {}
+    buffers: list[Buffer] = []
+    for v in groups.parent:
+        r = groups.find(v)                     # the root names the group's storage
+        if v is not r:
+            aliases[v.name] = r.name
+        if groups.home[r] != "arena":
+            stored_outside[v.name] = groups.home[r]
+        elif v is r:
+            buffers.append(Buffer(r.name, r.type.nbytes, groups.first[r], groups.last[r]))
+    buffers.sort(key=lambda b: (b.first, b.name))
+
+    ws_names: dict[int, str] = {}
+    names = {v.name for v in groups.parent}
+    for key, nbytes in (workspace or {}).items():
+        op = graph.ops[key] if isinstance(key, int) else key
+        if id(op) not in pos:
+            raise ValueError(f"workspace given for {op!r}, which is not in the graph")
+        if nbytes <= 0:
+            continue
+        t = pos[id(op)]
+        name = workspace_name(op, graph.ops.index(op))
+        if name in names:
+            raise ValueError(f"workspace buffer name {name} clashes with a value")
+        ws_names[t] = name
+        buffers.append(Buffer(name, int(nbytes), t, t))
+        naive += align(nbytes)
+
+    return Liveness(order, buffers, aliases, stored_outside, inplace_of, ws_names, naive)
+
+
+def _inplace_operand(op: Op, t: int, groups: _Groups) -> Value | None:
+    """An operand whose storage the result of elementwise `op` may take over, or None."""
+    out = op.output
+    r_out = groups.find(out)
+    for x in op.inputs:
+        if x is None or x.type.shape != out.type.shape \
+                or x.type.np_dtype.itemsize != out.type.np_dtype.itemsize:
+            continue
+        rx = groups.find(x)
+        if rx is r_out or groups.last[rx] != t or groups.home[rx] != "arena":
+            continue
+        # another operand reading the same storage at other indices would see overwritten data
+        if any(y is not None and y is not x and groups.find(y) is rx for y in op.inputs):
+            continue
+        return x
+    return None
+
+
+def liveness(graph: Graph, order: Sequence[Op] | None = None, *, views: bool = True,
+             inplace: bool = False, workspace: dict | None = None) -> list[Buffer]:
+    """The arena buffers (see `analyze` for aliases and in-place sharing)."""
+    return analyze(graph, order, views=views, inplace=inplace, workspace=workspace).buffers
