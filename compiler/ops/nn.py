@@ -64,11 +64,12 @@ def _conv_transpose(op):
         need_shape("ConvTranspose", "B", b, [m])
     k = x.rank - 2
     opad = attr_ints(op, "output_padding", k, 0, f"{k} spatial axes")
-    for i, p in enumerate(opad):
-        s, d = a["strides"][i], a["dilations"][i]
-        if p >= s and p >= d:
+    for i, (p, s) in enumerate(zip(opad, a["strides"])):
+        # onnxruntime's rule (stricter than PyTorch's "< stride or dilation"): a larger
+        # padding would not map back to the input size under the forward convolution
+        if p >= s:
             raise OpRuleError(f"ConvTranspose: output_padding[{i}]={p} must be smaller than "
-                              f"stride {s} or dilation {d}")
+                              f"the stride {s}")
     out = conv_transpose_output_shape(x.shape[2:], a["kernel_shape"], a["strides"], a["pads"],
                                       a["dilations"], opad)
     check_positive("ConvTranspose", out, x.shape, {**a, "output_padding": opad})
