@@ -95,7 +95,10 @@ def _gather_elements(op, ins):
     data, indices = ins
     axis = op.attrs["axis"]
     idx = _normalize_indices(indices, data.shape[axis])
-    return [_out(np.take_along_axis(data, idx, axis=axis))]
+    # out[i..., j, k...] = data[i..., idx[i..., j, k...], k...]; indices may be smaller
+    grid = list(np.indices(idx.shape, sparse=True))
+    grid[axis] = idx
+    return [_out(data[tuple(grid)])]
 
 
 @kernel("Pad")
