@@ -1,0 +1,224 @@
+"""TE lowerings of convolution, dense and normalization ops: Conv, ConvTranspose (N-D, groups,
+dilations, asymmetric pads), Gemm, MatMul (numpy batched), BatchNormalization,
+InstanceNormalization, LayerNormalization, LRN. Written directly in TE (not topi) so the
+ONNX semantics (pads begins-then-ends, groups, broadcasting) are explicit."""
+from __future__ import annotations
+
+from tvm import te, tirx
+
+from .lower_elementwise import bcast_index, const, out_type
+from .tvm_lower import lowering
+
+
+def pad_tensor(x, begins, ends, value=0.0, name="pad"):
+    """x zero-padded (constant `value`) on its trailing len(begins) axes."""
+    if not any(begins) and not any(ends):
+        return x
+    lead = len(x.shape) - len(begins)
+    shape = list(x.shape[:lead]) + [int(x.shape[lead + i]) + b + e
+                                     for i, (b, e) in enumerate(zip(begins, ends))]
+
+    def body(*idx):
+        conds, src = [], list(idx[:lead])
+        for i, b in enumerate(begins):
+            j = idx[lead + i]
+            if b or ends[i]:
+                conds += [j >= b, j < b + int(x.shape[lead + i])]
+            src.append(j - b)
+        return tirx.if_then_else(tirx.all(*conds), x(*src), const(value, x.dtype))
+    return te.compute(shape, body, name=name)
+
+
+@lowering("Conv")
+def _conv(op, ins):
+    x, w, b = ins[0], ins[1], ins[2] if len(ins) > 2 else None
+    shape, dt = out_type(op)
+    nsp = len(shape) - 2
+    strides, dil = op.attrs["strides"], op.attrs["dilations"]
+    pads, group = op.attrs["pads"], int(op.attrs["group"])
+    cin_g = int(w.shape[1])
+    m_g = shape[1] // group
+    kshape = [int(k) for k in w.shape[2:]]
+    xp = pad_tensor(x, pads[:nsp], pads[nsp:], name="conv_pad")
+    rc = te.reduce_axis((0, cin_g), name="rc")
+    rk = [te.reduce_axis((0, k), name=f"rk{i}") for i, k in enumerate(kshape)]
+
+    def body(n, m, *o):
+        c = rc if group == 1 else (m // m_g) * cin_g + rc
+        sp = [o[i] * strides[i] + rk[i] * dil[i] for i in range(nsp)]
+        return te.sum(xp(n, c, *sp) * w(m, rc, *rk), axis=[rc] + rk)
+    y = te.compute(shape, body, name="conv")
+    if b is None:
+        return [y]
+    return [te.compute(shape, lambda n, m, *o: y(n, m, *o) + b[m], name="conv_bias")]
+
+
+@lowering("ConvTranspose")
+def _conv_transpose(op, ins):
+    # y[n, g*Mg+m, o] = sum_{c<Cg, k} x[n, g*Cg+c, i] * w[g*Cg+c, m, k]  where o = i*s - pb + k*d
+    x, w, b = ins[0], ins[1], ins[2] if len(ins) > 2 else None
+    shape, dt = out_type(op)
+    nsp = len(shape) - 2
+    strides, dil, pads = op.attrs["strides"], op.attrs["dilations"], op.attrs["pads"]
+    group = int(op.attrs["group"])
+    c_g = int(x.shape[1]) // group
+    m_g = int(w.shape[1])
+    kshape = [int(k) for k in w.shape[2:]]
+    isz = [int(d) for d in x.shape[2:]]
+    rc = te.reduce_axis((0, c_g), name="rc")
+    rk = [te.reduce_axis((0, k), name=f"rk{i}") for i, k in enumerate(kshape)]
+
+    def body(n, m, *o):
+        c = rc if group == 1 else (m // m_g) * c_g + rc
+        conds, src = [], []
+        for i in range(nsp):
+            t = o[i] + pads[i] - rk[i] * dil[i]
+            s = strides[i]
+            if s > 1:
+                conds.append(tirx.floormod(t, s) == 0)
+            q = tirx.floordiv(t, s) if s > 1 else t
+            conds += [q >= 0, q < isz[i]]
+            src.append(q)
+        v = x(n, c, *src) * w(c, m % m_g if group > 1 else m, *rk)
+        return te.sum(tirx.if_then_else(tirx.all(*conds), v, const(0, dt)), axis=[rc] + rk)
+    y = te.compute(shape, body, name="convT")
+    if b is None:
+        return [y]
+    return [te.compute(shape, lambda n, m, *o: y(n, m, *o) + b[m], name="convT_bias")]
+
+
+@lowering("Gemm")
+def _gemm(op, ins):
+    a, bm, c = ins[0], ins[1], ins[2] if len(ins) > 2 else None
+    shape, dt = out_type(op)
+    alpha, beta = float(op.attrs["alpha"]), float(op.attrs["beta"])
+    ta, tb = int(op.attrs["transA"]), int(op.attrs["transB"])
+    kdim = int(a.shape[0] if ta else a.shape[1])
+    k = te.reduce_axis((0, kdim), name="k")
+    y = te.compute(shape, lambda i, j: te.sum((a[k, i] if ta else a[i, k]) *
+                                              (bm[j, k] if tb else bm[k, j]), axis=k),
+                   name="gemm")
+    if c is None or beta == 0.0:
+        if alpha == 1.0:
+            return [y]
+        return [te.compute(shape, lambda i, j: y[i, j] * const(alpha, dt), name="gemm_alpha")]
+
+    def epi(i, j):
+        v = y[i, j] if alpha == 1.0 else y[i, j] * const(alpha, dt)
+        cv = c(*bcast_index(c, (i, j)))
+        return v + (cv if beta == 1.0 else cv * const(beta, dt))
+    return [te.compute(shape, epi, name="gemm_bias")]
+
+
+@lowering("MatMul")
+def _matmul(op, ins):
+    a, b = ins
+    shape, dt = out_type(op)
+    ra, rb = len(a.shape), len(b.shape)
+    kdim = int(a.shape[-1])
+    k = te.reduce_axis((0, kdim), name="k")
+    # Output layout: batch..., [M if ra >= 2], [N if rb >= 2]
+    nb = len(shape) - (ra >= 2) - (rb >= 2)
+
+    def body(*idx):
+        batch = idx[:nb]
+        rest = list(idx[nb:])
+        i = rest.pop(0) if ra >= 2 else None
+        j = rest.pop(0) if rb >= 2 else None
+        ai = (bcast_index_partial(a, batch, ra - 2) + [i, k]) if ra >= 2 else [k]
+        bi = (bcast_index_partial(b, batch, rb - 2) + [k, j]) if rb >= 2 else [k]
+        return te.sum(a(*ai) * b(*bi), axis=k)
+    return [te.compute(shape, body, name="matmul")]
+
+
+def bcast_index_partial(t, batch, nbatch):
+    """Indices of t's leading `nbatch` (batch) dims broadcast against the output batch idx."""
+    lead = len(batch) - nbatch
+    return [0 if int(t.shape[j]) == 1 else batch[lead + j] for j in range(nbatch)]
+
+
+@lowering("BatchNormalization")
+def _batch_norm(op, ins):
+    x, scale, bias, mean, var = ins[:5]
+    eps = float(op.attrs["epsilon"])
+    dt = x.dtype
+    return [te.compute(x.shape, lambda n, c, *s: (x(n, c, *s) - mean[c]) *
+                       (scale[c] / tirx.sqrt(var[c] + const(eps, dt))) + bias[c],
+                       name="batchnorm")]
+
+
+def _mean_var(x, axes, name):
+    """(mean, var) reduced over `axes` of x with kept dims (population variance)."""
+    keep_shape = [1 if i in axes else int(d) for i, d in enumerate(x.shape)]
+    count = 1
+    for a in axes:
+        count *= int(x.shape[a])
+
+    def reduced_index(idx, raxes):
+        it = iter(raxes)
+        return [next(it) if i in axes else idx[i] for i in range(len(x.shape))]
+
+    r1 = [te.reduce_axis((0, int(x.shape[a])), name=f"r{a}") for a in axes]
+    s = te.compute(keep_shape, lambda *i: te.sum(x(*reduced_index(i, r1)), axis=r1),
+                   name=f"{name}_sum")
+    mean = te.compute(keep_shape, lambda *i: s(*i) / const(count, x.dtype), name=f"{name}_mean")
+    r2 = [te.reduce_axis((0, int(x.shape[a])), name=f"q{a}") for a in axes]
+
+    def sq(*i):
+        d = x(*reduced_index(i, r2)) - mean(*i)
+        return te.sum(d * d, axis=r2)
+    ss = te.compute(keep_shape, sq, name=f"{name}_sqsum")
+    var = te.compute(keep_shape, lambda *i: ss(*i) / const(count, x.dtype), name=f"{name}_var")
+    return mean, var
+
+
+def _kept(idx, axes):
+    return [0 if i in axes else v for i, v in enumerate(idx)]
+
+
+@lowering("InstanceNormalization")
+def _instance_norm(op, ins):
+    x, scale, bias = ins[:3]
+    axes = list(range(2, len(x.shape)))
+    mean, var = _mean_var(x, axes, "inorm")
+    eps = const(float(op.attrs["epsilon"]), x.dtype)
+
+    def body(*i):
+        k = _kept(i, axes)
+        return (x(*i) - mean(*k)) / tirx.sqrt(var(*k) + eps) * scale[i[1]] + bias[i[1]]
+    return [te.compute(x.shape, body, name="instnorm")]
+
+
+@lowering("LayerNormalization")
+def _layer_norm(op, ins):
+    x, scale, bias = ins[0], ins[1], ins[2] if len(ins) > 2 else None
+    axis = int(op.attrs["axis"])
+    axes = list(range(axis, len(x.shape)))
+    mean, var = _mean_var(x, axes, "lnorm")
+    eps = const(float(op.attrs["epsilon"]), x.dtype)
+
+    def body(*i):
+        k = _kept(i, axes)
+        y = (x(*i) - mean(*k)) / tirx.sqrt(var(*k) + eps) * scale(*bcast_index(scale, i))
+        return y + bias(*bcast_index(bias, i)) if bias is not None else y
+    return [te.compute(x.shape, body, name="layernorm")]
+
+
+@lowering("LRN")
+def _lrn(op, ins):
+    x = ins[0]
+    size = int(op.attrs["size"])
+    alpha, beta, bias = (float(op.attrs[k]) for k in ("alpha", "beta", "bias"))
+    channels = int(x.shape[1])
+    lo = (size - 1) // 2                       # window [c - floor((s-1)/2), c + ceil((s-1)/2)]
+    r = te.reduce_axis((0, size), name="r")
+    dt = x.dtype
+
+    def sqsum(n, c, *s):
+        ch = c - lo + r
+        v = x(n, tirx.max(tirx.min(ch, channels - 1), 0), *s)
+        return te.sum(tirx.if_then_else(tirx.all(ch >= 0, ch < channels), v * v, const(0, dt)),
+                      axis=r)
+    ss = te.compute(x.shape, sqsum, name="lrn_sqsum")
+    return [te.compute(x.shape, lambda *i: x(*i) / tirx.power(
+        const(bias, dt) + const(alpha / size, dt) * ss(*i), const(beta, dt)), name="lrn")]

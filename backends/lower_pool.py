@@ -1,0 +1,217 @@
+"""TE lowerings of pooling, reductions, arg-reductions and softmax: MaxPool, AveragePool
+(ceil_mode windows clipped, count_include_pad as onnxruntime), GlobalAverage/MaxPool,
+Reduce*, ArgMax/ArgMin (first or last index on ties), Softmax, LogSoftmax."""
+from __future__ import annotations
+
+import math
+
+from tvm import te, tirx
+
+from .lower_elementwise import const, is_float_dtype, out_type
+from .tvm_lower import lowering
+
+
+def lowest(dtype):
+    return const(-math.inf, dtype) if is_float_dtype(dtype) else tirx.min_value(dtype)
+
+
+def highest(dtype):
+    return const(math.inf, dtype) if is_float_dtype(dtype) else tirx.max_value(dtype)
+
+
+def _windows(op, x, shape):
+    """Reduce axes and, per output index, source positions + validity for a pooling window."""
+    nsp = len(shape) - 2
+    kshape = op.attrs["kernel_shape"]
+    strides, pads = op.attrs["strides"], op.attrs["pads"]
+    dil = op.attrs.get("dilations") or [1] * nsp
+    isz = [int(d) for d in x.shape[2:]]
+    rk = [te.reduce_axis((0, k), name=f"rk{i}") for i, k in enumerate(kshape)]
+
+    def positions(o):
+        src, conds = [], []
+        for i in range(nsp):
+            p = o[i] * strides[i] - pads[i] + rk[i] * dil[i]
+            src.append(tirx.max(tirx.min(p, isz[i] - 1), 0))
+            conds += [p >= 0, p < isz[i]]
+        return src, tirx.all(*conds)
+    return rk, positions
+
+
+@lowering("MaxPool")
+def _max_pool(op, ins):
+    x = ins[0]
+    shape, dt = out_type(op)
+    rk, positions = _windows(op, x, shape)
+
+    def body(n, c, *o):
+        src, ok = positions(o)
+        return te.max(tirx.if_then_else(ok, x(n, c, *src), lowest(dt)), axis=rk)
+    return [te.compute(shape, body, name="maxpool")]
+
+
+@lowering("AveragePool")
+def _avg_pool(op, ins):
+    x = ins[0]
+    shape, dt = out_type(op)
+    nsp = len(shape) - 2
+    rk, positions = _windows(op, x, shape)
+    kshape, strides, pads = op.attrs["kernel_shape"], op.attrs["strides"], op.attrs["pads"]
+    include_pad = int(op.attrs["count_include_pad"])
+    isz = [int(d) for d in x.shape[2:]]
+
+    def total(n, c, *o):
+        src, ok = positions(o)
+        return te.sum(tirx.if_then_else(ok, x(n, c, *src), const(0, dt)), axis=rk)
+    s = te.compute(shape, total, name="avgpool_sum")
+
+    def divide(n, c, *o):
+        count = 1
+        for i in range(nsp):
+            start = o[i] * strides[i] - pads[i]
+            if include_pad:   # window clipped to the padded extent (ceil_mode overhang excluded)
+                n_i = tirx.min(start + kshape[i], isz[i] + pads[nsp + i]) - start
+            else:
+                n_i = tirx.min(start + kshape[i], isz[i]) - tirx.max(start, 0)
+            count = count * n_i
+        return s(n, c, *o) / count.astype(dt) if not isinstance(count, int) else \
+            s(n, c, *o) / const(count, dt)
+    return [te.compute(shape, divide, name="avgpool")]
+
+
+def _reduce_map(x, axes, keepdims, raxes):
+    """Source index of x for an output index: reduced axes take the reduce variables."""
+    def src(idx):
+        it_r, it_o, out = iter(raxes), iter(idx), []
+        for i in range(len(x.shape)):
+            if i in axes:
+                out.append(next(it_r))
+                if keepdims:
+                    next(it_o)
+            else:
+                out.append(next(it_o))
+        return out
+    return src
+
+
+def reduce_compute(op, x, axes, keepdims, combine, name, pre=None, shape=None):
+    shape = shape if shape is not None else out_type(op)[0]
+    raxes = [te.reduce_axis((0, int(x.shape[a])), name=f"r{a}") for a in axes]
+    src = _reduce_map(x, axes, keepdims, raxes)
+
+    def body(*idx):
+        v = x(*src(idx))
+        return combine(pre(v, idx) if pre else v, raxes)
+    return te.compute(shape, body, name=name)
+
+
+def _prod_reducer():
+    return te.comm_reducer(lambda a, b: a * b, lambda t: const(1, t), name="prod")
+
+
+def _count(x, axes):
+    return math.prod(int(x.shape[a]) for a in axes)
+
+
+@lowering("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
+          "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp")
+def _reduce(op, ins):
+    x = ins[0]
+    shape, dt = out_type(op)
+    axes, keep = list(op.attrs["axes"]), int(op.attrs["keepdims"])
+    kind = op.kind[len("Reduce"):]
+    sum_ = lambda v, r: te.sum(v, axis=r)
+    if kind == "Sum":
+        return [reduce_compute(op, x, axes, keep, sum_, "reduce_sum")]
+    if kind == "Mean":
+        s = reduce_compute(op, x, axes, keep, sum_, "reduce_sum")
+        n = _count(x, axes)
+        return [te.compute(shape, lambda *i: s(*i) / const(n, dt), name="reduce_mean")]
+    if kind == "Max":
+        return [reduce_compute(op, x, axes, keep, lambda v, r: te.max(v, axis=r), "reduce_max")]
+    if kind == "Min":
+        return [reduce_compute(op, x, axes, keep, lambda v, r: te.min(v, axis=r), "reduce_min")]
+    if kind == "Prod":
+        prod = _prod_reducer()
+        return [reduce_compute(op, x, axes, keep, lambda v, r: prod(v, axis=r), "reduce_prod")]
+    if kind == "L1":
+        return [reduce_compute(op, x, axes, keep, sum_, "reduce_l1",
+                               pre=lambda v, i: tirx.abs(v))]
+    if kind == "SumSquare":
+        return [reduce_compute(op, x, axes, keep, sum_, "reduce_sumsq", pre=lambda v, i: v * v)]
+    if kind == "L2":
+        s = reduce_compute(op, x, axes, keep, sum_, "reduce_sumsq", pre=lambda v, i: v * v)
+        if is_float_dtype(dt):
+            return [te.compute(shape, lambda *i: tirx.sqrt(s(*i)), name="reduce_l2")]
+        return [te.compute(shape, lambda *i: tirx.sqrt(s(*i).astype("float64")).astype(dt),
+                           name="reduce_l2")]
+    # LogSumExp, stabilized: m + log(sum(exp(x - m)))
+    m = reduce_compute(op, x, axes, keep, lambda v, r: te.max(v, axis=r), "lse_max")
+    s = reduce_compute(op, x, axes, keep, sum_, "lse_sum",
+                       pre=lambda v, i: tirx.exp(v - m(*i)))
+    return [te.compute(shape, lambda *i: m(*i) + tirx.log(s(*i)), name="reduce_lse")]
+
+
+@lowering("GlobalAveragePool", "GlobalMaxPool")
+def _global_pool(op, ins):
+    x = ins[0]
+    shape, dt = out_type(op)
+    axes = list(range(2, len(x.shape)))
+    if op.kind == "GlobalMaxPool":
+        return [reduce_compute(op, x, axes, 1, lambda v, r: te.max(v, axis=r), "gmaxpool")]
+    s = reduce_compute(op, x, axes, 1, lambda v, r: te.sum(v, axis=r), "gavgpool_sum")
+    n = _count(x, axes)
+    return [te.compute(shape, lambda *i: s(*i) / const(n, dt), name="gavgpool")]
+
+
+@lowering("ArgMax", "ArgMin")
+def _arg_reduce(op, ins):
+    x = ins[0]
+    axis, keep = int(op.attrs["axis"]), int(op.attrs["keepdims"])
+    last = int(op.attrs["select_last_index"])
+    is_max = op.kind == "ArgMax"
+    dt = x.dtype
+
+    def better(v1, v0):
+        return v1 > v0 if is_max else v1 < v0
+
+    def fcombine(a, b):          # a = accumulator (idx, val), b = new element
+        i0, v0 = a
+        i1, v1 = b
+        tie_wins = (i1 > i0) if last else (i1 < i0)
+        take = tirx.Or(better(v1, v0), tirx.And(v1 == v0, tie_wins))
+        return tirx.Select(take, i1, i0), tirx.Select(take, v1, v0)
+
+    def fidentity(t0, t1):
+        start = const(-1, t0) if last else tirx.max_value(t0)
+        return start, (lowest(t1) if is_max else highest(t1))
+    reducer = te.comm_reducer(fcombine, fidentity, name="argreduce")
+    r = te.reduce_axis((0, int(x.shape[axis])), name="r")
+    src = _reduce_map(x, [axis], keep, [r])
+    shape, out_dt = out_type(op)
+    in_shape = [int(d) for d in x.shape]
+    red_shape = [1 if i == axis else d for i, d in enumerate(in_shape)] if keep else \
+        [d for i, d in enumerate(in_shape) if i != axis]
+    pair = te.compute(red_shape, lambda *i: reducer((r.var, x(*src(i))), axis=r),
+                      name="argreduce")
+    return [te.compute(shape, lambda *i: pair[0](*i).astype(out_dt), name=op.kind.lower())]
+
+
+@lowering("Softmax", "LogSoftmax")
+def _softmax(op, ins):
+    x = ins[0]
+    axis = int(op.attrs["axis"])
+    rank = len(x.shape)
+    keep_shape = [1 if i == axis else int(d) for i, d in enumerate(x.shape)]
+    m = reduce_compute(op, x, [axis], 1, lambda v, r: te.max(v, axis=r), "softmax_max",
+                       shape=keep_shape)
+
+    def kept(i):
+        return [0 if a == axis else i[a] for a in range(rank)]
+    s = reduce_compute(op, x, [axis], 1, lambda v, r: te.sum(v, axis=r), "softmax_sum",
+                       pre=lambda v, i: tirx.exp(v - m(*i)), shape=keep_shape)
+    if op.kind == "Softmax":
+        return [te.compute(x.shape, lambda *i: tirx.exp(x(*i) - m(*kept(i))) / s(*kept(i)),
+                           name="softmax")]
+    return [te.compute(x.shape, lambda *i: x(*i) - m(*kept(i)) - tirx.log(s(*kept(i))),
+                       name="logsoftmax")]

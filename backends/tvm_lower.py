@@ -1,0 +1,142 @@
+"""Lowering of canonical ops to TVM tensor expressions, one PrimFunc per kernel.
+
+    func = lower_kernel(op, "k3")        # a scheduled tvm.tirx.PrimFunc named k3
+
+A kernel is one top-level op. Its arguments are the op's present operands (in operand order)
+then its results. A `Fused` op is ONE kernel: the TE computes of its body ops are composed and
+the intermediate stages are inlined by the scheduler (backends/tvm_schedule.py). View ops
+(VIEW_KINDS) need no kernel at top level: the host aliases the bytes; inside a Fused body they
+are ordinary index remappings.
+
+Each op kind's rule lives in one family file (backends/lower_*.py) and registers with
+
+    @lowering("Relu")
+    def _relu(op, ins):       # ins: te.Tensor | None per operand; returns one tensor per result
+        ...
+
+Rules read result shapes/dtypes from op.outputs (the IR's types are authoritative) and
+canonical attributes from op.attrs.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from edgecc.errors import ModelError
+from edgecc.ir import Op
+
+VIEW_KINDS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"})
+
+Rule = Callable[[Op, list], list]
+LOWERINGS: dict[str, Rule] = {}
+
+_TVM_DTYPES = {"f32": "float32", "f16": "float16", "f64": "float64", "i8": "int8",
+               "u8": "uint8", "i16": "int16", "u16": "uint16", "i32": "int32",
+               "u32": "uint32", "i64": "int64", "u64": "uint64", "bool": "bool"}
+
+
+def lowering(*kinds: str):
+    def register(fn: Rule) -> Rule:
+        for kind in kinds:
+            assert kind not in LOWERINGS, f"lowering for {kind} registered twice"
+            LOWERINGS[kind] = fn
+        return fn
+    return register
+
+
+def tvm_dtype(short: str) -> str:
+    return _TVM_DTYPES[short]
+
+
+def _load() -> None:
+    if not LOWERINGS:
+        from . import lower_data, lower_elementwise, lower_nn, lower_pool  # noqa: F401
+
+
+def supported_kinds() -> frozenset[str]:
+    _load()
+    return frozenset(LOWERINGS) | {"Fused"}
+
+
+def is_view(op: Op) -> bool:
+    return op.kind in VIEW_KINDS
+
+
+def unsupported(ops: list[Op]) -> list[str]:
+    """Descriptions of the ops (Fused bodies included) that have no lowering."""
+    _load()
+    bad = []
+    for op in ops:
+        if op.kind == "Fused":
+            bad += unsupported(op.attrs["body"].ops)
+        elif op.kind not in LOWERINGS:
+            bad.append(f"{op.describe()}: no TVM lowering for '{op.kind}'")
+    return bad
+
+
+def compute_op(op: Op, ins: list) -> list:
+    """The TE tensors of `op`'s results given TE tensors (or None) for its operands."""
+    _load()
+    if op.kind == "Fused":
+        return _compute_fused(op, ins)
+    rule = LOWERINGS.get(op.kind)
+    if rule is None:
+        raise ModelError(f"{op.describe()}: no TVM lowering for '{op.kind}'")
+    outs = rule(op, ins)
+    assert len(outs) == len(op.outputs), op.kind
+    return outs
+
+
+def _compute_fused(op: Op, ins: list) -> list:
+    body = op.attrs["body"]
+    if body.params:
+        raise ModelError(f"{op.describe()}: Fused body holds weights "
+                         f"({', '.join(p.name for p in body.params)}); they must be operands")
+    env = dict(zip(body.inputs, ins))
+    for inner in body.ops:
+        args = [None if v is None else env[v] for v in inner.inputs]
+        for v, t in zip(inner.outputs, compute_op(inner, args)):
+            env[v] = t
+    return [env[v] for v in body.outputs]
+
+
+def lower_kernel(op: Op, func_name: str):
+    """A scheduled PrimFunc computing `op`, with global symbol `func_name`."""
+    from tvm import te
+
+    from .tvm_schedule import schedule
+    placeholders, ins = [], []
+    for i, v in enumerate(op.inputs):
+        if v is None:
+            ins.append(None)
+            continue
+        p = te.placeholder(v.type.shape, tvm_dtype(v.type.dtype), name=f"in{i}")
+        placeholders.append(p)
+        ins.append(p)
+    outs = compute_op(op, ins)
+    # Every result needs its own computed buffer (a result may alias an operand or another
+    # result, e.g. a Fused body whose output is its input).
+    seen = set(placeholders)
+    final = []
+    for i, t in enumerate(outs):
+        if t in seen or not isinstance(t.op, te.ComputeOp):
+            t = copy_tensor(t, f"out{i}_copy")
+        seen.add(t)
+        final.append(t)
+    func = te.create_prim_func(placeholders + final)
+    func = func.with_attr("global_symbol", func_name)
+    return schedule(func, anchor_kind(op))
+
+
+def copy_tensor(t, name: str):
+    from tvm import te
+    return te.compute(t.shape, lambda *i: t(*i), name=name)
+
+
+def anchor_kind(op: Op) -> str:
+    """The op kind a kernel's schedule is chosen by: its first non-elementwise op."""
+    from .lower_elementwise import ELEMENTWISE_KINDS
+    ops = op.attrs["body"].ops if op.kind == "Fused" else [op]
+    for inner in ops:
+        if inner.kind not in ELEMENTWISE_KINDS and inner.kind not in VIEW_KINDS:
+            return inner.kind
+    return ops[0].kind if ops else op.kind

@@ -1,0 +1,176 @@
+"""Schedules for lowered kernels (tvm.s_tir.Schedule on the PrimFunc of te.create_prim_func).
+
+`schedule(func, anchor)` applies the rule registered for the kernel's anchor op kind (the first
+non-elementwise op, e.g. "Conv"), else the generic CPU schedule:
+
+  1. inline every intermediate injective stage (pads, bias adds, activations, views) into its
+     consumer, so a Fused kernel becomes its reductions plus one output loop nest;
+  2. per remaining block: fuse the leading spatial loops and mark them parallel (when the
+     block does enough work), move the innermost spatial loop of a reduction inside the
+     reduction loops and vectorize it when its extent is a multiple of the vector width;
+  3. compute an injective output stage that follows a reduction inside the reduction's
+     parallel loop (reverse_compute_at) for locality.
+
+Only spatial loops are parallelized or vectorized, so every output element is computed by
+one thread in a fixed order: results do not depend on the thread count.
+
+Add a tuned schedule for an op class with
+
+    @schedule_rule("Conv")
+    def conv_schedule(sch: Schedule) -> None: ...
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from tvm.s_tir import Schedule
+
+SCHEDULE_RULES: dict[str, Callable[[Schedule], None]] = {}
+
+PARALLEL_MIN_WORK = 1 << 14       # iterations below which threading costs more than it gains
+PARALLEL_MIN_EXTENT = 64          # fuse leading spatial loops until this many parallel chunks
+VECTOR_LANES = 8                  # f32 lanes of AVX2 (two NEON registers on arm64)
+
+
+def schedule_rule(kind: str):
+    def register(fn):
+        SCHEDULE_RULES[kind] = fn
+        return fn
+    return register
+
+
+def schedule(func, anchor: str | None = None):
+    sch = Schedule(func)
+    rule = SCHEDULE_RULES.get(anchor or "")
+    (rule or generic_schedule)(sch)
+    return sch.mod["main"]
+
+
+def generic_schedule(sch: Schedule) -> None:
+    inline_injective(sch)
+    root = sch.get_sblock("root")
+    blocks = sch.get_child_blocks(root)
+    outer_of: dict[str, object] = {}
+    for blk in blocks:
+        name = sch.get(blk).name_hint
+        if _is_reduction(sch, blk):
+            outer_of[name] = _schedule_reduction(sch, blk)
+        else:
+            producer = _reduction_producer(sch, blk)
+            if producer is not None and outer_of.get(producer[0]) is not None:
+                try:
+                    sch.reverse_compute_at(blk, outer_of[producer[0]])
+                    continue
+                except Exception:      # not all consumers can move; schedule them standalone
+                    pass
+            _schedule_injective(sch, blk)
+
+
+def inline_injective(sch: Schedule) -> None:
+    """compute_inline every non-output injective block (until nothing changes)."""
+    root = sch.get_sblock("root")
+    changed = True
+    while changed:
+        changed = False
+        outputs = {sch.get(b).name_hint for b in sch.get_output_blocks(root)}
+        for blk in sch.get_child_blocks(root):
+            if sch.get(blk).name_hint in outputs or _is_reduction(sch, blk):
+                continue
+            try:
+                sch.compute_inline(blk)
+                changed = True
+                break
+            except Exception:         # e.g. a stage read by several consumers at offsets
+                continue
+
+
+def _iter_types(sch, blk):
+    return [int(iv.iter_type) for iv in sch.get(blk).iter_vars]    # 0 spatial, 2 reduce
+
+
+def _is_reduction(sch, blk) -> bool:
+    return any(t != 0 for t in _iter_types(sch, blk))
+
+
+def _reduction_producer(sch, blk):
+    prods = [p for p in sch.get_producers(blk) if _is_reduction(sch, p)]
+    return (sch.get(prods[0]).name_hint,) if len(prods) == 1 else None
+
+
+def _extents(sch, loops):
+    out = []
+    for lp in loops:
+        ext = sch.get(lp).extent
+        out.append(int(ext) if hasattr(ext, "value") or isinstance(ext, int) else None)
+    return out
+
+
+def _parallelize(sch, loops, extents):
+    """Fuse leading loops up to PARALLEL_MIN_EXTENT and mark parallel; returns the loop."""
+    work = 1
+    for e in extents:
+        work *= e
+    if not loops or work < PARALLEL_MIN_WORK:
+        return loops[0] if loops else None
+    n, prod = 0, 1
+    while n < len(loops) and prod < PARALLEL_MIN_EXTENT:
+        prod *= extents[n]
+        n += 1
+    fused = sch.fuse(*loops[:n]) if n > 1 else loops[0]
+    if prod > 1:
+        sch.parallel(fused)
+    return fused
+
+
+def _schedule_injective(sch, blk):
+    loops = sch.get_loops(blk)
+    if not loops:
+        return
+    ext = _extents(sch, loops)
+    inner = None
+    if len(loops) > 1 and ext[-1] % VECTOR_LANES == 0:
+        inner = loops[-1]
+    outer = _parallelize(sch, loops[:-1] if inner is not None else loops,
+                         ext[:-1] if inner is not None else ext)
+    if inner is not None:
+        _, vec = sch.split(inner, [None, VECTOR_LANES])
+        _try(sch.vectorize, vec)
+    return outer
+
+
+def _schedule_reduction(sch, blk):
+    loops = sch.get_loops(blk)
+    kinds = _iter_types(sch, blk)
+    if len(loops) != len(kinds):        # not the plain loop nest of a te.compute
+        return None
+    spatial = [lp for lp, k in zip(loops, kinds) if k == 0]
+    reduce_ = [lp for lp, k in zip(loops, kinds) if k != 0]
+    if not spatial:
+        return None
+    ext = _extents(sch, spatial)
+    vec = None
+    if len(spatial) > 1 and ext[-1] % VECTOR_LANES == 0:
+        # innermost spatial loop -> [outer, lanes]; lanes go inside the reduction loops
+        o, vec = sch.split(spatial[-1], [None, VECTOR_LANES])
+        sch.reorder(*spatial[:-1], o, *reduce_, vec)
+        spatial = spatial[:-1] + [o]
+        ext = ext[:-1] + [ext[-1] // VECTOR_LANES]
+    par_loops, par_ext = spatial, ext
+    if vec is not None and len(spatial) > 1:
+        par_loops, par_ext = spatial[:-1], ext[:-1]
+    outer = _parallelize(sch, par_loops, par_ext)
+    if vec is not None:
+        try:
+            first_reduce = sch.get_loops(blk)[len(sch.get_loops(blk)) - len(reduce_) - 1]
+            sch.decompose_reduction(blk, first_reduce)
+            sch.vectorize(vec)
+        except Exception:
+            pass
+    return outer
+
+
+def _try(fn, *args):
+    try:
+        fn(*args)
+    except Exception:
+        pass
