@@ -32,7 +32,10 @@ UNARY_OPS = frozenset({
 BINARY_OPS = frozenset({
     "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Equal", "Less", "Greater",
     "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor", "Mod", "Where", "PRelu"})
-ELEMENTWISE_OPS = UNARY_OPS | BINARY_OPS
+# BatchNormalization (inference) is elementwise with per-channel constants. Normalizations that
+# read a whole row before writing it (Softmax, Layer/InstanceNormalization) are left out: their
+# in-place safety would depend on the kernel's loop order.
+ELEMENTWISE_OPS = UNARY_OPS | BINARY_OPS | {"BatchNormalization"}
 
 
 def is_elementwise_kernel(op: Op) -> bool:

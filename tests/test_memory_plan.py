@@ -259,6 +259,16 @@ def test_inplace_with_broadcast_only_into_full_shape_operand():
     assert lv.inplace == {"scale_out0": "c1_out0"}
 
 
+def test_inplace_batchnorm_but_not_softmax():
+    b = G()
+    x = b.input("x", (1, 4, 8, 8))
+    a = b.conv(x, 4, "c1")
+    bn = b.op("BatchNormalization", [a] + [b.param(f"bn{i}", (4,)) for i in range(4)], "bn")
+    sm = b.op("Softmax", [bn], "sm", axis=1)      # reads a whole row before writing it
+    y = b.conv(sm, 4, "c2")
+    assert analyze(b.out(y), inplace=True).inplace == {"bn_out0": "c1_out0"}
+
+
 def test_no_inplace_across_element_sizes_or_shapes():
     b = G()
     x = b.input("x", (1, 4, 8, 8))
@@ -510,26 +520,19 @@ def test_enforce_max_arena():
 
 # ---- whole models --------------------------------------------------------------------------
 
-LIGHT = os.path.join(os.path.dirname(__import__("onnx").__file__), "backend/test/data/light")
-MODELS = {
-    "squeezenet": (os.path.join(LIGHT, "light_squeezenet.onnx"), None),
-    "shufflenet": (os.path.join(LIGHT, "light_shufflenet.onnx"), None),
-    "ppocr_cls": ("/work/shared/models/ch_ppocr_mobile_v2.0_cls_infer.onnx",
-                  {"x": (1, 3, 48, 192)}),
-    "ppocr_det": ("/work/shared/models/ch_PP-OCRv4_det_infer.onnx", {"x": (1, 3, 320, 320)}),
-    "resnet50": (os.path.join(LIGHT, "light_resnet50.onnx"), None),
-    "inception_v1": (os.path.join(LIGHT, "light_inception_v1.onnx"), None),
-    "densenet121": (os.path.join(LIGHT, "light_densenet121.onnx"), None),
-}
+MODELS = ("squeezenet", "ppocr_cls", "shufflenet", "resnet50", "inception_v1", "inception_v2",
+          "densenet121", "vgg19", "bvlc_alexnet", "zfnet512", "ppocr_det")
 FAST = ("squeezenet", "ppocr_cls", "shufflenet")
 
 
 def import_model(name):
+    """The imported zoo model (weights as shipped: their values do not matter here)."""
+    zoo = pytest.importorskip("edgecc.zoo")
     onnx_import = pytest.importorskip("edgecc.onnx_import")
-    path, shapes = MODELS[name]
+    path = zoo.source_path(name)
     if not os.path.exists(path):
         pytest.skip(f"{path} not present")
-    return onnx_import.import_onnx(path, shapes)
+    return onnx_import.import_onnx(str(path), zoo.default_input_shapes(name))
 
 
 @pytest.mark.parametrize("name", [
