@@ -1,0 +1,136 @@
+"""fuse-kernels: group ops that one loop nest can compute into `Fused` ops (one kernel each).
+
+Three kinds of group, formed in this order over the whole graph:
+  1. anchor + epilogue: Conv/ConvTranspose/Gemm/MatMul followed by elementwise ops computed
+     on its result's index space (bias, BN leftovers, activations, residual Add + activation);
+  2. reduction + prologue: GlobalAverage/MaxPool, Reduce*, Softmax/LogSoftmax with the
+     elementwise ops that produce their input, when nothing else reads those values;
+  3. elementwise chains: elementwise ops with the same result shape (operands may broadcast).
+A value read outside its group, or a graph output, stays a result of the Fused op, so no
+value is lost; an op whose operand depends on the group through an outside op never joins
+(that would make a cycle). Single ops are left as they are.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgecc.ir import Graph, Op, Value
+from edgecc.opdef import check_op
+from edgecc.ops import ELEMENTWISE_KINDS, REDUCE_KINDS
+from edgecc.pass_manager import register_pass
+
+ANCHORS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+REDUCTIONS = ("GlobalAveragePool", "GlobalMaxPool", "Softmax", "LogSoftmax") + REDUCE_KINDS
+ELEMENTWISE = frozenset(ELEMENTWISE_KINDS) - {"Identity", "Dropout"}
+
+_SHORT = {"Conv": "conv", "ConvTranspose": "deconv", "Gemm": "gemm", "MatMul": "matmul",
+          "GlobalAveragePool": "gap", "GlobalMaxPool": "gmp", "HardSwish": "hswish",
+          "HardSigmoid": "hsigmoid", "LeakyRelu": "lrelu", "BatchNormalization": "bn"}
+
+
+def kernel_label(ops: list[Op]) -> str:
+    return "_".join(_SHORT.get(op.kind, op.kind.lower()) for op in ops)
+
+
+def grow_forward(graph: Graph, seed: Op, max_ops: int) -> list[Op]:
+    """The seed plus the elementwise ops after it that compute on the seed result's index
+    space from values of the group (and outside values that do not depend on the group)."""
+    shape = seed.output.type.shape
+    index = {op: i for i, op in enumerate(graph.ops)}
+    users = graph.users()
+    group, inside, tainted = [seed], set(seed.outputs), set()
+
+    def last_reader() -> int:
+        return max((index[u] for v in inside for u in users.get(v, [])), default=-1)
+
+    i, end = index[seed] + 1, last_reader()
+    while i <= end and i < len(graph.ops) and len(group) < max_ops:
+        op = graph.ops[i]
+        reads = [v for v in op.inputs if v is not None]
+        if any(v in inside or v in tainted for v in reads):
+            if (op.kind in ELEMENTWISE and len(op.outputs) == 1
+                    and op.output.type.shape == shape
+                    and not any(v in tainted for v in reads)):
+                group.append(op)
+                inside.update(op.outputs)
+                end = max(end, last_reader())
+            else:
+                tainted.update(op.outputs)
+        i += 1
+    return group
+
+
+def grow_backward(graph: Graph, sink: Op, max_ops: int) -> list[Op]:
+    """The sink plus the elementwise ops producing its input (on its input's index space)
+    whose results nobody outside the group reads."""
+    shape = sink.inputs[0].type.shape
+    users = graph.users()
+    group, frontier = {sink}, [sink.inputs[0]]
+    while frontier and len(group) < max_ops:
+        v = frontier.pop()
+        p = v.producer
+        if (p is None or p in group or p.kind not in ELEMENTWISE or len(p.outputs) != 1
+                or p.output.type.shape != shape or v in graph.outputs
+                or any(u not in group for u in users.get(v, []))):
+            continue
+        group.add(p)
+        frontier.extend(x for x in p.inputs if x is not None and x.data is None)
+    return [op for op in graph.ops if op in group]
+
+
+def make_fused(graph: Graph, group: list[Op]) -> Op:
+    """A Fused op computing `group` (in op order); its results are the group's values read
+    outside it (or graph outputs), in the outer graph's Value objects."""
+    members = set(group)
+    inside = {v for op in group for v in op.outputs}
+    readers_outside = {v for op in graph.ops if op not in members
+                       for v in op.inputs if v in inside}
+    results = [v for op in group for v in op.outputs
+               if v in readers_outside or v in graph.outputs]
+    operands: list[Value] = []
+    for op in group:
+        for v in op.inputs:
+            if v is not None and v not in inside and v not in operands:
+                operands.append(v)
+    mapping = {v: Value(v.name, v.type) for v in operands}
+    body = Graph(kernel_label(group), inputs=[mapping[v] for v in operands])
+    for op in group:
+        outs = [Value(v.name, v.type) for v in op.outputs]
+        mapping.update(zip(op.outputs, outs))
+        body.ops.append(Op(op.kind, [None if v is None else mapping[v] for v in op.inputs],
+                           outs, dict(op.attrs), op.name, op.loc))
+    body.outputs = [mapping[v] for v in results]
+    fused = Op("Fused", operands, results, {"body": body, "kernel": body.name},
+               name=group[0].name, loc=group[0].loc)
+    check_op(fused)
+    return fused
+
+
+def replace_group(graph: Graph, group: list[Op], fused: Op) -> None:
+    members = set(group)
+    pos = graph.ops.index(group[-1])
+    graph.ops[pos] = fused
+    graph.ops = [op for op in graph.ops if op not in members]
+    graph.topo_sort()
+
+
+@register_pass
+@dataclass(frozen=True)
+class FuseKernels:
+    name = "fuse-kernels"
+    tolerance = 1e-5
+    max_ops: int = 16            # ops per kernel
+
+    def run(self, graph, ctx) -> bool:
+        changed = False
+        phases = [(ANCHORS, grow_forward), (REDUCTIONS, grow_backward),
+                  (ELEMENTWISE, grow_forward)]
+        for kinds, grow in phases:
+            for op in list(graph.ops):
+                if op.kind not in kinds or op not in graph.ops:
+                    continue
+                group = grow(graph, op, self.max_ops)
+                if len(group) > 1:
+                    replace_group(graph, group, make_fused(graph, group))
+                    changed = True
+        return changed
