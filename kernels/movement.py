@@ -8,7 +8,8 @@ from .registry import kernel
 
 
 def _out(a) -> np.ndarray:
-    return np.ascontiguousarray(a)
+    a = np.asarray(a)   # not np.ascontiguousarray: it turns a 0-d result into shape [1]
+    return a if a.flags.c_contiguous else a.copy()
 
 
 @kernel("Reshape")
