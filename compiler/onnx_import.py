@@ -262,7 +262,7 @@ class _Importer:
             t = TensorType.of(array)
         except ValueError as e:
             raise ctx.error(str(e)) from None
-        return Value(name, t, data=np.ascontiguousarray(array))
+        return Value(name, t, data=_contiguous(array))
 
     def emit(self, ctx: NodeCtx, kind, inputs, attrs, outs, suffix) -> list[Value]:
         name = ctx.name + suffix
@@ -280,6 +280,10 @@ class _Importer:
             folded = self._fold(op, ctx)
             if folded is not None:
                 return folded
+        else:   # an operand whose folding failed explains why this result is not constant
+            why = next((self.fold_failed[v] for v in present if v in self.fold_failed), None)
+            if why:
+                self.fold_failed.update((o, why) for o in op.outputs)
         self.graph.ops.append(op)
         return op.outputs
 
@@ -301,7 +305,7 @@ class _Importer:
                     self.fold_failed[o] = (f"kernel for {op.kind} returned {a.dtype}{list(a.shape)}"
                                            f", expected {v.type}")
                 return None
-            result.append(Value(v.name, v.type, data=np.ascontiguousarray(a)))
+            result.append(Value(v.name, v.type, data=_contiguous(a)))
         return result
 
     def _finish(self):
@@ -316,6 +320,11 @@ class _Importer:
         verify_graph(g)
         g.onnx_node_count = len(self.g.node)
         g.onnx_opset = self.opset
+
+
+def _contiguous(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)       # not np.ascontiguousarray: it turns a 0-d array into shape [1]
+    return a if a.flags.c_contiguous else a.copy()
 
 
 def _show(declared) -> str:

@@ -107,7 +107,7 @@ _UNARY = ["Relu", "Sigmoid", "Tanh", "Erf", "Sqrt", "Exp", "Log", "Neg", "Abs", 
           "Not", "Identity"]
 _BINARY = ["Add", "Sub", "Mul", "Div", "Pow", "Equal", "Less", "Greater", "LessOrEqual",
            "GreaterOrEqual", "And", "Or", "Xor", "Where", "PRelu", "Max", "Min", "Sum", "Mean",
-           "MatMul", "GatherElements"]
+           "MatMul"]
 _ATTRS = {  # ops whose ONNX attributes carry over unchanged
     "LeakyRelu": ("alpha",), "Elu": ("alpha",), "Selu": ("alpha", "gamma"),
     "HardSigmoid": ("alpha", "beta"), "Gelu": ("approximate",), "Mod": ("fmod",),
@@ -241,9 +241,9 @@ def _conv_transpose(ctx):
             if total < 0:           # the requested size is reached with extra output padding
                 out_pad[k] -= total
                 total = 0
-            # onnxruntime's split: the extra pixel of an odd total goes to the end, unless
-            # SAME_UPPER puts it at the beginning
-            head = total - total // 2 if auto == "SAME_UPPER" else total // 2
+            # the ONNX split (as onnxruntime does it): an odd total puts the extra pixel at the
+            # end for SAME_UPPER, at the beginning otherwise
+            head = total // 2 if auto == "SAME_UPPER" else total - total // 2
             begins.append(head)
             ends.append(total - head)
         pads = begins + ends
@@ -418,7 +418,7 @@ def _flatten(ctx):
     axis = int(ctx.attr("axis", 1))
     if not -x.type.rank <= axis <= x.type.rank:
         raise ctx.error(f"axis {axis} is out of range for rank {x.type.rank}")
-    return ctx.emit("Flatten", [x], {"axis": axis % (x.type.rank + 1) if axis < 0 else axis},
+    return ctx.emit("Flatten", [x], {"axis": axis + x.type.rank if axis < 0 else axis},
                     [ctx.out(0)])
 
 
@@ -541,10 +541,10 @@ def _slice(ctx):
                                        steps=steps), [ctx.out(0)])
 
 
-@converter("Gather")
+@converter("Gather", "GatherElements")
 def _gather(ctx):
     x = ctx.input(0, "data")
-    return ctx.emit("Gather", [x, ctx.input(1, "indices")],
+    return ctx.emit(ctx.kind, [x, ctx.input(1, "indices")],
                     {"axis": _axis(ctx, ctx.attr("axis", 0), x.type.rank)}, [ctx.out(0)])
 
 

@@ -1,0 +1,41 @@
+"""Shared fixtures: zoo model files, materialized once and cached across test sessions.
+
+The cache lives in `$EDGECC_ZOO_CACHE` or `<tmp>/edgecc-zoo-cache`; materialized files are
+keyed by the weight recipe (see compiler/zoo.py), so a stale file is never reused.
+"""
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+
+def zoo_cache_dir() -> Path:
+    return Path(os.environ.get("EDGECC_ZOO_CACHE")
+                or Path(tempfile.gettempdir()) / "edgecc-zoo-cache")
+
+
+@pytest.fixture(scope="session")
+def zoo_path():
+    """zoo_path(name) -> Path of a runnable .onnx for zoo model `name` (realistic weights)."""
+    from edgecc import zoo
+
+    def get(name: str) -> Path:
+        path = zoo.materialize(name, zoo_cache_dir())
+        if not Path(path).is_file():
+            pytest.skip(f"zoo model {name} not available")
+        return Path(path)
+    return get
+
+
+@pytest.fixture(scope="session")
+def zoo_source():
+    """zoo_source(name) -> Path of the model file as shipped (skips if it is missing)."""
+    from edgecc import zoo
+
+    def get(name: str) -> Path:
+        path = zoo.source_path(name)
+        if not path.is_file():
+            pytest.skip(f"{path} not available")
+        return path
+    return get
