@@ -11,6 +11,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from onnx import helper, numpy_helper
 
 from edgecc.dtypes import dtype_to_onnx, numpy_to_dtype, onnx_to_dtype
@@ -666,3 +668,81 @@ def test_count_flops():
     assert count_flops(build_op("Reshape", [V(2, 6)], {"shape": [3, 4]})) == 0
     assert count_flops(build_op("MaxPool", [V(1, 2, 4, 4)], {"kernel_shape": [2, 2],
                                                              "strides": [2, 2]})) == 8 * 4
+
+
+# ---- random configurations: we accept exactly what onnxruntime runs, with its shapes ----------
+
+
+def _agree(kind, inputs, attrs):
+    """Either both onnxruntime and edgecc reject the configuration, or shapes agree."""
+    try:
+        expected = [(d, tuple(s)) for d, s in ort_types(kind, inputs, attrs)]
+    except Exception:           # onnxruntime refuses: so must we
+        expected = None
+    if expected and any(0 in s for _, s in expected):
+        expected = None         # onnxruntime returns an empty tensor; we reject empty results
+    try:
+        got = our_types(kind, inputs, attrs)
+    except OpRuleError:
+        got = None
+    assert got == expected, (kind, [i.shape for i in inputs if i is not None], attrs)
+
+
+@st.composite
+def window_configs(draw, max_k=2):
+    k = draw(st.integers(1, max_k))
+    spatial = draw(st.lists(st.integers(1, 9), min_size=k, max_size=k))
+    kernel = draw(st.lists(st.integers(1, 4), min_size=k, max_size=k))
+    return {"spatial": spatial, "kernel_shape": kernel,
+            "strides": draw(st.lists(st.integers(1, 3), min_size=k, max_size=k)),
+            "pads": draw(st.lists(st.integers(0, 3), min_size=2 * k, max_size=2 * k)),
+            "dilations": draw(st.lists(st.integers(1, 3), min_size=k, max_size=k))}
+
+
+SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(cfg=window_configs(), group=st.sampled_from([1, 2]), cin=st.integers(1, 2))
+def test_random_conv(cfg, group, cin):
+    spatial = cfg.pop("spatial")
+    c, m = cin * group, 2 * group
+    x, w = rand(1, c, *spatial), rand(m, cin, *cfg["kernel_shape"])
+    _agree("Conv", [x, w], dict(cfg, group=group))
+
+
+@SETTINGS
+@given(cfg=window_configs(), ceil=st.sampled_from([0, 1]),
+       kind=st.sampled_from(["MaxPool", "AveragePool"]))
+def test_random_pool(cfg, ceil, kind):
+    spatial = cfg.pop("spatial")
+    if kind == "AveragePool":
+        cfg.pop("dilations")
+    attrs, x = dict(cfg, ceil_mode=ceil), rand(1, 2, *spatial)
+    k = len(spatial)
+    dil = cfg.get("dilations", [1] * k)
+    if not ceil and any((kern - 1) * d + 1 > n + cfg["pads"][i] + cfg["pads"][k + i]
+                        for i, (kern, d, n) in enumerate(zip(cfg["kernel_shape"], dil, spatial))):
+        # the window is larger than the padded input: ONNX's floor formula gives size 0
+        # (rejected), while onnxruntime's truncating division makes 1 overhanging window
+        with pytest.raises(OpRuleError, match="output size would be|must be smaller"):
+            our_types(kind, [x], attrs)
+        return
+    _agree(kind, [x], attrs)
+
+
+@SETTINGS
+@given(cfg=window_configs(), data=st.data())
+def test_random_conv_transpose(cfg, data):
+    spatial = cfg.pop("spatial")
+    k = len(spatial)
+    cfg["output_padding"] = data.draw(st.lists(st.integers(0, 2), min_size=k, max_size=k))
+    _agree("ConvTranspose", [rand(1, 2, *spatial), rand(2, 3, *cfg["kernel_shape"])], cfg)
+
+
+@SETTINGS
+@given(a=st.lists(st.integers(1, 3), max_size=4), b=st.lists(st.integers(1, 3), max_size=4))
+def test_random_broadcast(a, b):
+    _agree("Add", [rand(*a), rand(*b)], {})
+    _agree("MatMul", [rand(*a), rand(*b)], {})

@@ -8,7 +8,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ..dtypes import DTYPES, is_float
+from ..dtypes import is_float
 from ..ir import Op, TensorType
 from ..opdef import OpRuleError
 
@@ -167,11 +167,7 @@ def attr_axes(op: Op, name: str, rank: int) -> list[int]:
     return axes
 
 
-def dtype_name_ok(name: Any) -> bool:
-    return name in DTYPES
-
-
 __all__ = ["fmt", "broadcast_shapes", "unidirectional", "operand", "need_dtype", "need_float",
            "need_numeric", "same_dtype", "need_rank", "need_shape", "attr_int", "attr_float",
            "attr_choice", "attr_ints", "attr_axis", "attr_axes", "is_float", "INT_DTYPES",
-           "NUMERIC_DTYPES", "SIGNED_DTYPES", "dtype_name_ok"]
+           "NUMERIC_DTYPES", "SIGNED_DTYPES"]
