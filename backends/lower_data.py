@@ -7,7 +7,7 @@ from tvm import te, tirx
 
 from edgecc.errors import ModelError
 
-from .lower_elementwise import bcast_index, const, etype, out_type
+from .lower_elementwise import bcast_index, const, etype, is_float_dtype, out_type
 from .tvm_lower import lowering
 
 
@@ -64,15 +64,17 @@ def _split(op, ins):
     axis = int(op.attrs["axis"])
     outs, off = [], 0
     for i, v in enumerate(op.outputs):
-        start = off
-
-        def body(*o, start=start):
-            idx = list(o)
-            idx[axis] = o[axis] + start
-            return x(*idx)
-        outs.append(te.compute(v.type.shape, body, name=f"split{i}"))
+        outs.append(te.compute(v.type.shape, _shifted(x, axis, off), name=f"split{i}"))
         off += v.type.shape[axis]
     return outs
+
+
+def _shifted(x, axis, start):
+    def body(*o):
+        idx = list(o)
+        idx[axis] = o[axis] + start
+        return x(*idx)
+    return body
 
 
 @lowering("Slice")
@@ -157,7 +159,7 @@ def _pad(op, ins):
                 src.append(tirx.Select(q < n, q, 2 * (n - 1) - q))
         v = x(*src)
         if mode == "constant" and conds:
-            v = tirx.if_then_else(tirx.all(*conds), v, const(value if dt.startswith("float")
+            v = tirx.if_then_else(tirx.all(*conds), v, const(value if is_float_dtype(dt)
                                                             else int(value), dt))
         return v
     return [te.compute(shape, body, name="pad")]

@@ -41,7 +41,7 @@ def etype(e) -> str:
 
 
 def is_float_dtype(dtype: str) -> bool:
-    return dtype.startswith("float")
+    return str(dtype).startswith("float")
 
 
 # ---- unary -----------------------------------------------------------------------------------
@@ -148,9 +148,10 @@ def _mod(op):
 
     def f(a, b):
         if is_float_dtype(etype(a)):
+            r = a - tirx.trunc(a / b) * b                     # C fmod (no llvm intrinsic)
             if fmod:
-                return tirx.fmod(a, b)
-            r = tirx.fmod(a, b)                               # sign of the divisor (numpy mod)
+                return r
+            # numpy mod: the result takes the sign of the divisor
             return tirx.Select(tirx.all(r != _c(r, 0), (r < _c(r, 0)) != (b < _c(b, 0))),
                                r + b, r)
         return tirx.truncmod(a, b) if fmod else tirx.floormod(a, b)
@@ -177,7 +178,8 @@ _BINARY = {
     "GreaterOrEqual": lambda op: lambda a, b: a >= b,
     "And": lambda op: lambda a, b: tirx.And(a, b),
     "Or": lambda op: lambda a, b: tirx.Or(a, b),
-    "Xor": lambda op: lambda a, b: a != b,
+    # (a != b on i1 hits a TVM codegen bug: fcmp on booleans)
+    "Xor": lambda op: lambda a, b: tirx.Or(tirx.And(a, tirx.Not(b)), tirx.And(tirx.Not(a), b)),
     "PRelu": lambda op: lambda x, s: tirx.Select(x < _c(x, 0), x * s, x),
 }
 

@@ -265,7 +265,7 @@ def run_kernels_in_tvm(graph: Graph, feeds: dict[str, np.ndarray], target: str =
     env: dict[str, np.ndarray] = {v.name: a for v, a in zip(graph.inputs,
                                                              check_feeds(graph, feeds))}
     for p in graph.params:
-        env[p.name] = np.ascontiguousarray(p.data)
+        env[p.name] = np.asarray(p.data, order="C")
     for call in calls:
         ins = [env[a.name] for a in call.inputs]
         if call.kind == "view":
@@ -273,7 +273,7 @@ def run_kernels_in_tvm(graph: Graph, feeds: dict[str, np.ndarray], target: str =
             env[out.name] = ins[0].reshape(out.shape)
             continue
         dev = tvm.cpu(0)
-        args = [tvm.runtime.tensor(np.ascontiguousarray(a), dev) for a in ins]
+        args = [tvm.runtime.tensor(np.asarray(a, order="C"), dev) for a in ins]
         outs = [tvm.runtime.empty(a.shape, _np_dtype(a.dtype), dev) for a in call.outputs]
         try:
             executable[call.func](*args, *outs)

@@ -122,9 +122,8 @@ def lower_kernel(op: Op, func_name: str):
             t = copy_tensor(t, f"out{i}_copy")
         seen.add(t)
         final.append(t)
-    func = te.create_prim_func(placeholders + final)
-    func = func.with_attr("global_symbol", func_name)
-    return schedule(func, anchor_kind(op))
+    func = schedule(te.create_prim_func(placeholders + final), anchor_kind(op))
+    return func.with_attr("global_symbol", func_name)
 
 
 def copy_tensor(t, name: str):
