@@ -99,6 +99,7 @@ def our_types(kind, inputs, attrs, n_out=None):
     names = [f"r{i}" for i in range(n_out)] if n_out else None
     op = build_op(kind, ours, attrs, out_names=names)
     check_op(op)        # the verifier agrees with the inferred result types
+    assert all(v is not None for v in op.attrs.values()), op.attrs   # canonical: all filled
     return [(v.type.dtype, v.type.shape) for v in op.outputs]
 
 

@@ -6,6 +6,7 @@ Public helpers for other modules:
   conv_output_shape / conv_transpose_output_shape / pool_output_shape
   normalize_slice(shape, starts, ends, axes, steps) -> canonical Slice attribute lists
   equal_split(dim, n) -> ONNX's default Split sizes
+  lstm_dims(op) -> (seq, batch, input_size, num_directions, hidden); reduced_shape(shape, axes, keep)
 """
 from . import elementwise, fused, movement, nn, pooling, rnn  # noqa: F401  (register ops)
 from ._util import broadcast_shapes, fmt
@@ -13,10 +14,11 @@ from .canonical import canonicalize_attrs, equal_split
 from .elementwise import BINARY_KINDS, ELEMENTWISE_KINDS, UNARY_KINDS
 from .flops import count_flops
 from .movement import MOVEMENT_KINDS, normalize_slice, slice_length
-from .pooling import POOL_KINDS, REDUCE_KINDS
+from .pooling import POOL_KINDS, REDUCE_KINDS, reduced_shape
+from .rnn import lstm_dims
 from .spatial import conv_output_shape, conv_transpose_output_shape, pool_output_shape
 
 __all__ = ["canonicalize_attrs", "broadcast_shapes", "count_flops", "conv_output_shape",
            "conv_transpose_output_shape", "pool_output_shape", "normalize_slice", "slice_length",
-           "equal_split", "fmt", "UNARY_KINDS", "BINARY_KINDS", "ELEMENTWISE_KINDS",
+           "equal_split", "fmt", "reduced_shape", "lstm_dims", "UNARY_KINDS", "BINARY_KINDS", "ELEMENTWISE_KINDS",
            "MOVEMENT_KINDS", "POOL_KINDS", "REDUCE_KINDS"]
