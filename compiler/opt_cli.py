@@ -1,0 +1,148 @@
+"""`edgecc-opt`: run passes on a text-IR file and print the result (see CONTRACT.md).
+
+With no -p (and no -O), the file is parsed, checked and printed unchanged: print -> parse ->
+print is the identity. Params read their data from `<stem>.weights.npz` beside the file when
+it exists, else from a generator seeded by each param's name (see edgecc.textir).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .errors import EdgeccError, NumericError, UsageError
+
+INTERNAL_ERROR = 70
+
+EPILOG = """\
+examples:
+  edgecc-opt model.eir                                   parse, check, print unchanged
+  edgecc-opt model.eir -p eliminate-identity,dce         run two passes, print the result
+  edgecc-opt model.eir -p 'fuse-kernels{max_ops=4}'      a pass with options
+  edgecc-opt model.eir -O3 --check-numerics              the -O3 pipeline, each pass checked
+  edgecc-opt model.eir -O3 --bisect                      find the first pass that breaks it
+  edgecc-opt model.eir -p dce --print-after=dce -o out.eir
+
+exit codes: 0 ok, 1 usage error, 2 invalid IR (file:line:col: message), 3 numeric check
+            failed, 70 internal error (please report)
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits with 2 on usage errors; the contract says 1."""
+
+    def error(self, message):
+        raise UsageError(f"{message}\n(see '{self.prog} --help')")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="edgecc-opt", description="Parse an edgecc text-IR file (.eir), run "
+                "passes on it and print the resulting IR.", epilog=EPILOG,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file", nargs="?", help="the .eir file ('-' reads stdin)")
+    p.add_argument("-p", "--passes", action="append", default=[], metavar="PASS[,PASS...]",
+                   help="passes to run in order, each 'name' or 'name{opt=value,...}'; "
+                        "repeatable")
+    for level in range(4):
+        p.add_argument(f"-O{level}", dest="opt_level", action="store_const", const=level,
+                       help=f"run the -O{level} pipeline (before any -p passes)")
+    p.add_argument("--check-numerics", action="store_true",
+                   help="run the reference executor on seeded inputs before the passes and "
+                        "after each one; fail (exit 3) naming the pass that drifted")
+    p.add_argument("--bisect", action="store_true",
+                   help="if the pipeline's outputs differ from the input graph's, find the "
+                        "first pass responsible (exit 3 naming it)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the numeric check inputs")
+    p.add_argument("--print-after-all", action="store_true",
+                   help="print the IR after every pass (to stderr)")
+    p.add_argument("--print-after", action="append", default=[], metavar="PASS",
+                   help="print the IR after the named pass (to stderr); repeatable")
+    p.add_argument("--weights", metavar="FILE.npz",
+                   help="weights to use (default: <stem>.weights.npz beside the file if any)")
+    p.add_argument("-o", "--output", metavar="OUT.eir",
+                   help="write the IR here (and OUT.weights.npz beside it) instead of stdout")
+    p.add_argument("--list-passes", action="store_true",
+                   help="list the passes and the -O pipelines, then exit")
+    return p
+
+
+def _read(args):
+    import numpy as np
+    from .textir import parse_graph, weights_path
+    if args.file == "-":
+        text, filename, wpath = sys.stdin.read(), "<stdin>", None
+    else:
+        path = Path(args.file)
+        if not path.is_file():
+            raise UsageError(f"{args.file}: no such file")
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError as e:
+            raise UsageError(f"{args.file}: not a text file ({e.reason})") from None
+        filename, wpath = args.file, weights_path(path)
+    if args.weights:
+        wpath = Path(args.weights)
+        if not wpath.is_file():
+            raise UsageError(f"--weights {args.weights}: no such file")
+    weights = None
+    if wpath is not None and wpath.is_file():
+        try:
+            with np.load(wpath, allow_pickle=False) as npz:
+                weights = {k: npz[k] for k in npz.files}
+        except Exception as e:  # numpy raises several types for a bad file
+            raise UsageError(f"{wpath}: not a weights .npz ({type(e).__name__}: {e})") from None
+    return parse_graph(text, filename, weights)
+
+
+def run(argv: list[str]) -> int:
+    from .pass_manager import (PassManager, bisect, describe_pipelines, parse_pipeline,
+                               pipeline)
+    from .textir import print_graph, save_module
+    args = _parser().parse_args(argv)
+    if args.list_passes:
+        print(describe_pipelines())
+        return 0
+    if not args.file:
+        raise UsageError("no input file (see 'edgecc-opt --help')")
+    passes = pipeline(args.opt_level) if args.opt_level is not None else []
+    for spec in args.passes:
+        passes += parse_pipeline(spec)
+    print_after = {n.strip() for spec in args.print_after for n in spec.split(",") if n.strip()}
+    graph = _read(args)
+    if args.bisect:
+        bad = bisect(graph, passes, seed=args.seed)
+        if bad is not None:
+            raise NumericError(str(bad))
+        print(f"edgecc-opt: bisect: all {len(passes)} pass(es) match the input graph",
+              file=sys.stderr)
+    pm = PassManager(passes, print_after_all=args.print_after_all, print_after=print_after,
+                     check_numerics=args.check_numerics, stream=sys.stderr, seed=args.seed)
+    graph = pm.run(graph)
+    if args.output:
+        save_module(graph, args.output)
+    else:
+        sys.stdout.write(print_graph(graph))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return run(argv)
+    except EdgeccError as e:
+        print(f"edgecc-opt: error: {e.message}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("edgecc-opt: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug in edgecc (or in a pass), not in the user's input
+        if os.environ.get("EDGECC_DEBUG"):
+            raise
+        print(f"edgecc-opt: internal error: {type(e).__name__}: {e}\n(this is a bug in edgecc; "
+              f"rerun with EDGECC_DEBUG=1 for a traceback and report it)", file=sys.stderr)
+        return INTERNAL_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,387 @@
+"""Passes, pipelines and the pass manager.
+
+A pass is a small frozen dataclass whose fields are its options, registered by one line:
+
+    @register_pass
+    @dataclass(frozen=True)
+    class FuseConvBN:
+        name = "fuse-conv-bn"
+        tolerance = 1e-5          # max output drift it promises, relative to the output's scale
+        eps: float = 1e-5         # an option: -p 'fuse-conv-bn{eps=1e-3}'
+        def run(self, graph, ctx) -> bool: ...      # rewrites graph in place; True if changed
+
+`PassManager(passes).run(graph)` runs them in order, verifies the IR after each pass, records
+{name, changed, seconds} per pass (report.json's `passes`), prints the IR after chosen passes
+and, with check_numerics, runs the reference executor on seeded inputs before the pipeline and
+after every pass: a pass whose outputs drift beyond its tolerance raises NumericError naming
+the pass and the output. `bisect(graph, passes)` finds the first pass of a pipeline whose
+result stops matching the unoptimized graph.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import sys
+import time
+import typing
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import numpy as np
+
+from .errors import EdgeccError, ModelError, NumericError, UsageError
+from .ir import Graph
+
+# ---- the registry ---------------------------------------------------------------------------
+
+PASSES: dict[str, type] = {}
+
+
+def register_pass(cls: type) -> type:
+    """Class decorator: register a pass under `cls.name` (made a frozen dataclass if needed)."""
+    if not dataclasses.is_dataclass(cls):
+        cls = dataclass(frozen=True)(cls)
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"pass class {cls.__qualname__} needs a `name = \"...\"` class attribute")
+    if not callable(getattr(cls, "run", None)):
+        raise TypeError(f"pass '{name}' needs a run(self, graph, ctx) -> bool method")
+    old = PASSES.get(name)
+    if old is not None and (old.__module__, old.__qualname__) != (cls.__module__,
+                                                                   cls.__qualname__):
+        raise TypeError(f"pass name '{name}' is registered twice ({old.__module__} and "
+                        f"{cls.__module__})")
+    PASSES[name] = cls
+    return cls
+
+
+def available_passes() -> dict[str, type]:
+    """Every registered pass by name (imports edgecc.passes, which registers them)."""
+    from edgecc import passes  # noqa: F401
+    return dict(sorted(PASSES.items()))
+
+
+def tolerance_of(p) -> float:
+    return float(getattr(p, "tolerance", 0.0))
+
+
+# ---- pass specs: name{opt=value,...} --------------------------------------------------------
+
+def split_specs(text: str) -> list[str]:
+    """'a,b{x=1,y=2},c' -> ['a', 'b{x=1,y=2}', 'c'] (commas inside braces do not split)."""
+    specs, depth, cur = [], 0, ""
+    for ch in text:
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            specs.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    specs.append(cur.strip())
+    return [s for s in specs if s]
+
+
+def _convert(pass_name: str, f: dataclasses.Field, hints: dict, text: str) -> Any:
+    kind = hints.get(f.name, f.type)
+    if f.default is not dataclasses.MISSING and f.default is not None:
+        kind = type(f.default)
+    kinds = [k for k in typing.get_args(kind) if k is not type(None)] or [kind]
+    for k in kinds:
+        try:
+            if k is bool:
+                if text.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if text.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(text)
+            if k in (int, float, str):
+                return k(text)
+        except ValueError:
+            continue
+    names = "/".join(getattr(k, "__name__", str(k)) for k in kinds)
+    raise UsageError(f"pass '{pass_name}': option {f.name}={text!r} is not a valid {names}")
+
+
+def parse_pass(spec: str):
+    """`name` or `name{opt=value,...}` -> a pass instance (UsageError on anything unknown)."""
+    spec = spec.strip()
+    name, brace, rest = spec.partition("{")
+    name = name.strip()
+    passes = available_passes()
+    if name not in passes:
+        close = difflib.get_close_matches(name, passes, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise UsageError(f"unknown pass '{name}'{hint} (see --list-passes)")
+    cls = passes[name]
+    kwargs = {}
+    if brace:
+        if not rest.endswith("}"):
+            raise UsageError(f"pass spec '{spec}' must look like {name}{{option=value,...}}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
+        for item in split_specs(rest[:-1]):
+            key, eq, value = item.partition("=")
+            key = key.strip()
+            if not eq or key not in fields:
+                known = ", ".join(fields) or "none"
+                raise UsageError(f"pass '{name}': unknown option '{key}' (options: {known})")
+            kwargs[key] = _convert(name, fields[key], hints, value.strip())
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise UsageError(f"pass '{name}': {e}") from None
+
+
+def parse_pipeline(text: str) -> list:
+    """'eliminate-identity,fuse-conv-bn{eps=1e-3}' -> pass instances."""
+    return [parse_pass(s) for s in split_specs(text)]
+
+
+def spec_of(p) -> str:
+    """The spec that parse_pass turns back into `p` (options only where not default)."""
+    opts = []
+    for f in dataclasses.fields(p):
+        v = getattr(p, f.name)
+        if f.default is dataclasses.MISSING or v != f.default:
+            opts.append(f"{f.name}={v}")
+    return p.name + ("{" + ",".join(opts) + "}" if opts else "")
+
+
+# ---- pipelines ------------------------------------------------------------------------------
+
+# The -O levels. Specs, so options can be given: "fuse-conv-bn{eps=1e-5}".
+PIPELINES: dict[int, list[str]] = {
+    0: [],
+    1: ["eliminate-identity", "dce"],
+    2: ["eliminate-identity", "dce"],
+    3: ["eliminate-identity", "dce"],
+}
+
+
+def pipeline(level: int) -> list:
+    if level not in PIPELINES:
+        raise UsageError(f"-O{level} is not a level; use -O0, -O1, -O2 or -O3")
+    return [parse_pass(s) for s in PIPELINES[level]]
+
+
+def _summary(cls: type) -> str:
+    """The first sentence of the pass module's docstring, without its "name:" prefix."""
+    doc = (sys.modules[cls.__module__].__doc__ or "").strip()
+    para = " ".join(doc.split("\n\n")[0].split())
+    if para.startswith(cls.name + ":"):
+        para = para[len(cls.name) + 1:].strip()
+    end = para.find(". ")
+    return para[:end + 1] if end >= 0 else para
+
+
+def describe_pipelines() -> str:
+    """The text of --list-passes: each -O level's pipeline, then every pass."""
+    lines = ["pipelines:"]
+    for level, specs in PIPELINES.items():
+        lines.append(f"  -O{level}: {', '.join(specs) if specs else '(no passes)'}")
+    lines.append("passes (tolerance: max output drift relative to the output's scale):")
+    for name, cls in available_passes().items():
+        opts = ", ".join(f"{f.name}={f.default}" for f in dataclasses.fields(cls)
+                         if f.default is not dataclasses.MISSING)
+        opts = f" {{{opts}}}" if opts else ""
+        lines.append(f"  {name}{opts}  [tol {tolerance_of(cls):g}]  {_summary(cls)}")
+    return "\n".join(lines)
+
+
+# ---- the context a pass sees -----------------------------------------------------------------
+
+@dataclass
+class PassContext:
+    """What passes may read or report besides the graph."""
+    stream: TextIO | None = None               # remarks go here (None: discarded)
+    options: dict[str, Any] = field(default_factory=dict)   # e.g. target, calibration data
+    refusals: list[tuple[str, str, str]] = field(default_factory=list)  # (pass, op, reason)
+
+    def refuse(self, pass_name: str, op, reason: str) -> None:
+        """A rewrite refused `op`: kept for tests and reports (see passes/_rewrite.py)."""
+        self.refusals.append((pass_name, op.describe(), reason))
+
+    def remark(self, pass_name: str, message: str) -> None:
+        if self.stream is not None:
+            print(f"// {pass_name}: {message}", file=self.stream)
+
+
+# ---- numerics -------------------------------------------------------------------------------
+
+def reference_outputs(graph: Graph, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    from edgecc.kernels import run_graph
+    return list(run_graph(graph, feeds))
+
+
+def seeded_feeds(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
+    from .driver import seeded_inputs
+    return seeded_inputs(graph, seed)
+
+
+def output_error(got: np.ndarray, want: np.ndarray) -> tuple[float, float]:
+    """(error relative to the output's scale, max |want|). Non-finite values must agree
+    exactly (NaN with NaN, inf with the same inf); a shape or dtype change is an infinite
+    error."""
+    if got.shape != want.shape or got.dtype != want.dtype:
+        return math.inf, 0.0
+    if got.size == 0:
+        return 0.0, 0.0
+    g, w = got.astype(np.float64), want.astype(np.float64)
+    finite = np.isfinite(w)
+    both_nan = np.isnan(g) & np.isnan(w)
+    if not np.all(finite | both_nan | (g == w)) or not np.all(np.isfinite(g) | ~finite):
+        return math.inf, 0.0
+    if not finite.any():
+        return 0.0, 0.0
+    scale = float(np.max(np.abs(w[finite])))
+    err = float(np.max(np.abs(g[finite] - w[finite])))
+    return (err / scale if scale > 0 else err), scale
+
+
+def worst_drift(graph: Graph, got: list, want: list) -> tuple[str, float, float] | None:
+    """(output name, relative error, scale) of the output that drifted most, or None when
+    all are identical. A changed output count is an infinite drift."""
+    if len(got) != len(want):
+        return f"({len(want)} outputs became {len(got)})", math.inf, 0.0
+    worst = None
+    for v, g, w in zip(graph.outputs, got, want):
+        err, scale = output_error(np.asarray(g), np.asarray(w))
+        if err > 0 and (worst is None or err > worst[1]):
+            worst = (v.name, err, scale)
+    return worst
+
+
+@dataclass
+class BisectResult:
+    index: int            # position of the first bad pass in the pipeline
+    spec: str             # its spec
+    output: str           # the output that drifted most
+    error: float          # relative error of that output after the pass
+    tolerance: float      # what the passes so far promise together
+
+    def __str__(self) -> str:
+        return (f"first bad pass: '{self.spec}' (#{self.index + 1}): output %{self.output} "
+                f"differs from the unoptimized graph by {self.error:.3g} relative to its "
+                f"scale (the passes up to it promise {self.tolerance:g})")
+
+
+def deep_clone(graph: Graph) -> Graph:
+    """Graph.clone() that also copies Fused bodies (so passes on the copy cannot touch them)."""
+    g = graph.clone()
+    for op in g.ops:
+        for k, v in op.attrs.items():
+            if isinstance(v, Graph):
+                op.attrs[k] = deep_clone(v)
+    return g
+
+
+def bisect(graph: Graph, passes: list, seed: int = 0, ctx: PassContext | None = None
+           ) -> BisectResult | None:
+    """The first pass after which the pipeline's outputs stop matching the unoptimized
+    graph's (beyond the sum of the tolerances so far), or None if the whole pipeline matches.
+    `graph` is not modified. Binary search: log2(len(passes)) executor runs."""
+    feeds = seeded_feeds(graph, seed)
+    want = reference_outputs(graph, feeds)
+
+    def probe(k: int) -> BisectResult | None:
+        g = deep_clone(graph)
+        for p in passes[:k]:
+            p.run(g, ctx or PassContext())
+        tol = sum(tolerance_of(p) for p in passes[:k])
+        drift = worst_drift(g, reference_outputs(g, feeds), want)
+        if drift is None or drift[1] <= tol:
+            return None
+        return BisectResult(k - 1, spec_of(passes[k - 1]), drift[0], drift[1], tol)
+
+    bad = probe(len(passes)) if passes else None
+    if bad is None:
+        return None
+    lo, hi = 0, len(passes)           # prefix lo matches, prefix hi does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        r = probe(mid)
+        if r is None:
+            lo = mid
+        else:
+            hi, bad = mid, r
+    return bad
+
+
+# ---- the pass manager -----------------------------------------------------------------------
+
+class PassVerificationError(RuntimeError):
+    """A pass produced invalid IR: a bug in that pass, not in the user's model."""
+
+
+class PassManager:
+    def __init__(self, passes: list, *, print_after_all: bool = False,
+                 print_after: set[str] | tuple | list = (), check_numerics: bool = False,
+                 stream: TextIO | None = None, seed: int = 0, verify: bool = True,
+                 ctx: PassContext | None = None):
+        self.passes = list(passes)
+        self.print_after_all = print_after_all
+        self.print_after = set(print_after)
+        unknown = sorted(self.print_after - set(available_passes()))
+        if unknown:
+            raise UsageError(f"--print-after: unknown pass {', '.join(unknown)} "
+                             f"(see --list-passes)")
+        self.check_numerics = check_numerics
+        self.stream = stream if stream is not None else sys.stderr
+        self.seed = seed
+        self.verify = verify
+        self.ctx = ctx or PassContext(stream=stream)
+        self.records: list[dict] = []
+
+    def run(self, graph: Graph) -> Graph:
+        """Run every pass on `graph` (in place); returns it. Records go to self.records."""
+        feeds = want = None
+        if self.check_numerics:
+            feeds = seeded_feeds(graph, self.seed)
+            want = reference_outputs(graph, feeds)
+        for p in self.passes:
+            t0 = time.perf_counter()
+            changed = bool(p.run(graph, self.ctx))
+            seconds = time.perf_counter() - t0
+            self.records.append({"name": p.name, "changed": changed,
+                                 "seconds": round(seconds, 6)})
+            if self.verify and changed:
+                self._verify(graph, p)
+            if self.print_after_all or p.name in self.print_after:
+                self._dump(graph, p, changed)
+            if self.check_numerics and changed:
+                want = self._check(graph, p, feeds, want)
+        return graph
+
+    def bisect(self, graph: Graph) -> BisectResult | None:
+        return bisect(graph, self.passes, self.seed, self.ctx)
+
+    def _verify(self, graph: Graph, p) -> None:
+        from .opdef import verify_graph
+        try:
+            verify_graph(graph)
+        except ModelError as e:
+            raise PassVerificationError(f"pass '{spec_of(p)}' produced invalid IR: "
+                                        f"{e.message}") from None
+
+    def _dump(self, graph: Graph, p, changed: bool) -> None:
+        from .textir import print_graph
+        note = "" if changed else " (unchanged)"
+        print(f"// -----// IR after {spec_of(p)}{note} //----- //", file=self.stream)
+        print(print_graph(graph), end="", file=self.stream, flush=True)
+
+    def _check(self, graph: Graph, p, feeds, want) -> list:
+        """Compare with the outputs before this pass; returns the new outputs."""
+        try:
+            got = reference_outputs(graph, feeds)
+        except EdgeccError as e:
+            raise type(e)(f"after pass '{spec_of(p)}': {e.message}") from None
+        drift = worst_drift(graph, got, want)
+        tol = tolerance_of(p)
+        if drift is not None and drift[1] > tol:
+            name, err, scale = drift
+            raise NumericError(
+                f"pass '{spec_of(p)}' changed output %{name} by {err:.3g} relative to its "
+                f"scale (max |value| {scale:.3g}); the pass promises at most {tol:g}. "
+                f"Rerun with --print-after={p.name} to see its result")
+        return got

@@ -1,0 +1,41 @@
+"""dce: dead code elimination — ops whose results nobody reads, params nobody uses.
+
+Ops are pure, so an op is dead when none of its results is read by a live op or returned.
+Fused bodies are cleaned the same way (their arguments stay: they bind the op's operands).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgecc.ir import Graph
+from edgecc.pass_manager import register_pass
+
+
+def remove_dead_ops(graph: Graph) -> bool:
+    """One backward sweep: keep an op iff it feeds a live value. Returns whether ops changed."""
+    live = set(graph.outputs)
+    kept = []
+    for op in reversed(graph.ops):
+        if any(v in live for v in op.outputs):
+            kept.append(op)
+            live.update(v for v in op.inputs if v is not None)
+    changed = len(kept) != len(graph.ops)
+    graph.ops = kept[::-1]
+    return changed
+
+
+@register_pass
+@dataclass(frozen=True)
+class DCE:
+    name = "dce"
+    tolerance = 0.0               # removes only unread values: outputs are bit-identical
+
+    def run(self, graph: Graph, ctx) -> bool:
+        changed = remove_dead_ops(graph)
+        for op in graph.ops:
+            body = op.attrs.get("body")
+            if isinstance(body, Graph):
+                changed |= remove_dead_ops(body)
+        n = len(graph.params)
+        graph.remove_unused_params()
+        return changed or len(graph.params) != n
