@@ -99,6 +99,10 @@ def fold(graph, anchor, s, t):
     return w, b * s + t
 
 
+def _suffixed(name: str, suffix: str) -> str:
+    return name if name.endswith(suffix) else name + suffix
+
+
 @register_pass
 @dataclass(frozen=True)
 class FuseConvBN:
@@ -122,8 +126,10 @@ class FuseConvBN:
         w, b = fold(graph, anchor, s, t)
         x, wv = anchor.inputs[0], anchor.inputs[1]
         dtype = wv.type.np_dtype
-        nw = graph.add_param(wv.name + "_folded", w.astype(dtype))
-        nb = graph.add_param((anchor.name or anchor.kind) + "_bias", b.astype(dtype))
+        names = (_suffixed(wv.name, "_folded"),
+                 _suffixed(anchor.name or anchor.output.name, "_bias"))
+        nw = graph.add_param(names[0], w.astype(dtype))
+        nb = graph.add_param(names[1], b.astype(dtype))
         attrs = dict(anchor.attrs)
         if anchor.kind == "Gemm":
             attrs["beta"] = 1.0
@@ -135,4 +141,8 @@ class FuseConvBN:
             return False
         graph.ops.remove(anchor)
         graph.remove_unused_params()
+        taken = {v.name for v in graph.values()}
+        for v, name in zip((nw, nb), names):     # the folded weights it replaces are gone
+            if name not in taken:
+                v.name = name
         return True
