@@ -144,9 +144,9 @@ def _cmd_compile(argv: list[str]) -> int:
 
 
 def _cmd_run(argv: list[str]) -> int:
-    from .backends_api import load_bundle
     args = _run_parser().parse_args(argv)
-    bundle = load_bundle(args.bundle)
+    from .driver import load
+    bundle = load(args.bundle)
     inputs = _load_inputs(args.input)
     outputs = bundle.run(inputs)
     out_dir = Path(args.output_dir)

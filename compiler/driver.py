@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -153,40 +153,75 @@ def run_compile(model_path: str, opts: Options, log=None):
     if opts.emit == "ir":
         from .textir import save_module
         dest = Path(outdir) / f"{model_stem(model_path)}.eir"
-        return _write_files(dest.parent, lambda tmp: save_module(graph, tmp / dest.name),
-                            [dest.name, dest.stem + ".weights.npz"]) and dest
+        with staged_files(dest.parent) as tmp:
+            save_module(graph, tmp / dest.name)
+        _maybe_report(opts, report)
+        return dest
     if opts.emit == "onnx":
         import onnx
         from .onnx_export import export_onnx
         dest = Path(outdir) / f"{model_stem(model_path)}.onnx"
-        return _write_files(dest.parent,
-                            lambda tmp: onnx.save(export_onnx(graph), str(tmp / dest.name)),
-                            [dest.name]) and dest
-    from .backends_glue import build_bundle
-    return build_bundle(graph, opts, outdir, report, t0)
+        with staged_files(dest.parent) as tmp:
+            onnx.save(export_onnx(graph), str(tmp / dest.name))
+        _maybe_report(opts, report)
+        return dest
+    return build_bundle(graph, opts, Path(outdir), report, t0)
 
 
-def _write_files(dest_dir: Path, write, names: list[str]) -> bool:
-    """Write files into a temp dir beside dest_dir, then move each into place."""
+def build_bundle(graph: Graph, opts: Options, outdir: Path, report: dict, t0: float):
+    """Plan memory, compile kernels with TVM, write and link the bundle; return it loaded."""
+    from .backends.bundle import plan_bundle, write_bundle
+    from .backends.memory_plan import enforce_max_arena
+    from .backends.targets import make_target
+    from .backends.tvm_build import build_kernels
+    target = make_target(opts.target, mcpu=opts.mcpu, mattr=opts.mattr)
+    plan = plan_bundle(graph, target, opts.threads)
+    enforce_max_arena(plan.memory, opts.max_arena)      # fail before the long part
+    with tempfile.TemporaryDirectory(prefix="edgecc-build-") as work:
+        lib = build_kernels(graph, target, work)
+        report["kernels"] = sum(1 for i, c in enumerate(lib.calls)
+                                if c.kind == "kernel" and not plan.memory.is_noop(graph.ops[i]))
+        report.update(plan.memory.report())
+        report["build_seconds"] = round(time.perf_counter() - t0, 3)
+        path = write_bundle(graph, lib, plan, outdir, name=opts.name, target=target,
+                            threads=opts.threads, report=_ordered_report(report))
+    if opts.report:
+        write_report(_ordered_report(report), Path(opts.report))
+    return load(path)
+
+
+REPORT_KEYS = ("model", "target", "opt_level", "edgecc_version", "nodes_before", "nodes_after",
+               "ops_after", "kernels", "flops_before", "flops_after", "params_bytes_before",
+               "params_bytes_after", "arena_bytes", "arena_lower_bound_bytes", "naive_bytes",
+               "passes")
+
+
+def _ordered_report(report: dict) -> dict:
+    """Contract keys first in their documented order, then any extras."""
+    ordered = {k: report[k] for k in REPORT_KEYS if k in report}
+    ordered.update((k, v) for k, v in report.items() if k not in ordered)
+    return ordered
+
+
+def load(path):
+    """Load a bundle written by edgecc (x86_64 bundles run in-process, arm64 under qemu)."""
+    from .backends.runner import load as load_bundle
+    return load_bundle(path)
+
+
+@contextmanager
+def staged_files(dest_dir: Path):
+    """Yield a temp dir beside dest_dir; on success move every file in it into dest_dir."""
     dest_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".edgecc-") as tmp:
-        write(Path(tmp))
-        for n in names:
-            src = Path(tmp) / n
-            if src.exists():
-                os.replace(src, dest_dir / n)
-    return True
+        yield Path(tmp)
+        for src in sorted(Path(tmp).iterdir()):
+            os.replace(src, dest_dir / src.name)
 
 
-def replace_dir(tmp_dir: Path, dest: Path) -> None:
-    """Atomically-ish swap a finished build directory into place."""
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        os.replace(dest, old)
-        os.replace(tmp_dir, dest)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp_dir, dest)
+def _maybe_report(opts: Options, report: dict) -> None:
+    if opts.report:
+        write_report(_ordered_report(report), Path(opts.report))
 
 
 def write_report(report: dict, path: Path) -> None:
