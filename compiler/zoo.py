@@ -24,7 +24,7 @@ from onnx import numpy_helper
 
 from .errors import UsageError
 
-_RECIPE = 3          # bump when the weight recipe changes: cached files are keyed by it
+_RECIPE = 4          # bump when the weight recipe changes: cached files are keyed by it
 
 
 @dataclass(frozen=True)
@@ -147,8 +147,8 @@ def _draw(name: str, shape, role) -> np.ndarray:
     rng = np.random.default_rng([_RECIPE, zlib.crc32(name.encode())])
     kind, idx, node = role or ("", -1, None)
     if kind in ("Conv", "ConvTranspose") and idx == 1 or kind in ("Gemm", "MatMul") and idx == 1:
-        if kind == "Gemm":
-            fan_in = shape[1] if _attr(node, "transB", 0) else shape[0]
+        if kind == "Gemm":      # shape may carry leading 1s (reshaped before use)
+            fan_in = shape[-1] if _attr(node, "transB", 0) else shape[-2]
         elif kind == "MatMul":
             fan_in = shape[-2]
         else:
