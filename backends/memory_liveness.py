@@ -10,6 +10,11 @@ Values that share storage form a group whose storage is owned by one *root* valu
   (no arena buffer). A view whose result is a graph output makes its arena group live in that
   output buffer (the producer writes straight into the caller's output), unless the group is
   already stored outside the arena — then the view is a real copy (it is not in `aliases`).
+- concat elimination (optional): a Concat whose axis has only size-1 dims before it places each
+  operand as a contiguous slice of its result, so the producers write straight into the result
+  and the Concat is a no-op; the result's buffer lives from the first operand's producer. Nests
+  (DenseNet's concat chains become one buffer). Values stored inside a larger buffer have an
+  entry in `sub_offsets` (bytes from the start of their root's storage).
 - in-place (optional): an elementwise kernel whose operand has the result's shape and element
   size, and whose operand group dies at this kernel, writes its result into that operand's
   storage.
@@ -18,7 +23,7 @@ All members of a group have the same byte size (views and in-place preserve it).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Collection, Sequence
 
 from edgecc.ir import Graph, Op, Value
 
@@ -62,6 +67,7 @@ class Liveness:
     inplace: dict[str, str]                   # result -> operand whose storage it overwrote
     workspace: dict[int, str] = field(default_factory=dict)   # kernel position -> buffer name
     naive_bytes: int = 0                      # one aligned buffer per intermediate, no reuse
+    sub_offsets: dict[str, int] = field(default_factory=dict)  # value -> bytes into its root
 
     def root(self, name: str) -> str:
         return self.aliases.get(name, name)
@@ -75,6 +81,7 @@ class _Groups:
         self.home: dict[Value, str] = {}      # root -> "arena" | "input" | "param" | "output"
         self.first: dict[Value, int] = {}
         self.last: dict[Value, int] = {}
+        self.up: dict[Value, tuple[Value, int]] = {}  # root placed inside a value, at offset
 
     def add(self, v: Value, home: str, first: int, last: int):
         self.parent[v] = v
@@ -91,6 +98,7 @@ class _Groups:
         ra, rb = self.find(a), self.find(b)
         if ra is rb:
             return
+        assert ra not in self.up and rb not in self.up, "a placed slice cannot merge"
         if self.home[ra] == "arena" and self.home[rb] != "arena":
             ra, rb = rb, ra                    # keep the external storage as root
         elif self.home[ra] == self.home[rb] == "arena" and self.first[rb] < self.first[ra]:
@@ -99,10 +107,31 @@ class _Groups:
         self.first[ra] = min(self.first[ra], self.first[rb])
         self.last[ra] = max(self.last[ra], self.last[rb])
 
+    def top(self, v: Value) -> tuple[Value, int]:
+        """The outermost root holding v's storage and v's byte offset in it."""
+        r, off = self.find(v), 0
+        while r in self.up:
+            p, o = self.up[r]
+            r, off = self.find(p), off + o
+        return r, off
+
+    def place_inside(self, child: Value, parent: Value, offset: int) -> None:
+        """Store child's group at `offset` in parent's; every enclosing group outlives it."""
+        rc = self.find(child)
+        self.up[rc] = (parent, offset)
+        r = rc
+        while r in self.up:
+            r = self.find(self.up[r][0])
+            self.first[r] = min(self.first[r], self.first[rc])
+            self.last[r] = max(self.last[r], self.last[rc])
+
 
 def analyze(graph: Graph, order: Sequence[Op] | None = None, *, views: bool = True,
-            inplace: bool = False, workspace: dict | None = None) -> Liveness:
+            inplace: bool = False, concat: bool | Collection[Op] = False,
+            workspace: dict | None = None) -> Liveness:
     """Arena buffers with lifetimes in kernel positions of `order` (default: graph.ops).
+
+    concat: eliminate every eligible Concat (True) or only those in the given collection.
 
     workspace maps a kernel (an index into graph.ops, or the Op itself) to the scratch bytes it
     needs; each becomes a buffer live only during that kernel.
@@ -146,6 +175,11 @@ def analyze(graph: Graph, order: Sequence[Op] | None = None, *, views: bool = Tr
                 if not both_external:          # otherwise the view is a copy kernel
                     groups.union(src, dst)
 
+    if concat:
+        for op in order:
+            if op.kind == "Concat" and (concat is True or op in concat):
+                _eliminate_concat(op, groups)
+
     inplace_of: dict[str, str] = {}
     if inplace:
         for t, op in enumerate(order):
@@ -156,12 +190,15 @@ def analyze(graph: Graph, order: Sequence[Op] | None = None, *, views: bool = Tr
                     inplace_of[op.output.name] = x.name
 
     aliases: dict[str, str] = {}
+    sub_offsets: dict[str, int] = {}
     stored_outside: dict[str, str] = {}
     buffers: list[Buffer] = []
     for v in groups.parent:
-        r = groups.find(v)                     # the root names the group's storage
+        r, off = groups.top(v)                 # the root names the storage
         if v is not r:
             aliases[v.name] = r.name
+        if off:
+            sub_offsets[v.name] = off
         if groups.home[r] != "arena":
             stored_outside[v.name] = groups.home[r]
         elif v is r:
@@ -184,7 +221,27 @@ def analyze(graph: Graph, order: Sequence[Op] | None = None, *, views: bool = Tr
         buffers.append(Buffer(name, int(nbytes), t, t))
         naive += align(nbytes)
 
-    return Liveness(order, buffers, aliases, stored_outside, inplace_of, ws_names, naive)
+    return Liveness(order, buffers, aliases, stored_outside, inplace_of, ws_names, naive,
+                    sub_offsets)
+
+
+def _eliminate_concat(op: Op, groups: _Groups) -> None:
+    """Place every operand of `op` as a slice of its result (in the arena or a graph output),
+    when each is a contiguous byte range of it and an arena group of its own that no other
+    concat has placed."""
+    out = op.output
+    axis = op.attrs["axis"]
+    if any(d != 1 for d in out.type.shape[:axis]) \
+            or groups.home[groups.find(out)] not in ("arena", "output"):
+        return
+    roots = [None if x is None else groups.find(x) for x in op.inputs]
+    if any(r is None or groups.home[r] != "arena" or r in groups.up for r in roots) \
+            or len(set(roots)) != len(roots) or groups.find(out) in roots:
+        return
+    offset = 0
+    for x in op.inputs:
+        groups.place_inside(x, out, offset)
+        offset += x.type.nbytes
 
 
 def _inplace_operand(op: Op, t: int, groups: _Groups) -> Value | None:
@@ -196,16 +253,19 @@ def _inplace_operand(op: Op, t: int, groups: _Groups) -> Value | None:
                 or x.type.np_dtype.itemsize != out.type.np_dtype.itemsize:
             continue
         rx = groups.find(x)
-        if rx is r_out or groups.last[rx] != t or groups.home[rx] != "arena":
-            continue
+        if rx is r_out or groups.last[rx] != t or groups.home[rx] != "arena" \
+                or rx in groups.up or r_out in groups.up:
+            continue                           # (a slice of a concat keeps its own place)
         # another operand reading the same storage at other indices would see overwritten data
-        if any(y is not None and y is not x and groups.find(y) is rx for y in op.inputs):
+        if any(y is not None and y is not x and groups.top(y)[0] is rx for y in op.inputs):
             continue
         return x
     return None
 
 
 def liveness(graph: Graph, order: Sequence[Op] | None = None, *, views: bool = True,
-             inplace: bool = False, workspace: dict | None = None) -> list[Buffer]:
+             inplace: bool = False, concat: bool | Collection[Op] = False,
+             workspace: dict | None = None) -> list[Buffer]:
     """The arena buffers (see `analyze` for aliases and in-place sharing)."""
-    return analyze(graph, order, views=views, inplace=inplace, workspace=workspace).buffers
+    return analyze(graph, order, views=views, inplace=inplace, concat=concat,
+                   workspace=workspace).buffers

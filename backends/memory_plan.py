@@ -2,13 +2,14 @@
 
     gp = plan_graph(graph, workspace={kernel: bytes})
     gp.order                  # run the kernels in this order (a topological reorder of graph.ops)
-    gp.location("conv1_out")  # -> Location("arena", root, offset) | ("input"/"param"/"output", root, 0)
-    gp.is_noop(op)            # view op aliasing its operand: emit no code
+    gp.location("conv1_out")  # -> Location("arena", root, offset from the arena start)
+                              #  | Location("input"/"param"/"output", root, offset into it)
+    gp.is_noop(op)            # view / eliminated Concat: its result already sits in place
     gp.arena_bytes, gp.lower_bound_bytes, gp.naive_bytes
     enforce_max_arena(gp, limit)   # ResourceError (exit 4) naming the peak kernel
 
 Pieces: memory_alloc (buffers -> offsets, strategies, checker), memory_liveness (graph -> buffers,
-view aliases, in-place sharing, workspaces), memory_order (memory-aware topological orders).
+view aliases, in-place sharing, concat elimination, workspaces), memory_order (memory-aware topological orders).
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ from .memory_order import candidate_orders, choose_order  # noqa: F401
 class Location(NamedTuple):
     kind: str      # "arena", "input", "param" or "output"
     root: str      # the value that owns the storage (for inputs/params/outputs: its name)
-    offset: int    # byte offset into the arena (0 unless kind == "arena")
+    offset: int    # bytes from the start of the arena (kind "arena") or of the root's buffer
+                   # (nonzero for a slice of an eliminated Concat, e.g. one stored in an output)
 
 
 class Peak(NamedTuple):
@@ -52,14 +54,15 @@ class GraphPlan:
     strategy: str
     order_name: str
     live_bytes: list[int] = field(default_factory=list)   # per kernel position
+    sub_offsets: dict[str, int] = field(default_factory=dict)  # value -> bytes into its root
 
     def location(self, value: str) -> Location:
         root = self.aliases.get(value, value)
         if value in self.external:
-            return Location(self.external[value], root, 0)
+            return Location(self.external[value], root, self.sub_offsets.get(value, 0))
         if root not in self.offsets:
             raise KeyError(f"%{value} is not planned (not a value of this graph)")
-        return Location("arena", root, self.offsets[root])
+        return Location("arena", root, self.offsets[root] + self.sub_offsets.get(value, 0))
 
     def workspace_offset(self, index: int) -> int | None:
         """Arena offset of the scratch of the kernel at position `index`, if it has one."""
@@ -67,9 +70,13 @@ class GraphPlan:
         return None if name is None else self.offsets[name]
 
     def is_noop(self, op: Op) -> bool:
-        """A view op whose result shares its operand's storage: no code needed."""
-        return op.kind in VIEW_OPS and self.aliases.get(op.output.name, op.output.name) == \
-            self.aliases.get(op.inputs[0].name, op.inputs[0].name)
+        """A view op whose result shares its operand's storage, or a Concat whose operands were
+        written in place into its result: no code needed."""
+        if op.kind not in VIEW_OPS and op.kind != "Concat":
+            return False
+        ins = op.inputs[:1] if op.kind in VIEW_OPS else op.inputs
+        root = self.aliases.get(op.output.name, op.output.name)
+        return all(x is not None and self.aliases.get(x.name, x.name) == root for x in ins)
 
     def peak(self) -> Peak:
         if not self.live_bytes or max(self.live_bytes) == 0:
@@ -87,31 +94,56 @@ class GraphPlan:
 
 
 def _plan_order(graph: Graph, order: list[Op], name: str, workspace, inplace: bool,
-                views: bool) -> GraphPlan:
-    lv: Liveness = analyze(graph, order, views=views, inplace=inplace, workspace=workspace)
+                views: bool, concat) -> GraphPlan:
+    lv: Liveness = analyze(graph, order, views=views, inplace=inplace, concat=concat,
+                           workspace=workspace)
     plan: Plan = plan_buffers(lv.buffers)
     check_plan(lv.buffers, plan)
     return GraphPlan(lv.order, lv.buffers, lv.aliases, lv.external, lv.inplace, lv.workspace,
                      plan.offsets, plan.arena_bytes, plan.lower_bound_bytes, lv.naive_bytes,
-                     plan.strategy, name, live_bytes(lv.buffers, len(order)))
+                     plan.strategy, name, live_bytes(lv.buffers, len(order)), lv.sub_offsets)
 
 
 def plan_graph(graph: Graph, workspace: dict | None = None, inplace: bool = True,
-               reorder: bool = True, views: bool = True) -> GraphPlan:
+               reorder: bool = True, views: bool = True, concat: bool = True) -> GraphPlan:
     """Plan every intermediate tensor (and kernel workspace) of `graph` into one arena.
 
     workspace: {kernel: bytes}, kernel = index into graph.ops (original order) or the Op.
-    With reorder, every candidate order is planned and the smallest arena kept (ties: lower
-    bound, then the original order). The returned plan has been checked by `check_plan`.
+    With reorder, every candidate order is planned; with concat, each with and without concat
+    elimination (which lengthens lifetimes). The smallest arena wins; ties go to the lower
+    bound, then concat elimination (fewer copies), then the original order. When eliminating
+    every Concat costs memory, the winner's Concats are eliminated one by one where that does
+    not raise the lower bound. The returned plan has been checked by `check_plan`.
     """
     orders = candidate_orders(graph) if reorder else {"original": list(graph.ops)}
-    best = None
+    best, best_elim = None, False
     for name, order in orders.items():
-        gp = _plan_order(graph, order, name, workspace, inplace, views)
-        if best is None or (gp.arena_bytes, gp.lower_bound_bytes) < \
-                (best.arena_bytes, best.lower_bound_bytes):
-            best = gp
+        for elim in ([True, False] if concat else [False]):
+            gp = _plan_order(graph, order, name, workspace, inplace, views, elim)
+            if best is None or (gp.arena_bytes, gp.lower_bound_bytes) < \
+                    (best.arena_bytes, best.lower_bound_bytes):
+                best, best_elim = gp, elim
+    if concat and not best_elim and any(op.kind == "Concat" for op in best.order):
+        chosen = _cheap_concats(graph, best.order, workspace, inplace, views)
+        if chosen:
+            gp = _plan_order(graph, best.order, best.order_name, workspace, inplace, views,
+                             chosen)
+            if gp.arena_bytes <= best.arena_bytes:
+                best = gp
     return best
+
+
+def _cheap_concats(graph, order, workspace, inplace, views) -> set[Op]:
+    """Concats (in order) whose elimination does not raise the lower bound."""
+    def bound(chosen):
+        return lower_bound(analyze(graph, order, views=views, inplace=inplace, concat=chosen,
+                                   workspace=workspace).buffers)
+    chosen: set[Op] = set()
+    current = bound(chosen)
+    for op in order:
+        if op.kind == "Concat" and bound(chosen | {op}) <= current:
+            chosen.add(op)
+    return chosen
 
 
 def _fmt_live(live: list[tuple[str, int]], limit: int = 6) -> str:

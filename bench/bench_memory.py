@@ -53,7 +53,10 @@ def bench_model(name: str, level: int) -> dict:
             else 1.0,
             "vs_onnx_lb": round(gp.arena_bytes / onnx_lb, 4) if onnx_lb else 1.0,
             "strategy": gp.strategy, "order": gp.order_name,
-            "views_aliased": len(gp.aliases) - len(gp.inplace), "inplace": len(gp.inplace),
+            "inplace": len(gp.inplace),
+            "concats_eliminated": sum(1 for op in gp.order
+                                      if op.kind == "Concat" and gp.is_noop(op)),
+            "concats": sum(1 for op in gp.order if op.kind == "Concat"),
             "plan_seconds": round(seconds, 3)}
 
 
@@ -70,7 +73,8 @@ def main(argv=None) -> int:
     for r in rows:
         print(f"{r['model']:14} {r['opt'][:4]:4} {r['kernels']:7d} {mb(r['onnx_lb'])} "
               f"{mb(r['naive'])} {mb(r['lb'])} {mb(r['arena'])} {r['ratio']:6.3f} "
-              f"{r['vs_onnx_lb']:13.3f}  {r['strategy']} / {r['order']}")
+              f"{r['vs_onnx_lb']:13.3f}  {r['strategy']} / {r['order']}"
+              f"  concat {r['concats_eliminated']}/{r['concats']}, {r['plan_seconds']:.2f}s")
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as f:
         json.dump({"unit": "bytes", "models": rows}, f, indent=1)

@@ -425,6 +425,67 @@ def test_fused_is_one_kernel_and_inplace_only_if_elementwise():
     assert analyze(b.out(y), inplace=True).inplace == {}
 
 
+def test_concat_elimination_places_operands_as_slices():
+    b = G()
+    x = b.input("x", (1, 4, 8, 8))
+    a = b.conv(x, 4, "c1")                        # 1024 B each
+    c = b.conv(x, 4, "c2")
+    cat = b.op("Concat", [a, c], "cat", axis=1)   # slices [0,1024) and [1024,2048)
+    d = b.conv(x, 4, "c3")
+    cat2 = b.op("Concat", [cat, d], "cat2", axis=1)   # nests: cat is cat2's first slice
+    y = b.conv(cat2, 4, "head")
+    g = b.out(y)
+    lv = analyze(g, concat=True)
+    assert [(bf.name, bf.size, bf.first, bf.last) for bf in lv.buffers] == \
+        [("cat2_out0", 3072, 0, 5)]               # the outer result, live from c1 on
+    assert lv.sub_offsets == {"c2_out0": 1024, "c3_out0": 2048}
+    assert {lv.root(n) for n in ("c1_out0", "c2_out0", "cat_out0", "c3_out0")} == {"cat2_out0"}
+    gp = plan_graph(g, reorder=False)
+    assert gp.is_noop(g.ops[2]) and gp.is_noop(g.ops[4])
+    base = gp.location("cat2_out0").offset
+    assert [gp.location(n).offset - base for n in ("c1_out0", "c2_out0", "c3_out0")] == \
+        [0, 1024, 2048]
+    # without elimination: four separate buffers, the Concats copy
+    off = plan_graph(g, reorder=False, concat=False)
+    assert not off.is_noop(g.ops[2]) and len(off.buffers) == 5
+
+
+@pytest.mark.parametrize("case", ["axis", "input", "twice", "placed"])
+def test_concat_elimination_refused(case):
+    b = G()
+    x = b.input("x", (1, 4, 8, 8))
+    a = b.conv(x, 4, "c1")
+    c = b.conv(x, 4, "c2")
+    if case == "axis":            # H slices of [1,4,16,8] are strided, not contiguous
+        cat = b.op("Concat", [a, c], "cat", axis=2)
+    elif case == "input":         # a graph input cannot be moved into the arena
+        cat = b.op("Concat", [a, x], "cat", axis=1)
+    elif case == "twice":         # one value cannot sit in two slices
+        cat = b.op("Concat", [a, a], "cat", axis=1)
+    else:                         # a already placed in cat0
+        b.op("Concat", [a, c], "cat0", axis=1)
+        cat = b.op("Concat", [a, c], "cat", axis=1)
+    y = b.conv(cat, 4, "head")
+    g = b.out(y)
+    gp = plan_graph(g, reorder=False)
+    cat_op = next(op for op in g.ops if op.name == "cat")
+    assert not gp.is_noop(cat_op)
+
+
+def test_no_inplace_into_or_out_of_a_concat_slice():
+    b = G()
+    x = b.input("x", (1, 4, 8, 8))
+    a = b.conv(x, 4, "c1")
+    r = b.op("Relu", [a], "relu")                 # a dies here, but r is a slice of cat
+    c = b.conv(x, 4, "c2")
+    cat = b.op("Concat", [r, c], "cat", axis=1)
+    s = b.op("Sigmoid", [cat], "sig")             # the whole concat dies: may be overwritten
+    y = b.conv(s, 4, "head")
+    lv = analyze(b.out(y), inplace=True, concat=True)
+    assert lv.inplace == {"sig_out0": "cat_out0"}
+    assert lv.sub_offsets == {"c2_out0": 1024}
+
+
 def test_order_must_be_topological():
     b = G()
     x = b.input("x", (1, 4, 8, 8))
@@ -547,3 +608,91 @@ def test_model_arena_within_2_percent_of_bound(name):
     # no reuse tricks: every intermediate gets a buffer, bound can only grow
     raw = lower_bound(liveness(g, views=False))
     assert gp.lower_bound_bytes <= raw
+
+
+# ---- the plan runs: simulated arena vs the reference executor ------------------------------
+
+def random_graph(seed: int) -> Graph:
+    """A random DAG over [1,C,4,4] tensors: 1x1 convs, elementwise (in-place candidates),
+    broadcasts, Concat/Split on channels, view chains, Fused elementwise kernels; graph outputs
+    include intermediates and views."""
+    rng = random.Random(seed)
+    b = G()
+    pool = [b.input("x", (1, 4, 4, 4))]
+    if rng.random() < 0.5:
+        pool.append(b.input("x2", (1, 2, 4, 4)))
+    outs = []
+    pick = lambda: rng.choice(pool[-6:])          # noqa: E731  (mostly recent values)
+    for i in range(rng.randint(3, 14)):
+        kind = rng.choice(["conv", "unary", "binary", "bcast", "concat", "split", "view",
+                           "transpose", "fused"])
+        x = pick()
+        c = x.type.shape[1]
+        if kind == "conv":
+            v = b.conv(x, rng.choice([2, 4, 6]), f"conv{i}")
+        elif kind == "unary":
+            v = b.op(rng.choice(["Relu", "Sigmoid", "Neg", "Abs"]), [x], f"un{i}")
+        elif kind == "binary":
+            same = [y for y in pool if y.type.shape == x.type.shape]
+            v = b.op(rng.choice(["Add", "Mul", "Sub"]), [x, rng.choice(same)], f"bin{i}")
+        elif kind == "bcast":
+            m = b.op("GlobalAveragePool", [x], f"gap{i}")
+            v = b.op("Mul", [x, m] if rng.random() < 0.5 else [m, x], f"bc{i}")
+        elif kind == "concat":
+            parts = [x] + [rng.choice(pool) for _ in range(rng.randint(1, 2))]
+            v = b.op("Concat", parts, f"cat{i}", axis=1)
+        elif kind == "split" and c % 2 == 0:
+            v0, v1 = b.op("Split", [x], f"split{i}", axis=1, split=[c // 2, c // 2])
+            pool.append(v0)
+            v = v1
+        elif kind == "view":
+            flat = (b.op("Flatten", [x], f"flat{i}", axis=1) if rng.random() < 0.5
+                    else b.op("Reshape", [x], f"flat{i}", shape=[1, c * 16]))
+            if rng.random() < 0.3:
+                outs.append(flat)
+            v = b.op("Reshape", [flat], f"unflat{i}", shape=[1, c, 4, 4])
+        elif kind == "fused":
+            f = fused_op([rng.choice(["Relu", "Sigmoid"]), "Neg"], x, f"fz{i}")
+            b.g.ops.append(f)
+            v = f.output
+        else:
+            v = b.op("Transpose", [x], f"tr{i}", perm=[0, 1, 3, 2])
+        pool.append(v)
+        if rng.random() < 0.15:
+            outs.append(v)
+    outs.append(pool[-1])
+    return b.out(*dict.fromkeys(outs))          # unique, in order
+
+
+def feeds_for(g, seed=0):
+    rng = np.random.default_rng(seed)
+    return {v.name: rng.standard_normal(v.type.shape).astype(np.float32) for v in g.inputs}
+
+
+@settings(max_examples=int(os.environ.get("MEMORY_SIM_EXAMPLES", 60)), deadline=None)
+@given(st.integers(0, 10**6), st.booleans(), st.booleans(), st.booleans(), st.booleans())
+def test_simulated_arena_matches_reference(seed, inplace, reorder, concat, workspace):
+    from edgecc.backends.memory_sim import simulate
+    from edgecc.kernels.executor import run_graph
+    g = random_graph(seed)
+    ws = {i: 64 * (1 + i % 3) for i in range(0, len(g.ops), 2)} if workspace else None
+    gp = plan_graph(g, workspace=ws, inplace=inplace, reorder=reorder, concat=concat)
+    assert is_topological(g, gp.order)
+    feeds = feeds_for(g, seed)
+    for got, want in zip(simulate(g, gp, feeds), run_graph(g, feeds)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_simulation_catches_a_broken_plan():
+    """The oracle is not vacuous: shortening a lifetime corrupts the results."""
+    from edgecc.backends.memory_sim import simulate
+    from edgecc.kernels.executor import run_graph
+    g = branchy_graph()
+    gp = plan_graph(g, reorder=False)
+    feeds = feeds_for(g)
+    want = run_graph(g, feeds)
+    np.testing.assert_array_equal(simulate(g, gp, feeds)[0], want[0])
+    # pretend reduce0's result dies right away: it is poisoned before the Concat reads it
+    gp.buffers = [Buffer(bf.name, bf.size, bf.first, bf.first) if bf.name == "reduce0_out0"
+                  else bf for bf in gp.buffers]
+    assert not np.array_equal(simulate(g, gp, feeds)[0], want[0])
