@@ -40,9 +40,16 @@ def schedule_rule(kind: str):
 
 
 def schedule(func, anchor: str | None = None):
-    sch = Schedule(func)
     rule = SCHEDULE_RULES.get(anchor or "")
-    (rule or generic_schedule)(sch)
+    if rule is not None:
+        sch = Schedule(func)
+        try:
+            rule(sch)
+            return sch.mod["main"]
+        except Exception:       # the tuned rule does not fit this instance: generic schedule
+            pass
+    sch = Schedule(func)
+    generic_schedule(sch)
     return sch.mod["main"]
 
 
@@ -66,15 +73,16 @@ def generic_schedule(sch: Schedule) -> None:
             _schedule_injective(sch, blk)
 
 
-def inline_injective(sch: Schedule) -> None:
-    """compute_inline every non-output injective block (until nothing changes)."""
+def inline_injective(sch: Schedule, keep=()) -> None:
+    """compute_inline every non-output injective block not named in `keep`."""
     root = sch.get_sblock("root")
     changed = True
     while changed:
         changed = False
         outputs = {sch.get(b).name_hint for b in sch.get_output_blocks(root)}
         for blk in sch.get_child_blocks(root):
-            if sch.get(blk).name_hint in outputs or _is_reduction(sch, blk):
+            name = sch.get(blk).name_hint
+            if name in outputs or name in keep or _is_reduction(sch, blk):
                 continue
             try:
                 sch.compute_inline(blk)
@@ -105,11 +113,13 @@ def _extents(sch, loops):
     return out
 
 
-def _parallelize(sch, loops, extents):
-    """Fuse leading loops up to PARALLEL_MIN_EXTENT and mark parallel; returns the loop."""
-    work = 1
-    for e in extents:
-        work *= e
+def _parallelize(sch, loops, extents, work=None):
+    """Fuse leading loops up to PARALLEL_MIN_EXTENT and mark parallel when the block does
+    `work` iterations or more (default: the loops' product); returns the outer loop."""
+    if work is None:
+        work = 1
+        for e in extents:
+            work *= e
     if not loops or work < PARALLEL_MIN_WORK:
         return loops[0] if loops else None
     n, prod = 0, 1
@@ -158,14 +168,12 @@ def _schedule_reduction(sch, blk):
     par_loops, par_ext = spatial, ext
     if vec is not None and len(spatial) > 1:
         par_loops, par_ext = spatial[:-1], ext[:-1]
-    outer = _parallelize(sch, par_loops, par_ext)
+    work = 1
+    for e in _extents(sch, sch.get_loops(blk)):
+        work *= e
+    outer = _parallelize(sch, par_loops, par_ext, work)
     if vec is not None:
-        try:
-            first_reduce = sch.get_loops(blk)[len(sch.get_loops(blk)) - len(reduce_) - 1]
-            sch.decompose_reduction(blk, first_reduce)
-            sch.vectorize(vec)
-        except Exception:
-            pass
+        _try(sch.vectorize, vec)
     return outer
 
 
@@ -174,3 +182,42 @@ def _try(fn, *args):
         fn(*args)
     except Exception:
         pass
+
+
+@schedule_rule("Conv")
+def conv_schedule(sch: Schedule) -> None:
+    """Direct NCHW convolution: the padded input is materialized (no bounds checks in the
+    inner loop); each thread computes tiles of [MI output channels x VW output columns]
+    held in registers (cache_write "local"), accumulating over (rc, kh, kw); the epilogue
+    (bias, activation, residual add) runs on the tile right after it is complete."""
+    inline_injective(sch, keep=("conv_pad",))
+    conv = sch.get_sblock("conv")
+    loops = sch.get_loops(conv)
+    if len(loops) != 7:                             # 2-D convolution only
+        raise ValueError("not a 2-D convolution")
+    n, m, h, w, rc, kh, kw = loops
+    n_m, n_w = _extents(sch, [m, w])
+    mi = next((f for f in (8, 4, 2) if n_m % f == 0), 1)
+    vw = next((f for f in (16, 8, 12, 14, 13, 11, 10, 9, 7, 6, 5, 4) if n_w % f == 0), 1)
+    mo, mi_l = sch.split(m, [None, mi])
+    wo, wi = sch.split(w, [None, vw])
+    sch.reorder(n, mo, h, wo, rc, kh, kw, mi_l, wi)
+    root = sch.get_sblock("root")
+    epilogue = [b for b in sch.get_consumers(conv)]
+    if not epilogue:
+        epilogue = [sch.cache_write(conv, 0, "local")]
+    else:
+        sch.set_scope(conv, 0, "local")
+    for blk in epilogue:
+        sch.reverse_compute_at(blk, wo)
+    fused = sch.fuse(n, mo, h)
+    sch.parallel(fused)
+    sch.vectorize(wi)
+    sch.unroll(mi_l)
+    for blk in epilogue:
+        _try(sch.vectorize, sch.get_loops(blk)[-1])
+    sch.decompose_reduction(conv, rc)
+    del root
+    for blk in sch.get_child_blocks(sch.get_sblock("root")):
+        if sch.get(blk).name_hint == "conv_pad":
+            _schedule_injective(sch, blk)
