@@ -26,6 +26,7 @@ from typing import Callable
 from tvm.s_tir import Schedule
 
 SCHEDULE_RULES: dict[str, Callable[[Schedule], None]] = {}
+FALLBACKS: list[tuple[str, str]] = []   # (anchor, reason) when a rule did not fit (debugging)
 
 PARALLEL_MIN_WORK = 1 << 14       # iterations below which threading costs more than it gains
 PARALLEL_MIN_EXTENT = 64          # fuse leading spatial loops until this many parallel chunks
@@ -46,8 +47,8 @@ def schedule(func, anchor: str | None = None):
         try:
             rule(sch)
             return sch.mod["main"]
-        except Exception:       # the tuned rule does not fit this instance: generic schedule
-            pass
+        except Exception as e:  # the tuned rule does not fit this instance: generic schedule
+            FALLBACKS.append((anchor, f"{type(e).__name__}: {str(e).strip()[:200]}"))
     sch = Schedule(func)
     generic_schedule(sch)
     return sch.mod["main"]

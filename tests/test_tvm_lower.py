@@ -390,3 +390,44 @@ def test_unsupported_op_is_a_model_error_naming_the_node(monkeypatch):
     g = Graph("g", [x], [], [op], [op.output])
     with pytest.raises(ModelError, match="my_relu"):
         build_kernels(g, "x86_64", "/tmp/unused-edgecc-test")
+
+
+def test_conv_schedule_rule_applies_to_common_convs():
+    from edgecc.backends import tvm_schedule
+    from edgecc.backends.tvm_lower import lower_kernel
+    tvm_schedule.FALLBACKS.clear()
+    for cin, cout, hw, k, pads, stride, group in [(16, 32, 13, 3, [1] * 4, 1, 1),
+                                                  (64, 16, 55, 1, [0] * 4, 1, 1),
+                                                  (3, 64, 224, 3, [0] * 4, 2, 1),
+                                                  (32, 32, 24, 3, [1] * 4, 1, 32)]:
+        x = Value("x", TensorType("f32", (1, cin, hw, hw)))
+        w = Value("w", TensorType("f32", (cout, cin // group, k, k)))
+        op = build_op("Conv", [x, w], {"pads": pads, "strides": [stride] * 2, "group": group})
+        script = lower_kernel(op, "k").script()
+        assert "T.parallel" in script and "T.vectorized" in script
+    assert tvm_schedule.FALLBACKS == []
+
+
+# ---- whole models ----------------------------------------------------------------------------
+
+def _model_check(zoo_path, name, tol=1e-3):
+    from edgecc import zoo
+    from edgecc.onnx_import import import_onnx
+    g = import_onnx(str(zoo_path(name)), zoo.default_input_shapes(name))
+    feeds = zoo.sample_inputs(name)
+    ref = run_graph(g, feeds)
+    got = run_kernels_in_tvm(g, feeds)
+    for r, o in zip(ref, got):
+        scale = max(1e-6, float(np.max(np.abs(r))))
+        assert float(np.max(np.abs(r - o))) <= tol * scale, name
+
+
+def test_squeezenet_matches_reference(zoo_path):
+    _model_check(zoo_path, "squeezenet")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ppocr_cls", "ppocr_det", "resnet50", "inception_v1",
+                                  "shufflenet", "bvlc_alexnet"])
+def test_model_matches_reference(zoo_path, name):
+    _model_check(zoo_path, name)
