@@ -121,7 +121,7 @@ def buffer_sets(draw):
     return bufs
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(buffer_sets())
 def test_every_strategy_yields_a_sound_plan(bufs):
     for name, fn in STRATEGIES.items():
@@ -129,7 +129,7 @@ def test_every_strategy_yields_a_sound_plan(bufs):
         check_plan(bufs, p)                      # no overlap, aligned, inside, >= bound
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(buffer_sets())
 def test_best_plan_is_sound_and_near_the_bound(bufs):
     p = plan_buffers(bufs)
@@ -138,7 +138,7 @@ def test_best_plan_is_sound_and_near_the_bound(bufs):
     assert p.arena_bytes <= p.naive_bytes
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(buffer_sets(), st.data())
 def test_checker_catches_any_moved_buffer(bufs, data):
     """Moving one buffer onto another simultaneously-live one must be caught."""
@@ -586,14 +586,19 @@ MODELS = ("squeezenet", "ppocr_cls", "shufflenet", "resnet50", "inception_v1", "
 FAST = ("squeezenet", "ppocr_cls", "shufflenet")
 
 
-def import_model(name):
-    """The imported zoo model (weights as shipped: their values do not matter here)."""
+def import_model(name, level=0):
+    """The imported zoo model (weights as shipped: their values do not matter here), after the
+    -O<level> pipeline."""
     zoo = pytest.importorskip("edgecc.zoo")
     onnx_import = pytest.importorskip("edgecc.onnx_import")
     path = zoo.source_path(name)
     if not os.path.exists(path):
         pytest.skip(f"{path} not present")
-    return onnx_import.import_onnx(str(path), zoo.default_input_shapes(name))
+    g = onnx_import.import_onnx(str(path), zoo.default_input_shapes(name))
+    if level:
+        pm = pytest.importorskip("edgecc.pass_manager")
+        g = pm.PassManager(pm.pipeline(level)).run(g)
+    return g
 
 
 @pytest.mark.parametrize("name", [
@@ -608,6 +613,21 @@ def test_model_arena_within_2_percent_of_bound(name):
     # no reuse tricks: every intermediate gets a buffer, bound can only grow
     raw = lower_bound(liveness(g, views=False))
     assert gp.lower_bound_bytes <= raw
+
+
+@pytest.mark.parametrize("level", [0, 3])
+@pytest.mark.parametrize("name", FAST)
+def test_model_runs_bit_exact_through_its_plan(name, level):
+    """Real graphs (-O3: Fused kernels, in-place into them) through the simulated arena."""
+    from edgecc import zoo
+    from edgecc.backends.memory_sim import simulate
+    from edgecc.kernels.executor import run_graph
+    g = import_model(name, level)
+    gp = plan_graph(g)
+    assert gp.arena_bytes <= 1.02 * gp.lower_bound_bytes
+    feeds = zoo.sample_inputs(name)
+    for got, want in zip(simulate(g, gp, feeds), run_graph(g, feeds)):
+        np.testing.assert_array_equal(got, want)
 
 
 # ---- the plan runs: simulated arena vs the reference executor ------------------------------
