@@ -6,8 +6,8 @@ Every offset and every size is rounded to ALIGN bytes.
 
 Strategies follow Pisarchyk & Lee, "Efficient Memory Management for Deep Neural Net Inference"
 (2020): greedy by size, greedy by breadth, and first-fit / best-fit by start time, plus a
-"squeaky wheel" refinement of greedy by size that promotes the buffers ending above the bound. `plan_buffers`
-runs them all and keeps the smallest arena (ties: the first in STRATEGIES order).
+"squeaky wheel" refinement of greedy by size that promotes the buffers ending above the bound.
+`plan_buffers` runs them all and keeps the smallest arena (ties: the first in STRATEGIES order).
 
 The lower bound is the most bytes simultaneously live at any kernel; intervals form an interval
 graph, so no placement can do better than that.

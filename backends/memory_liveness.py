@@ -226,13 +226,12 @@ def analyze(graph: Graph, order: Sequence[Op] | None = None, *, views: bool = Tr
 
 
 def _eliminate_concat(op: Op, groups: _Groups) -> None:
-    """Place every operand of `op` as a slice of its result (in the arena or a graph output),
-    when each is a contiguous byte range of it and an arena group of its own that no other
-    concat has placed."""
+    """Place every operand of `op` as a slice of its arena result, when each is a contiguous
+    byte range of it and an arena group of its own that no other concat has placed.
+    (Slices stay in the arena: values in caller/weight buffers are always at offset 0.)"""
     out = op.output
     axis = op.attrs["axis"]
-    if any(d != 1 for d in out.type.shape[:axis]) \
-            or groups.home[groups.find(out)] not in ("arena", "output"):
+    if any(d != 1 for d in out.type.shape[:axis]) or groups.home[groups.find(out)] != "arena":
         return
     roots = [None if x is None else groups.find(x) for x in op.inputs]
     if any(r is None or groups.home[r] != "arena" or r in groups.up for r in roots) \
@@ -256,6 +255,9 @@ def _inplace_operand(op: Op, t: int, groups: _Groups) -> Value | None:
         if rx is r_out or groups.last[rx] != t or groups.home[rx] != "arena" \
                 or rx in groups.up or r_out in groups.up:
             continue                           # (a slice of a concat keeps its own place)
+        if groups.home[r_out] != "arena" and \
+                any(groups.find(p) is rx for p, _ in groups.up.values()):
+            continue                           # slices stay in the arena (see _eliminate_concat)
         # another operand reading the same storage at other indices would see overwritten data
         if any(y is not None and y is not x and groups.top(y)[0] is rx for y in op.inputs):
             continue

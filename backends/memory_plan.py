@@ -3,13 +3,14 @@
     gp = plan_graph(graph, workspace={kernel: bytes})
     gp.order                  # run the kernels in this order (a topological reorder of graph.ops)
     gp.location("conv1_out")  # -> Location("arena", root, offset from the arena start)
-                              #  | Location("input"/"param"/"output", root, offset into it)
+                              #  | Location("input"/"param"/"output", root, 0)
     gp.is_noop(op)            # view / eliminated Concat: its result already sits in place
     gp.arena_bytes, gp.lower_bound_bytes, gp.naive_bytes
     enforce_max_arena(gp, limit)   # ResourceError (exit 4) naming the peak kernel
 
-Pieces: memory_alloc (buffers -> offsets, strategies, checker), memory_liveness (graph -> buffers,
-view aliases, in-place sharing, concat elimination, workspaces), memory_order (memory-aware topological orders).
+Pieces: memory_alloc (buffers -> offsets, strategies, checker), memory_liveness (graph ->
+buffers, view aliases, in-place sharing, concat elimination, workspaces), memory_order
+(memory-aware topological orders), memory_sim (runs a plan on a poisoned byte arena).
 """
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ from .memory_order import candidate_orders, choose_order  # noqa: F401
 class Location(NamedTuple):
     kind: str      # "arena", "input", "param" or "output"
     root: str      # the value that owns the storage (for inputs/params/outputs: its name)
-    offset: int    # bytes from the start of the arena (kind "arena") or of the root's buffer
-                   # (nonzero for a slice of an eliminated Concat, e.g. one stored in an output)
+    offset: int    # bytes from the start of the arena (kind "arena"); 0 for the others
+                   # (only arena buffers hold slices: operands of an eliminated Concat)
 
 
 class Peak(NamedTuple):

@@ -1,6 +1,7 @@
 """Memory-planner benchmark: arena size per zoo model vs. its lower bound and naive allocation.
 
-    python bench/bench_memory.py [-O 3] [models...]     # prints a table, writes bench/results/memory.json
+    python bench/bench_memory.py [-O 3] [models...]
+    # prints a table, writes bench/results/memory.json
 
 Columns (bytes):
   onnx_lb   liveness lower bound of the imported (unfused) graph in file order, every

@@ -576,7 +576,8 @@ def test_enforce_max_arena():
     assert e.value.message == (
         f"arena needs {gp.arena_bytes} bytes > --max-arena 1000; peak at kernel 'reduce0' "
         "(Conv) with live tensors expand0_out0 (8192 B), expand1_out0 (8192 B), "
-        "expand2_out0 (8192 B), expand3_out0 (8192 B), reduce0_out0 (1024 B); try -O2/-O3 fusion or a smaller input")
+        "expand2_out0 (8192 B), expand3_out0 (8192 B), reduce0_out0 (1024 B); "
+        "try -O2/-O3 fusion or a smaller input")
 
 
 # ---- whole models --------------------------------------------------------------------------
@@ -698,6 +699,7 @@ def test_simulated_arena_matches_reference(seed, inplace, reorder, concat, works
     ws = {i: 64 * (1 + i % 3) for i in range(0, len(g.ops), 2)} if workspace else None
     gp = plan_graph(g, workspace=ws, inplace=inplace, reorder=reorder, concat=concat)
     assert is_topological(g, gp.order)
+    assert all(gp.location(v).offset == 0 for v in gp.external)   # slices only in the arena
     feeds = feeds_for(g, seed)
     for got, want in zip(simulate(g, gp, feeds), run_graph(g, feeds)):
         np.testing.assert_array_equal(got, want)
