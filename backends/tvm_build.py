@@ -8,14 +8,14 @@
       kind    "kernel": call `symbol` with `args`;
               "view":   no code; the single output aliases the single input's bytes
                         (Reshape/Flatten/Squeeze/Unsqueeze/Identity/Dropout). func/symbol None.
-      func    the TVM function name (k0, k1, ...); identical kernels (same op kind, attributes,
-              Fused body and argument types) share one function.
+      func    the TVM function name, "<prefix>k<n>_<label>" (e.g. k3_conv); identical kernels
+              (same op kind, attributes, Fused body and argument types) share one function.
       symbol  the C symbol in the object: "__tvm_ffi_<func>".
       args    tuple[KernelArg(name, dtype, shape, role)]: the op's present operands in operand
               order (role "input", or "param" when the value is a weight living in the weights
               blob), then its results (role "output"). `name` is the IR value name.
 
-`lib.objects` are the object files to link (ELF for the target; today one `lib0.o`), and
+`lib.objects` are the object files to link (ELF for the target; today one `kernels.o`), and
 `lib.archive` the `.tar` TVM exported them in. `lib.target` is the edgecc target name
 ("x86_64"/"arm64"), `lib.triple` the LLVM triple.
 
@@ -28,13 +28,18 @@ Calling convention (TVM-FFI packed, see tvm/ffi/c_api.h):
   ndim/shape = KernelArg.shape (ndim 0 allowed), dtype = KernelArg.dtype (bool = {kDLBool 6, 8, 1}),
   strides = NULL (compact row-major), byte_offset = 0. Returns 0 on success, non-zero after
   calling TVMFFIErrorSetRaisedFromCStrParts (the bundle provides it).
-  Symbols the object needs from the bundle: TVMFFIErrorSetRaisedFromCStrParts and the function
-  pointers __TVMBackendAllocWorkspace, __TVMBackendFreeWorkspace, __TVMBackendParallelLaunch
-  (+ __TVMBackendParallelBarrier if present; check `nm -u`).
+  What the object needs from the bundle (`nm` of a squeezenet build): the undefined symbols
+  TVMFFIErrorSetRaisedFromCStrParts and libm's expf (link -lm), and three weak *function
+  pointer variables* (nm type V) the host must assign before the first call:
+  __TVMBackendAllocWorkspace, __TVMBackendFreeWorkspace, __TVMBackendParallelLaunch
+  (parallel loops call the latter; each task must run exactly once, any thread count).
+  A weak `__tvm_ffi_main` alias is also emitted; ignore it.
 
 Builds are deterministic: the same graph and target give byte-identical objects.
 `run_kernels_in_tvm(graph, feeds, target="x86_64")` runs the compiled kernels in graph order with
 TVM's own runtime (host only) - for testing the lowering without the bundle.
+`plan_kernels(graph, prefix)` -> (calls, {func: (scheduled PrimFunc, op)}) is the lowering
+without compiling (used to size kernel workspaces).
 """
 from __future__ import annotations
 
