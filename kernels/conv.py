@@ -20,34 +20,40 @@ def _conv3d(x, w, bias, out, strides, pads, dilations, group):
     pd, ph, pw = pads[0], pads[1], pads[2]
     dd, dh, dw = dilations[0], dilations[1], dilations[2]
     Mg = M // group
-    acc = np.empty((OD, OH, OW), np.float64)
+    # for kernel column kw, input column iw = ow * sw + kw * dw - pw is inside [0, W)
+    # exactly for ow in [ow0[kw], ow1[kw])
+    ow0 = np.empty(KW, np.int64)
+    ow1 = np.empty(KW, np.int64)
+    for kw in range(KW):
+        off = kw * dw - pw
+        ow0[kw] = max(0, -(off // sw))
+        ow1[kw] = min(OW, (W - 1 - off) // sw + 1)
+    row = np.empty(OW, np.float64)  # one output row, accumulated in float64
     for n in range(N):
         for m in range(M):
-            g = m // Mg
-            acc[:] = bias[m]
-            for c in range(Cg):
-                ci = g * Cg + c
-                for kd in range(KD):
-                    for kh in range(KH):
-                        for kw in range(KW):
-                            wv = np.float64(w[m, c, kd, kh, kw])
-                            off = kw * dw - pw          # iw = ow * sw + off
-                            ow0 = max(0, -(off // sw))  # first ow with iw >= 0
-                            ow1 = min(OW, (W - 1 - off) // sw + 1)
-                            for od in range(OD):
-                                iz = od * sd - pd + kd * dd
-                                if iz < 0 or iz >= D:
-                                    continue
-                                for oh in range(OH):
-                                    iy = oh * sh - ph + kh * dh
-                                    if iy < 0 or iy >= H:
-                                        continue
-                                    for ow in range(ow0, ow1):
-                                        acc[od, oh, ow] += wv * x[n, ci, iz, iy, ow * sw + off]
+            ci0 = (m // Mg) * Cg
             for od in range(OD):
                 for oh in range(OH):
+                    row[:] = bias[m]
+                    for c in range(Cg):
+                        for kd in range(KD):
+                            iz = od * sd - pd + kd * dd
+                            if iz < 0 or iz >= D:
+                                continue
+                            for kh in range(KH):
+                                iy = oh * sh - ph + kh * dh
+                                if iy < 0 or iy >= H:
+                                    continue
+                                xrow = x[n, ci0 + c, iz, iy]
+                                for kw in range(KW):
+                                    wv = np.float64(w[m, c, kd, kh, kw])
+                                    off = kw * dw - pw
+                                    # indices are >= 0 here; unsigned indexing lets Numba
+                                    # skip its negative-index wraparound, so LLVM vectorizes
+                                    for ow in range(ow0[kw], ow1[kw]):
+                                        row[np.uint64(ow)] += wv * xrow[np.uint64(ow * sw + off)]
                     for ow in range(OW):
-                        out[n, m, od, oh, ow] = acc[od, oh, ow]
+                        out[n, m, od, oh, ow] = row[ow]
 
 
 @njit(cache=True)

@@ -20,16 +20,36 @@ def _bmm(a, b, out):
             row[:] = 0.0
             for k in range(K):
                 av = np.float64(a[s, i, k])
-                for j in range(N):
-                    row[j] += av * b[s, k, j]
+                brow = b[s, k]
+                for j in range(N):  # unsigned index: no wraparound check, so it vectorizes
+                    row[np.uint64(j)] += av * brow[np.uint64(j)]
             for j in range(N):
                 out[s, i, j] = row[j]
 
 
-def matmul_f64(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Batched a @ b ([B,M,K] @ [B,K,N]) computed in float64, returned as float64."""
-    out = np.empty((a.shape[0], a.shape[1], b.shape[2]), np.float64)
-    _bmm(np.ascontiguousarray(a), np.ascontiguousarray(b), out)
+@njit(cache=True)
+def _bmm_nt(a, bt, out):
+    # a [B,M,K] bt [B,N,K] → out [B,M,N] = a @ bt^T: dot products of contiguous rows
+    # (Gemm with transB, the usual layout of fully connected weights)
+    nb, M, K = a.shape
+    N = bt.shape[1]
+    for s in range(nb):
+        for i in range(M):
+            arow = a[s, i]
+            for j in range(N):
+                brow = bt[s, j]
+                acc = 0.0
+                for k in range(K):
+                    acc += np.float64(arow[np.uint64(k)]) * np.float64(brow[np.uint64(k)])
+                out[s, i, j] = acc
+
+
+def matmul_f64(a: np.ndarray, b: np.ndarray, b_transposed: bool = False) -> np.ndarray:
+    """Batched a @ b ([B,M,K] @ [B,K,N], or b given as [B,N,K] when b_transposed)
+    computed in float64, returned as float64."""
+    n = b.shape[1] if b_transposed else b.shape[2]
+    out = np.empty((a.shape[0], a.shape[1], n), np.float64)
+    (_bmm_nt if b_transposed else _bmm)(np.ascontiguousarray(a), np.ascontiguousarray(b), out)
     return out
 
 
@@ -62,10 +82,12 @@ def gemm(op, ins):
     at = op.attrs
     dtype = compute_dtype(a)
     A = (a.T if at["transA"] else a).astype(dtype)
-    B = (b.T if at["transB"] else b).astype(dtype)
-    if A.shape[1] != B.shape[0]:
-        raise ValueError(f"inner dimensions differ: A' is {list(A.shape)}, B' is {list(B.shape)}")
-    y = matmul_f64(A[None], B[None])[0] * float(at["alpha"])
+    B = b.astype(dtype)  # used as stored: B^T's rows are B's rows when transB
+    k_b = B.shape[1] if at["transB"] else B.shape[0]
+    if A.shape[1] != k_b:
+        raise ValueError(f"inner dimensions differ: A' is {list(A.shape)}, B is "
+                         f"{list(B.shape)} with transB={at['transB']}")
+    y = matmul_f64(A[None], B[None], bool(at["transB"]))[0] * float(at["alpha"])
     if c is not None:
         y = y + float(at["beta"]) * c.astype(np.float64)
     return [y.astype(a.dtype)]
