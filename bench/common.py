@@ -1,0 +1,147 @@
+"""Timing helpers shared by the benchmarks.
+
+    res = interleaved({"edgecc": f, "onnxruntime": g}, rounds=7)   # -> Interleaved
+    res.median["edgecc"], res.ratio("edgecc", "onnxruntime")
+
+This VM's speed changes by ~2x every ~10 s (other tenants), so two runtimes timed one after the
+other can differ only because they ran in different phases. `interleaved` therefore alternates
+short batches of every candidate inside each round (the order rotates per round) and keeps one
+per-call time per candidate per round. Ratios are taken per round (both batches ran within a
+fraction of a second of each other, so a phase change hits both) and the median of those is
+reported; per-candidate medians are reported too.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+BATCH_SECONDS = 0.15       # one batch of calls: well below the ~10 s phase of the VM
+
+
+def calls_per_batch(fn: Callable[[], object], batch_seconds: float = BATCH_SECONDS) -> int:
+    """How many calls of fn fill one batch (fn is called once as a warm-up)."""
+    t0 = time.perf_counter()
+    fn()
+    dt = time.perf_counter() - t0
+    return max(1, min(1000, int(batch_seconds / max(dt, 1e-7))))
+
+
+@dataclass
+class Interleaved:
+    """Per-call seconds of each candidate, one value per round."""
+    samples: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def median(self) -> dict[str, float]:
+        return {k: statistics.median(v) for k, v in self.samples.items()}
+
+    @property
+    def minimum(self) -> dict[str, float]:
+        return {k: min(v) for k, v in self.samples.items()}
+
+    def ratio(self, a: str, b: str) -> float:
+        """Median over rounds of time(a) / time(b) measured in the same round."""
+        return statistics.median(x / y for x, y in zip(self.samples[a], self.samples[b]))
+
+    def spread(self, key: str) -> float:
+        """(max - min) / median of a candidate's rounds: how noisy its numbers are."""
+        v = self.samples[key]
+        return (max(v) - min(v)) / statistics.median(v)
+
+
+def interleaved(fns: dict[str, Callable[[], object]], rounds: int = 7,
+                batch_seconds: float = BATCH_SECONDS, budget_seconds: float | None = None
+                ) -> Interleaved:
+    """Time every fn in alternating batches; stop after `rounds` rounds, or earlier (but after
+    at least 3 rounds) once `budget_seconds` of wall time is spent."""
+    sizes = {k: calls_per_batch(f, batch_seconds) for k, f in fns.items()}
+    res = Interleaved({k: [] for k in fns})
+    keys = list(fns)
+    start = time.perf_counter()
+    for r in range(rounds):
+        for k in keys[r % len(keys):] + keys[:r % len(keys)]:     # rotate who goes first
+            f, n = fns[k], sizes[k]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                f()
+            res.samples[k].append((time.perf_counter() - t0) / n)
+        if budget_seconds is not None and r >= 2 and time.perf_counter() - start > budget_seconds:
+            break
+    return res
+
+
+def geomean(values) -> float | None:
+    vals = [v for v in values if v is not None and v > 0]
+    if not vals:
+        return None
+    return math.exp(sum(math.log(v) for v in vals) / len(vals))
+
+
+def dir_bytes(path, patterns=("*",)) -> int:
+    """Total size of the files in `path` matching any of the glob patterns (non-recursive)."""
+    seen = set()
+    for pat in patterns:
+        seen.update(p for p in Path(path).glob(pat) if p.is_file())
+    return sum(p.stat().st_size for p in seen)
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict:
+    info = {"cpu": cpu_model(), "cores": os.cpu_count(), "machine": platform.machine(),
+            "python": platform.python_version()}
+    for mod in ("numpy", "onnx", "onnxruntime", "tvm"):
+        try:
+            info[mod] = __import__(mod).__version__
+        except Exception as e:          # a missing baseline is recorded, not fatal
+            info[mod] = f"unavailable: {type(e).__name__}"
+    import edgecc
+    info["edgecc"] = edgecc.__version__
+    return info
+
+
+_SGEMM = """
+import sys, time, numpy as np
+n = int(sys.argv[1]); a = np.random.default_rng(0).standard_normal((n, n), np.float32)
+b = a.T.copy(); a @ b
+best = float("inf"); end = time.perf_counter() + float(sys.argv[2])
+while time.perf_counter() < end:
+    t0 = time.perf_counter(); a @ b; best = min(best, time.perf_counter() - t0)
+print(2 * n ** 3 / best / 1e9)
+"""
+
+
+def sgemm_peak_gflops(threads: int, n: int = 2048, seconds: float = 3.0) -> float:
+    """Best GFLOP/s of numpy's fp32 n x n matmul with `threads` BLAS threads (a fresh
+    process: BLAS reads its thread count at load)."""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
+           "MKL_NUM_THREADS": str(threads)}
+    out = subprocess.run([sys.executable, "-c", _SGEMM, str(n), str(seconds)], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    return float(out.strip())
+
+
+def write_json(path, data) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
