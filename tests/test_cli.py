@@ -64,8 +64,8 @@ def test_bad_input_shape_syntax(tmp_path, spec, message):
     assert proc.returncode == 1 and message in proc.stderr
 
 
-def test_truncated_model_is_model_error(tmp_path, models):
-    data = Path(models["squeezenet"]).read_bytes()
+def test_truncated_model_is_model_error(tmp_path, zoo_path):
+    data = Path(zoo_path("squeezenet")).read_bytes()
     bad = tmp_path / "truncated.onnx"
     bad.write_bytes(data[: len(data) // 3])
     proc = edgecc(bad, "--emit", "ir", "-o", tmp_path / "out")
@@ -94,28 +94,28 @@ def test_failed_build_leaves_existing_outdir_untouched(tmp_path):
     assert (out / "keep.txt").read_text() == "mine"
 
 
-def test_emit_ir_writes_module(tmp_path, models):
-    proc = edgecc(models["ppocr_cls"], "--input-shape", "x=1,3,48,192", "--emit", "ir",
+def test_emit_ir_writes_module(tmp_path, zoo_path):
+    proc = edgecc(zoo_path("ppocr_cls"), "--input-shape", "x=1,3,48,192", "--emit", "ir",
                   "-O1", "-o", tmp_path)
     assert proc.returncode == 0, proc.stderr
-    stem = Path(models["ppocr_cls"]).stem
+    stem = Path(zoo_path("ppocr_cls")).stem
     text = (tmp_path / f"{stem}.eir").read_text()
     assert text.startswith("graph @") and "Conv(" in text
     assert (tmp_path / f"{stem}.weights.npz").is_file()
 
 
-def test_check_matches_onnxruntime_and_reports_mismatch(tmp_path, models):
-    proc = edgecc("check", models["ppocr_cls"], "--input-shape", "x=1,3,48,192")
+def test_check_matches_onnxruntime_and_reports_mismatch(tmp_path, zoo_path):
+    proc = edgecc("check", zoo_path("ppocr_cls"), "--input-shape", "x=1,3,48,192")
     assert proc.returncode == 0, proc.stderr
     assert "rel to scale" in proc.stdout and "ok" in proc.stdout
     # an impossible tolerance must turn into the numeric-failure exit code
-    proc = edgecc("check", models["ppocr_cls"], "--input-shape", "x=1,3,48,192",
+    proc = edgecc("check", zoo_path("ppocr_cls"), "--input-shape", "x=1,3,48,192",
                   "--tolerance", "0")
     assert proc.returncode == 3 and "differs from onnxruntime" in proc.stderr
 
 
-def test_check_rejects_wrong_input_shape(tmp_path, models):
+def test_check_rejects_wrong_input_shape(tmp_path, zoo_path):
     np.save(tmp_path / "x.npy", np.zeros((1, 3, 10, 10), np.float32))
-    proc = edgecc("check", models["ppocr_cls"], "--input-shape", "x=1,3,48,192",
+    proc = edgecc("check", zoo_path("ppocr_cls"), "--input-shape", "x=1,3,48,192",
                   "--input", f"x={tmp_path / 'x.npy'}")
     assert proc.returncode == 1 and "expects [1, 3, 48, 192]" in proc.stderr
