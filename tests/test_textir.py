@@ -268,11 +268,10 @@ def test_fused_body_cannot_see_outer_values():
 
 # ---- the zoo --------------------------------------------------------------------------------
 
-def _zoo_roundtrip(name, tmp_path_factory):
+def _zoo_roundtrip(name, zoo_path, tmp_path_factory):
     zoo = pytest.importorskip("edgecc.zoo")
     from edgecc.onnx_import import import_onnx
-    path = zoo.materialize(name, tmp_path_factory.getbasetemp() / "zoo")
-    g = import_onnx(str(path), zoo.default_input_shapes(name))
+    g = import_onnx(str(zoo_path(name)), zoo.default_input_shapes(name))
     roundtrip(g)
     out = tmp_path_factory.mktemp(name) / f"{name}.eir"
     save_module(g, out)
@@ -280,13 +279,13 @@ def _zoo_roundtrip(name, tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", ["squeezenet", "ppocr_cls"])
-def test_zoo_roundtrip(name, tmp_path_factory):
-    _zoo_roundtrip(name, tmp_path_factory)
+def test_zoo_roundtrip(name, zoo_path, tmp_path_factory):
+    _zoo_roundtrip(name, zoo_path, tmp_path_factory)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet50", "shufflenet", "inception_v1", "inception_v2",
                                   "densenet121", "vgg19", "bvlc_alexnet", "zfnet512",
                                   "ppocr_det"])
-def test_zoo_roundtrip_slow(name, tmp_path_factory):
-    _zoo_roundtrip(name, tmp_path_factory)
+def test_zoo_roundtrip_slow(name, zoo_path, tmp_path_factory):
+    _zoo_roundtrip(name, zoo_path, tmp_path_factory)
