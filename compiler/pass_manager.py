@@ -151,11 +151,18 @@ def spec_of(p) -> str:
 # ---- pipelines ------------------------------------------------------------------------------
 
 # The -O levels. Specs, so options can be given: "fuse-conv-bn{eps=1e-5}".
+_CLEANUP = ["fold-constants", "eliminate-identity", "eliminate-noop-movement",
+            "simplify-algebra", "fold-pad", "cse", "dce"]
+# fuse-hardswish runs before simplify-algebra, which would merge the /6 of x*relu6(x+3)/6
+# into a following scale and hide the pattern.
+_FUSION = ["fold-constants", "eliminate-identity", "eliminate-noop-movement", "fuse-hardswish",
+           "simplify-algebra", "fold-pad", "cse", "fuse-conv-bn", "lower-batchnorm",
+           "fuse-kernels", "dce"]
 PIPELINES: dict[int, list[str]] = {
     0: [],
-    1: ["eliminate-identity", "dce"],
-    2: ["eliminate-identity", "dce"],
-    3: ["eliminate-identity", "dce"],
+    1: _CLEANUP,
+    2: _FUSION,
+    3: _FUSION,
 }
 
 

@@ -4,7 +4,7 @@ numerically against the reference executor, and the refusals with their reasons;
 from __future__ import annotations
 
 import math
-import types
+
 
 import numpy as np
 import pytest
@@ -12,6 +12,7 @@ import pytest
 from edgecc.ir import Graph, TensorType, Value
 from edgecc.kernels import run_graph
 from edgecc.opdef import build_op, verify_graph
+from edgecc.pass_manager import PassContext
 from edgecc.passes.cse import CSE
 from edgecc.passes.eliminate_noop_movement import EliminateNoopMovement
 from edgecc.passes.fold_constants import FoldConstants
@@ -62,7 +63,7 @@ def apply(p, graph, rtol=None):
     feeds = feeds_for(graph)
     ref = run_graph(graph, feeds)
     g = graph.clone()
-    ctx = types.SimpleNamespace()
+    ctx = PassContext()
     changed = p.run(g, ctx)
     verify_graph(g)
     tol = rtol if rtol is not None else max(p.tolerance, 1e-6)
