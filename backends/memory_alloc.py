@@ -14,6 +14,7 @@ graph, so no placement can do better than that.
 """
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -85,29 +86,31 @@ def naive_size(buffers: Sequence[Buffer]) -> int:
 
 # ---- placement primitive -------------------------------------------------------------------
 
-def _place(b: Buffer, placed: list[tuple[int, Buffer]], best_fit: bool) -> int:
-    """Lowest (first-fit) or tightest (best-fit) gap among time-overlapping placed buffers."""
+def _place(b: Buffer, placed: list[tuple[int, int, Buffer]], best_fit: bool) -> int:
+    """Lowest (first-fit) or tightest (best-fit) gap among time-overlapping placed buffers.
+    `placed` is sorted by offset."""
     size = b.asize
-    busy = sorted((off, off + p.asize) for off, p in placed if p.overlaps(b) and p.asize)
     best, best_gap, end = None, None, 0
-    for lo, hi in busy:
+    for lo, _, p in placed:
+        if not p.asize or p.first > b.last or b.first > p.last:
+            continue
         gap = lo - end
         if gap >= size:
             if not best_fit:
                 return end
             if best_gap is None or gap < best_gap:
                 best, best_gap = end, gap
-        end = max(end, hi)
+        end = max(end, lo + p.asize)
     return end if best is None else best
 
 
 def _assign(order: list[Buffer], best_fit: bool) -> dict[str, int]:
-    placed: list[tuple[int, Buffer]] = []
+    placed: list[tuple[int, int, Buffer]] = []       # (offset, placement index, buffer)
     offsets = {}
-    for b in order:
+    for i, b in enumerate(order):
         off = _place(b, placed, best_fit)
         offsets[b.name] = off
-        placed.append((off, b))
+        bisect.insort(placed, (off, i, b))
     return offsets
 
 
@@ -149,10 +152,12 @@ def best_fit_by_start(buffers: list[Buffer]) -> dict[str, int]:
     return _assign(sorted(buffers, key=lambda b: (b.first, -b.asize, b.name)), True)
 
 
-def squeaky_wheel(buffers: list[Buffer], rounds: int = 200) -> dict[str, int]:
+def squeaky_wheel(buffers: list[Buffer], rounds: int | None = None) -> dict[str, int]:
     """Greedy by size, then repeatedly promote the buffers that stick out above the lower bound
     (halve their position in the placement order) and re-place; keep the best round.
-    Deterministic; stops at the lower bound."""
+    Deterministic; stops at the lower bound. Rounds default to a budget of ~2e7 buffer pairs."""
+    if rounds is None:
+        rounds = max(4, min(200, 20_000_000 // max(1, len(buffers)) ** 2))
     lb = lower_bound(buffers)
     order = sorted(buffers, key=lambda b: (-b.asize, b.first, b.last, b.name))
     best = None
