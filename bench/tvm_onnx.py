@@ -35,7 +35,7 @@ def build(model_path, input_shapes: dict, out_so, timeout: float = 600.0) -> dic
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"ok": False, "seconds": round(time.perf_counter() - t0, 1),
-                "error": f"build did not finish within the {timeout:.0f} s limit"}
+                "error": f"build did not finish within the {timeout:g} s limit"}
     last = proc.stdout.strip().splitlines()[-1:] or [""]
     try:
         return json.loads(last[0])
