@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .registry import kernel
+from .registry import contiguous, kernel
 from .spatial import compute_dtype
 
 
@@ -49,7 +49,7 @@ def matmul_f64(a: np.ndarray, b: np.ndarray, b_transposed: bool = False) -> np.n
     computed in float64, returned as float64."""
     n = b.shape[1] if b_transposed else b.shape[2]
     out = np.empty((a.shape[0], a.shape[1], n), np.float64)
-    (_bmm_nt if b_transposed else _bmm)(np.ascontiguousarray(a), np.ascontiguousarray(b), out)
+    (_bmm_nt if b_transposed else _bmm)(contiguous(a), contiguous(b), out)
     return out
 
 

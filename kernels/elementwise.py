@@ -15,7 +15,7 @@ from numba import njit
 
 from edgecc.dtypes import dtype_to_numpy
 
-from .registry import kernel
+from .registry import contiguous, kernel
 
 # ---- unary float math ------------------------------------------------------------------
 (RELU, SIGMOID, TANH, ERF, SQRT, EXP, LOG, NEG, ABS, RECIP, FLOOR, CEIL, ROUND, SIGN, SIN,
@@ -94,7 +94,7 @@ def float_unary(x: np.ndarray, code: int, a: float = 0.0, b: float = 0.0) -> np.
     """Apply unary float op `code` to x (f16/f32/f64), returning x's dtype."""
     if x.dtype.kind != "f":
         raise TypeError(f"expects a float tensor, got {x.dtype}")
-    work = np.ascontiguousarray(x, dtype=np.float32 if x.dtype == np.float16 else x.dtype)
+    work = contiguous(x, dtype=np.float32 if x.dtype == np.float16 else x.dtype)
     out = np.empty_like(work)
     _unary(work.reshape(-1), out.reshape(-1), code, float(a), float(b))
     return out.astype(x.dtype, copy=False)
@@ -217,8 +217,8 @@ def float_binary(x: np.ndarray, y: np.ndarray, code: int) -> np.ndarray:
     dtype = x.dtype
     work = np.float32 if dtype == np.float16 else dtype
     x, y = _broadcast([x, y])
-    xs = np.ascontiguousarray(x, dtype=work).reshape(-1)
-    ys = np.ascontiguousarray(y, dtype=work).reshape(-1)
+    xs = contiguous(x, dtype=work).reshape(-1)
+    ys = contiguous(y, dtype=work).reshape(-1)
     out = np.empty(x.shape, dtype=work)
     _binary(xs, ys, out.reshape(-1), code)
     return out.astype(dtype, copy=False)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .registry import kernel
+from .registry import contiguous, kernel
 
 # activation name → (code, default alpha, default beta)
 _ACTIVATIONS = {"Sigmoid": (0, 0.0, 0.0), "Tanh": (1, 0.0, 0.0), "Relu": (2, 0.0, 0.0),
@@ -126,18 +126,18 @@ def lstm(op, ins):
     c0 = np.zeros((dirs, N, hidden), f64) if c0 is None else c0.astype(f64)
     lens = np.full(N, T, np.int64) if lens is None else lens.astype(np.int64)
     codes, alphas, betas = _activation_params(a, dirs)
-    Xc = np.ascontiguousarray(X, f64)
+    Xc = contiguous(X, f64)
     Y = np.zeros((T, dirs, N, hidden), f64)
     Yh = np.zeros((dirs, N, hidden), f64)
     Yc = np.zeros((dirs, N, hidden), f64)
     for d in range(dirs):
         reverse = direction == "reverse" or d == 1
-        _lstm_direction(Xc, np.ascontiguousarray(W[d], f64), np.ascontiguousarray(R[d], f64),
-                        B[d], P[d], np.ascontiguousarray(h0[d]), np.ascontiguousarray(c0[d]),
+        _lstm_direction(Xc, contiguous(W[d], f64), contiguous(R[d], f64),
+                        B[d], P[d], contiguous(h0[d]), contiguous(c0[d]),
                         lens, reverse, codes[d], alphas[d], betas[d], float(a["clip"]),
                         bool(a["input_forget"]), Y[:, d], Yh[d], Yc[d])
     if a["layout"]:
         Y, Yh, Yc = Y.transpose(2, 0, 1, 3), Yh.transpose(1, 0, 2), Yc.transpose(1, 0, 2)
     dt = X.dtype
-    return [np.ascontiguousarray(Y, dt), np.ascontiguousarray(Yh, dt),
-            np.ascontiguousarray(Yc, dt)]
+    return [contiguous(Y, dt), contiguous(Yh, dt),
+            contiguous(Yc, dt)]

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .registry import kernel
+from .registry import contiguous, kernel
 
-
-def _out(a) -> np.ndarray:
-    a = np.asarray(a)   # not np.ascontiguousarray: it turns a 0-d result into shape [1]
-    return a if a.flags.c_contiguous else a.copy()
+_out = contiguous  # (never np.ascontiguousarray: it turns a 0-d result into shape [1])
 
 
 @kernel("Reshape")

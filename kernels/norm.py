@@ -7,7 +7,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .registry import kernel
+from .registry import contiguous, kernel
 from .spatial import compute_dtype
 
 
@@ -27,7 +27,7 @@ def batch_norm(op, ins):
     dtype = compute_dtype(x)
     # y = (x - mean) / sqrt(var + eps) * scale + bias = x * k + (bias - mean * k)
     k = scale / np.sqrt(var + op.attrs["epsilon"])
-    x3 = np.ascontiguousarray(x, dtype=dtype).reshape(x.shape[0], x.shape[1], -1)
+    x3 = contiguous(x, dtype=dtype).reshape(x.shape[0], x.shape[1], -1)
     out = np.empty(x3.shape, dtype)
     _channel_affine(x3, k, bias - mean * k, out)
     return [out.reshape(x.shape).astype(x.dtype, copy=False)]
@@ -59,7 +59,7 @@ def instance_norm(op, ins):
     x, scale, bias = ins
     dtype = compute_dtype(x)
     n, c = x.shape[:2]
-    rows = np.ascontiguousarray(x, dtype=dtype).reshape(n * c, -1)
+    rows = contiguous(x, dtype=dtype).reshape(n * c, -1)
     s = rows.shape[1]
     sc = np.repeat(scale.astype(np.float64).reshape(c, 1), s, axis=1)
     bi = np.repeat(bias.astype(np.float64).reshape(c, 1), s, axis=1)
@@ -75,12 +75,12 @@ def layer_norm(op, ins):
     axis = op.attrs["axis"]
     dtype = compute_dtype(x)
     inner_shape = x.shape[axis:]
-    rows = np.ascontiguousarray(x, dtype=dtype).reshape(-1, int(np.prod(inner_shape)))
+    rows = contiguous(x, dtype=dtype).reshape(-1, int(np.prod(inner_shape)))
     sc = np.broadcast_to(scale.astype(np.float64), inner_shape).reshape(1, -1)
     bi = (np.zeros_like(sc) if bias is None else
           np.broadcast_to(bias.astype(np.float64), inner_shape).reshape(1, -1))
     out = np.empty(rows.shape, dtype)
-    _normalize_rows(rows, np.ascontiguousarray(sc), np.ascontiguousarray(bi),
+    _normalize_rows(rows, contiguous(sc), contiguous(bi),
                     float(op.attrs["epsilon"]), out)
     return [out.reshape(x.shape).astype(x.dtype, copy=False)]
 
@@ -107,7 +107,7 @@ def _lrn(x, out, size, alpha, beta, bias):
 def lrn(op, ins):
     x, a = ins[0], op.attrs
     dtype = compute_dtype(x)
-    x3 = np.ascontiguousarray(x, dtype=dtype).reshape(x.shape[0], x.shape[1], -1)
+    x3 = contiguous(x, dtype=dtype).reshape(x.shape[0], x.shape[1], -1)
     out = np.empty(x3.shape, dtype)
     _lrn(x3, out, int(a["size"]), float(a["alpha"]), float(a["beta"]), float(a["bias"]))
     return [out.reshape(x.shape).astype(x.dtype, copy=False)]

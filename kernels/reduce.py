@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .registry import kernel
+from .registry import contiguous, kernel
 
 SUM, MEAN, MAX, MIN, PROD, L1, L2, SUMSQ, LOGSUMEXP, LOGSUM = range(10)
 _CODES = {"ReduceSum": SUM, "ReduceMean": MEAN, "ReduceMax": MAX, "ReduceMin": MIN,
@@ -66,7 +66,7 @@ def _to_rows(x: np.ndarray, axes) -> tuple[np.ndarray, tuple[int, ...]]:
     t = np.transpose(x, kept + axes)
     kept_shape = tuple(x.shape[d] for d in kept)
     inner = int(np.prod([x.shape[d] for d in axes], dtype=np.int64))
-    return np.ascontiguousarray(t).reshape(int(np.prod(kept_shape, dtype=np.int64)), inner), \
+    return contiguous(t).reshape(int(np.prod(kept_shape, dtype=np.int64)), inner), \
         kept_shape
 
 
@@ -142,7 +142,7 @@ def _softmax_kernel(op, ins):
     if x.dtype.kind != "f":
         raise TypeError(f"expects a float tensor, got {x.dtype}")
     moved = np.moveaxis(x, axis, -1)
-    rows = np.ascontiguousarray(moved).reshape(-1, x.shape[axis] if x.ndim else 1)
+    rows = contiguous(moved).reshape(-1, x.shape[axis] if x.ndim else 1)
     out = np.empty(rows.shape, np.float64)
     _softmax(rows, out, op.kind == "LogSoftmax")
-    return [np.ascontiguousarray(np.moveaxis(out.reshape(moved.shape), -1, axis)).astype(x.dtype)]
+    return [contiguous(np.moveaxis(out.reshape(moved.shape), -1, axis)).astype(x.dtype)]

@@ -31,3 +31,9 @@ def kernel(*kinds: str):
 def out_dtype(op: Op, i: int = 0) -> np.dtype:
     """The numpy dtype of result `i` as declared in the graph."""
     return op.outputs[i].type.np_dtype
+
+
+def contiguous(a, dtype=None) -> np.ndarray:
+    """a as a C-contiguous array (copied only if needed). Unlike np.ascontiguousarray this
+    keeps 0-d arrays 0-d, which shape arithmetic relies on."""
+    return np.asarray(a, dtype=dtype, order="C")

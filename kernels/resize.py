@@ -11,7 +11,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .registry import kernel
+from .registry import contiguous, kernel
 
 
 @njit(cache=True)
@@ -112,7 +112,7 @@ def axis_taps(a: dict, n_in: int, n_out: int, scale: float, roi):
         weights = weights / np.where(total == 0, 1.0, total)
     outside = (x < 0) | (x > n_in - 1) if a["coordinate_transformation_mode"] == \
         "tf_crop_and_resize" else np.zeros(n_out, bool)
-    return np.clip(taps, 0, n_in - 1), np.ascontiguousarray(weights), outside
+    return np.clip(taps, 0, n_in - 1), contiguous(weights), outside
 
 
 @kernel("Resize")
@@ -127,7 +127,7 @@ def resize(op, ins):
         if n_in == n_out and math.isclose(scale, 1.0) and axis_roi == (0.0, 1.0):
             continue  # identity along this axis
         taps, weights, outside = axis_taps(a, n_in, n_out, scale, axis_roi)
-        x3 = np.ascontiguousarray(y).reshape(int(np.prod(y.shape[:axis])), n_in, -1)
+        x3 = contiguous(y).reshape(int(np.prod(y.shape[:axis])), n_in, -1)
         out = np.empty((x3.shape[0], n_out, x3.shape[2]), np.float64)
         _interp_axis(x3, taps, weights, out)
         out[:, outside, :] = a["extrapolation_value"]

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from .registry import contiguous
+
 
 def lift_3d(x: np.ndarray, spatial: int) -> np.ndarray:
     """[N, C, *S] (len(S) = spatial ≤ 3) → [N, C, 1.., *S] with 3 spatial dims, contiguous."""
     if spatial > 3:
         raise ValueError(f"{spatial}-D spatial ops are not supported (at most 3-D)")
-    x = np.ascontiguousarray(x)
+    x = contiguous(x)
     return x.reshape(x.shape[:2] + (1,) * (3 - spatial) + x.shape[2:])
 
 

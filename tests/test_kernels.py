@@ -178,6 +178,22 @@ def test_binary_integer_exact(op_type, dtype):
     check(op_type, [a, b])
 
 
+def test_scalars_stay_scalars():
+    # 0-d tensors are everywhere in folded shape arithmetic; results must stay 0-d
+    f, i = np.array(2.0, np.float32), np.array(7, np.int64)
+    check("Sqrt", [f])
+    check("Add", [f, f])
+    check("Mul", [i, i])
+    check("Div", [i, np.array(-2, np.int64)])
+    check("Cast", [i], {"to": dtype_to_onnx("f32")}, canon={"to": "f32"})
+    check("Gather", [ints(4), np.array(1, np.int64)], {"axis": 0})
+    check("Reshape", [ints(1), np.array([], np.int64)], const=(1,), canon={"shape": []})
+    check("Squeeze", [ints(1, 1)])
+    check("Where", [np.array(True), f, f])
+    check("ReduceProd", [ints(3), np.array([0], np.int64)], {"keepdims": 0}, const=(1,),
+          canon={"axes": [0], "keepdims": 0})
+
+
 def test_integer_div_truncates_toward_zero():
     a, b = np.array([7, -7, 7, -7, 0], np.int64), np.array([2, 2, -2, -2, 3], np.int64)
     got = run_canonical("Div", [a, b], {})[0]
