@@ -49,7 +49,8 @@ def tvm_dtype(short: str) -> str:
 
 def _load() -> None:
     if not LOWERINGS:
-        from . import lower_data, lower_elementwise, lower_nn, lower_pool  # noqa: F401
+        from . import (lower_data, lower_elementwise, lower_nn, lower_pool,  # noqa: F401
+                       lower_rnn)
 
 
 def supported_kinds() -> frozenset[str]:

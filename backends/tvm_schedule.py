@@ -222,3 +222,14 @@ def conv_schedule(sch: Schedule) -> None:
     for blk in sch.get_child_blocks(sch.get_sblock("root")):
         if sch.get(blk).name_hint == "conv_pad":
             _schedule_injective(sch, blk)
+
+
+@schedule_rule("LSTM")
+def lstm_schedule(sch: Schedule) -> None:
+    """Keep every per-step state (lstm_h*/lstm_c*) and product materialized: inlining them
+    would recompute the whole recurrence at every use. Blocks are scheduled one by one."""
+    for blk in sch.get_child_blocks(sch.get_sblock("root")):
+        if _is_reduction(sch, blk):
+            _schedule_reduction(sch, blk)
+        else:
+            _schedule_injective(sch, blk)

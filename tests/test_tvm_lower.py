@@ -431,3 +431,19 @@ def test_squeezenet_matches_reference(zoo_path):
                                   "shufflenet", "bvlc_alexnet"])
 def test_model_matches_reference(zoo_path, name):
     _model_check(zoo_path, name)
+
+
+def test_lstm():
+    c = Cases("lstm")
+    T, N, I, H = 3, 2, 3, 5
+    x = randn(T, N, I)
+    c.add("LSTM", [x, randn(1, 4 * H, I), randn(1, 4 * H, H), randn(1, 8 * H)],
+          {"hidden_size": H}, params=(1, 2, 3))
+    c.add("LSTM", [x, randn(2, 4 * H, I), randn(2, 4 * H, H), randn(2, 8 * H),
+                   np.array([3, 2], np.int32), randn(2, N, H), randn(2, N, H)],
+          {"hidden_size": H, "direction": "bidirectional", "clip": 1.5},
+          label="LSTM bidirectional seq_lens clip initial state")
+    c.add("LSTM", [randn(N, T, I), randn(1, 4 * H, I), randn(1, 4 * H, H)],
+          {"hidden_size": H, "direction": "reverse", "layout": 1, "input_forget": 1},
+          label="LSTM reverse layout=1 input_forget")
+    c.check()
