@@ -237,6 +237,12 @@ class _Builder:
     def name(self, tok: Token) -> str:
         return _tok_name(tok, "name", self.where)
 
+    def string(self, tok: Token) -> str:
+        try:
+            return json.loads(tok.value)
+        except json.JSONDecodeError as e:
+            raise self.error(tok, f"bad string {tok.value}: {e.msg}") from None
+
     # -- scopes ---------------------------------------------------------------------------
     def define(self, scope: dict, tok: Token, value: Value) -> None:
         if value.name in scope:
@@ -331,7 +337,7 @@ class _Builder:
             if _GRAPH_ATTR not in d.attrs:
                 raise self.error(kind_tok, f"{kind} takes no body region")
             attrs[_GRAPH_ATTR] = self.region(region)
-        node = json.loads(loc.children[0].value) if loc is not None else ""
+        node = self.string(loc.children[0]) if loc is not None else ""
         out_toks = results.children
         out_names = [self.name(tok) for tok in out_toks]
         describe = f"node '{node}' ({kind})" if node else kind
@@ -394,7 +400,7 @@ class _Builder:
         if kind == "float":
             return float(t.children[0])
         if kind == "string":
-            return json.loads(t.children[0].value)
+            return self.string(t.children[0])
         if kind == "word":
             w = t.children[0].value
             words = {"true": True, "false": False, "none": None}

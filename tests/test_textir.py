@@ -5,6 +5,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgecc.errors import ModelError, UsageError
 from edgecc.ir import Graph, QuantParams, TensorType, Value
@@ -76,6 +78,29 @@ def test_floats_roundtrip_exactly():
         g2 = parse_graph(roundtrip(g), weights={})
         got = g2.ops[0].attrs["alpha"]
         assert got == v and math.copysign(1, got) == math.copysign(1, v)
+
+
+@settings(max_examples=60, deadline=None)
+@given(names=st.lists(st.text(min_size=0, max_size=12), min_size=3, max_size=3, unique=True),
+       alpha=st.floats(allow_nan=True, allow_infinity=True),
+       label=st.text(max_size=20))
+def test_roundtrip_property(names, alpha, label):
+    """Any value / node / graph names, any float, any string survive print -> parse."""
+    g = Graph(names[0])
+    x = Value(names[1], f32(2))
+    g.inputs.append(x)
+    y, = add(g, "LeakyRelu", [x], {"alpha": alpha}, outs=[names[2]], name=label)
+    body = Graph(label)
+    p = Value(names[0], f32(2))
+    body.inputs = [p]
+    body.outputs = add(body, "Neg", [p], outs=[names[1]])
+    f, = add(g, "Fused", [y], {"body": body, "kernel": label}, outs=[names[0]])
+    g.outputs = [f, y]
+    g2 = parse_graph(roundtrip(g))
+    assert [v.name for v in g2.outputs] == [names[0], names[2]] and g2.name == names[0]
+    got = g2.ops[0].attrs["alpha"]
+    assert got == alpha or (math.isnan(got) and math.isnan(alpha))
+    assert g2.ops[1].attrs["kernel"] == label and g2.ops[0].name == label
 
 
 def test_dense_tensor_attribute_and_inline_param():
@@ -242,6 +267,7 @@ BASE = """graph @g(%x: f32[1,4]) -> (%y: f32[1,4]) {
     ("Relu(%x) : f32[1,4]", "Relu(%x) : f32[1,4], f32[1,4]", "t.eir:2:8: Relu: 1 result(s) "
                                                              "but 2 type(s)"),
     ("}\n", "", "t.eir:4:1: unexpected end of file"),
+    ("f32[1,4]\n", 'f32[1,4] loc("a\\q")\n', 't.eir:2:32: bad string "a\\q"'),
 ])
 def test_parse_errors_are_located(old, new, expected):
     text = BASE.replace(old, new, 1)
