@@ -1,0 +1,136 @@
+"""The standalone bundle: C host code + our small C runtime + TVM kernels + weights, built.
+
+    plan = plan_bundle(graph, target, threads)          # arena offsets incl. kernel scratch
+    lib = build_kernels(graph, target, workdir)         # backends/tvm_build.py
+    path = write_bundle(graph, lib, plan, outdir, name="model", threads=None, report={...})
+
+`<outdir>/` then holds (for name "model"):
+    model.h            the C API (CONTRACT.md): sizes, shapes, dtypes, model_run, threads
+    model.c            generated host code; edgecc_runtime.h + rt_*.c: the runtime
+    kernels.o          TVM-compiled kernels (prebuilt for the target)
+    model_weights.bin  the weights, linked in through model_weights.S (.incbin)
+    libmodel.a         static library (one object; only the model_* symbols are global)
+    libmodel.so        shared library (same exports)
+    Makefile, CMakeLists.txt, model.map   how to rebuild / link
+    example.c          a runner over raw files (the qemu path uses it; the user's template)
+    bundle.json        metadata for edgecc.load (names, shapes, dtypes, target)
+    report.json        when `report` is given
+
+Everything is written to a temporary directory beside `outdir` and moved into place only when
+the build succeeded. The bytes depend only on the inputs (no timestamps or paths; `ar D`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from edgecc.errors import UsageError
+from edgecc.ir import Graph
+
+from . import bundle_csrc as C
+from .bundle_layout import BundlePlan, Layout, make_layout, plan_bundle, weights_blob
+from .targets import Target, make_target
+
+__all__ = ["write_bundle", "plan_bundle", "BundlePlan", "cross_prefix", "RUNTIME_DIR"]
+
+RUNTIME_DIR = Path(__file__).parent / "runtime"
+
+
+def write_bundle(graph: Graph, kernel_library, plan: BundlePlan | None, outdir,
+                 name: str = "model", target: Target | str | None = None,
+                 threads: int | None = None, report: dict | None = None) -> Path:
+    """Write and build the bundle of `graph` into `outdir` (replacing it only on success)."""
+    if not (name.isidentifier() and name.isascii()):
+        raise UsageError(f"--name '{name}' must be a C identifier (letters, digits, _)")
+    target = target or kernel_library.target
+    target = make_target(target) if isinstance(target, str) else target
+    if plan is None:
+        plan = plan_bundle(graph, target, threads)
+    layout = make_layout(graph, kernel_library, plan, name, threads)
+
+    outdir = Path(outdir).absolute()
+    _check_replaceable(outdir)
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
+    try:
+        kernels = _write_sources(tmp, graph, layout, kernel_library, target)
+        _build(tmp, layout, target, kernels)
+        if report is not None:
+            (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        os.chmod(tmp, 0o755)
+        _replace_dir(tmp, outdir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return outdir
+
+
+def cross_prefix(target: Target) -> str:
+    """Tool prefix for the target's binutils/gcc ('' when building for this host)."""
+    return "" if target.is_host else f"{target.triple}-"
+
+
+def _write_sources(d: Path, graph: Graph, lay: Layout, lib, target: Target) -> list[str]:
+    n = lay.name
+    (d / "model.h").write_text(C.render_header(lay))
+    (d / "model.c").write_text(C.render_model_c(lay))
+    (d / "example.c").write_text(C.render_example(lay))
+    (d / f"{n}_weights.S").write_text(C.render_weights_asm(lay))
+    with open(d / f"{n}_weights.bin", "wb") as f:
+        for chunk in weights_blob(graph, lay):
+            f.write(chunk)
+    for src in (C.RUNTIME_HEADER,) + C.RUNTIME_SOURCES:
+        shutil.copyfile(RUNTIME_DIR / src, d / src)
+    kernels = []
+    objects = list(getattr(lib, "objects", []) or [])
+    for i, obj in enumerate(objects):
+        dst = "kernels.o" if len(objects) == 1 else f"kernels_{i}.o"
+        shutil.copyfile(obj, d / dst)
+        kernels.append(dst)
+    (d / "Makefile").write_text(C.render_makefile(lay, cross_prefix(target), kernels))
+    (d / f"{n}.map").write_text(C.render_version_script(lay))
+    (d / "CMakeLists.txt").write_text(C.render_cmake(lay))
+    (d / "bundle.json").write_text(C.render_bundle_json(lay))
+    return kernels
+
+
+def _build(d: Path, lay: Layout, target: Target, kernels: list[str]) -> None:
+    cross = cross_prefix(target)
+    for tool in ("gcc", "ld", "objcopy", "ar"):
+        if shutil.which(cross + tool) is None:
+            raise UsageError(f"building a {target.name} bundle needs '{cross + tool}' on PATH"
+                             + (f" (Debian: apt install gcc-{target.triple.replace('_', '-')})"
+                                if cross else ""))
+    n = lay.name
+    cmd = ["make", "-s", "-C", str(d), f"CROSS={cross}", "WERROR=-Werror",
+           f"lib{n}.a", f"lib{n}.so"]
+    proc = subprocess.run(cmd, capture_output=True, text=True,
+                          env={**os.environ, "LC_ALL": "C", "SOURCE_DATE_EPOCH": "0"})
+    if proc.returncode != 0:
+        raise RuntimeError(f"building the bundle failed ({' '.join(cmd)}):\n"
+                           f"{proc.stdout}{proc.stderr}")
+    subprocess.run(["make", "-s", "-C", str(d), "clean"], check=True, capture_output=True)
+
+
+def _check_replaceable(dest: Path) -> None:
+    """Only an empty directory or an earlier bundle may be replaced: never the user's files."""
+    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+        raise UsageError(f"{dest}: exists and is not a directory; choose another -o")
+    if dest.is_dir() and any(dest.iterdir()) and not (dest / "bundle.json").is_file():
+        raise UsageError(f"{dest}: exists and is not an edgecc bundle (no bundle.json); "
+                         f"choose another -o or remove it")
+
+
+def _replace_dir(tmp: Path, dest: Path) -> None:
+    """Swap a finished directory into place (the old one, if any, is removed after)."""
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+        os.replace(dest, old)
+        os.replace(tmp, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, dest)

@@ -1,0 +1,199 @@
+"""What the generated host code does, as data: static tensors, steps, weights, I/O.
+
+    plan = plan_bundle(graph, target, threads=None)     # memory plan incl. kernel scratch
+    layout = make_layout(graph, kernel_library, plan, name="model")
+
+The host code (model.c, rendered by bundle_csrc) binds one static DLTensor per IR value to
+its storage (the caller's arena at a planned offset, an input or output pointer, or the linked
+weights) and runs `steps` in the plan's order: kernel launches, and byte copies where a view
+could not alias (a view between two caller buffers) or a graph output is stored elsewhere
+(an input, a weight, or another output).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgecc.errors import ModelError
+from edgecc.ir import Graph
+
+from .bundle_workspace import Workspace, kernel_workspace
+from .memory_alloc import align
+from .memory_plan import GraphPlan, plan_graph
+from .targets import Target, make_target
+
+# Kernel scratch inside parallel loops is reserved for this many threads (or --threads when
+# larger); at run time a launch uses at most as many threads as the reserved scratch serves.
+WORKSPACE_THREADS = 8
+
+
+@dataclass
+class BundlePlan:
+    memory: GraphPlan
+    workspace: dict[int, Workspace]       # graph.ops index -> scratch of that kernel
+    workspace_threads: int
+
+
+def plan_bundle(graph: Graph, target: Target | str, threads: int | None = None) -> BundlePlan:
+    """Memory plan of the bundle: activations, views, in-place and kernel scratch."""
+    target = make_target(target) if isinstance(target, str) else target
+    ws = kernel_workspace(graph, target)
+    ws_threads = max(threads or 0, WORKSPACE_THREADS)
+    memory = plan_graph(graph, workspace={i: w.bytes(ws_threads) for i, w in ws.items()})
+    return BundlePlan(memory, ws, ws_threads)
+
+
+@dataclass(frozen=True)
+class IOSpec:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class TensorSlot:
+    value: str
+    dtype: str
+    shape: tuple[int, ...]
+    where: str          # "arena" | "input" | "output" | "weights"
+    index: int          # input/output position
+    offset: int         # bytes into the arena / weights
+
+
+@dataclass(frozen=True)
+class Step:
+    what: str                        # "kernel 3 'conv1' (Conv)": names failures
+    symbol: str | None = None        # kernel to call; None: copy src -> dst
+    args: tuple[int, ...] = ()       # tensor slots of the kernel's arguments
+    src: int = -1
+    dst: int = -1
+    nbytes: int = 0
+    ws_offset: int = 0
+    ws_bytes: int = 0
+    ws_task: int = 0                 # scratch bytes per parallel task
+
+
+@dataclass
+class Layout:
+    name: str
+    target: str
+    triple: str
+    default_threads: int             # --threads, 0 = online CPUs
+    inputs: list[IOSpec]
+    outputs: list[IOSpec]
+    tensors: list[TensorSlot]
+    steps: list[Step]
+    weights: list[tuple[str, int, int]]    # (param, offset, bytes) in the blob
+    weights_bytes: int
+    arena_bytes: int
+    workspace_threads: int
+    symbols: list[str] = field(default_factory=list)   # kernel functions, sorted
+
+    @property
+    def num_kernels(self) -> int:
+        return sum(1 for s in self.steps if s.symbol)
+
+
+def make_layout(graph: Graph, lib, plan: BundlePlan, name: str = "model",
+                threads: int | None = None) -> Layout:
+    gp = plan.memory
+    if len(lib.calls) != len(graph.ops):
+        raise ModelError(f"graph '{graph.name}': kernel library has {len(lib.calls)} calls for "
+                         f"{len(graph.ops)} ops (built for another graph?)")
+    index_of = {id(op): i for i, op in enumerate(graph.ops)}
+    in_index = {v.name: i for i, v in enumerate(graph.inputs)}
+    out_index: dict[str, int] = {}
+    for j, v in enumerate(graph.outputs):
+        out_index.setdefault(v.name, j)
+
+    weights, w_offset = _layout_weights(graph, gp)
+    tensors: list[TensorSlot] = []
+    slot_of: dict[object, int] = {}
+
+    def slot(value: str, dtype: str, shape) -> int:
+        if value in slot_of:
+            return slot_of[value]
+        loc = gp.location(value)
+        where, index, offset = {
+            "arena": ("arena", 0, loc.offset),
+            "input": ("input", in_index.get(loc.root, -1), loc.offset),
+            "output": ("output", out_index.get(loc.root, -1), loc.offset),
+            "param": ("weights", 0, w_offset.get(loc.root, -1 - loc.offset) + loc.offset),
+        }[loc.kind]
+        if index < 0 or offset < 0:
+            raise ModelError(f"graph '{graph.name}': %{value} is stored in {loc.kind} "
+                             f"'{loc.root}', which the graph does not have")
+        slot_of[value] = len(tensors)
+        tensors.append(TensorSlot(value, dtype, tuple(shape), where, index, offset))
+        return slot_of[value]
+
+    def value_slot(v) -> int:
+        return slot(v.name, v.type.dtype, v.type.shape)
+
+    steps: list[Step] = []
+    for t, op in enumerate(gp.order):
+        i = index_of[id(op)]
+        call = lib.calls[i]
+        if call.op_kind != op.kind:
+            raise ModelError(f"{op.describe()}: kernel library call {i} is for a {call.op_kind} "
+                             f"(built for another graph?)")
+        what = f"kernel {i} '{op.name}' ({op.kind})"
+        if gp.is_noop(op):         # a view aliasing its operand, an eliminated Concat
+            continue
+        if call.kind == "view":    # a view between two caller buffers: copy the bytes
+            steps.append(Step(what, src=value_slot(op.inputs[0]), dst=value_slot(op.output),
+                              nbytes=op.output.type.nbytes))
+            continue
+        ws = plan.workspace.get(i)
+        ws_offset = gp.workspace_offset(t)
+        steps.append(Step(what, call.symbol, tuple(slot(a.name, a.dtype, a.shape)
+                                                   for a in call.args),
+                          ws_offset=ws_offset or 0,
+                          ws_bytes=ws.bytes(plan.workspace_threads) if ws else 0,
+                          ws_task=ws.per_task if ws else 0))
+
+    for j, v in enumerate(graph.outputs):         # outputs not written in place
+        src = value_slot(v)
+        s = tensors[src]
+        if not (s.where == "output" and s.index == j and s.offset == 0):
+            dst = len(tensors)
+            tensors.append(TensorSlot(f"{v.name}#output{j}", v.type.dtype, v.type.shape,
+                                      "output", j, 0))
+            steps.append(Step(f"output {j} '{v.name}'", src=src, dst=dst, nbytes=v.type.nbytes))
+
+    io = lambda vs: [IOSpec(v.name, v.type.dtype, v.type.shape, v.type.nbytes) for v in vs]  # noqa: E731
+    return Layout(name, lib.target, lib.triple, threads or 0, io(graph.inputs), io(graph.outputs),
+                  tensors, steps, weights, sum(align(b) for _, _, b in weights), gp.arena_bytes,
+                  plan.workspace_threads, sorted({s.symbol for s in steps if s.symbol}))
+
+
+def _layout_weights(graph: Graph, gp: GraphPlan):
+    """Params any kernel or output reads, in graph order, 64-byte aligned in one blob."""
+    used = set()
+    for op in graph.ops:
+        for v in list(op.inputs) + list(op.outputs):
+            if v is not None:
+                loc = gp.location(v.name)
+                if loc.kind == "param":
+                    used.add(loc.root)
+    for v in graph.outputs:
+        if v.is_param:
+            used.add(v.name)
+    weights, offsets, off = [], {}, 0
+    for p in graph.params:
+        if p.name in used:
+            offsets[p.name] = off
+            weights.append((p.name, off, p.type.nbytes))
+            off += align(p.type.nbytes)
+    return weights, offsets
+
+
+def weights_blob(graph: Graph, layout: Layout):
+    """Yields the weights blob in chunks (each param's bytes, then zero padding)."""
+    params = {p.name: p for p in graph.params}
+    for name, _, nbytes in layout.weights:
+        data = np.ascontiguousarray(params[name].data, dtype=params[name].type.np_dtype)
+        yield data.reshape(-1).view(np.uint8)
+        yield bytes(align(nbytes) - nbytes)
