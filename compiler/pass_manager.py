@@ -352,11 +352,13 @@ class PassManager:
             seconds = time.perf_counter() - t0
             self.records.append({"name": p.name, "changed": changed,
                                  "seconds": round(seconds, 6)})
-            if self.verify and changed:
+            # verified and checked even when the pass says "unchanged": that claim is
+            # exactly what a buggy pass might get wrong
+            if self.verify:
                 self._verify(graph, p)
             if self.print_after_all or p.name in self.print_after:
                 self._dump(graph, p, changed)
-            if self.check_numerics and changed:
+            if self.check_numerics:
                 want = self._check(graph, p, feeds, want)
         return graph
 
