@@ -21,14 +21,16 @@ import onnx
 from onnx import helper
 
 from .dtypes import onnx_to_dtype
-from .errors import ModelError, UnsupportedOpsError, UsageError
+from .errors import EdgeccError, ModelError, UnsupportedOpsError, UsageError
 from .ir import Graph, TensorType, Value
 from .onnx_import_check import (DEFAULT_DOMAINS, MAX_ELEMENTS, check_structure, default_opset,
                                 dtype_name, load_model, node_label, tensor_to_array)
 from .onnx_import_ops import CONVERTERS, unsupported_hint
 from .opdef import OpRuleError, build_op, verify_graph
 
-_NAME_OK = re.compile(r"[^A-Za-z0-9_./-]")
+# The text IR quotes names it cannot print plainly, so ONNX names are kept as they are;
+# only control characters (which no printer or file name should carry) are replaced.
+_NAME_BAD = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def import_onnx(model_or_path, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Graph:
@@ -43,7 +45,7 @@ def import_onnx(model_or_path, input_shapes: dict[str, tuple[int, ...]] | None =
 
 
 def _sanitize(name: str) -> str:
-    return _NAME_OK.sub("_", name) or "v"
+    return _NAME_BAD.sub("_", name) or "v"
 
 
 def _attr_value(a: onnx.AttributeProto) -> Any:
@@ -164,13 +166,21 @@ class _Importer:
             name = node_label(node, k)
             name = _sanitize(name if name not in node_names else f"{name}_{k}")
             node_names.add(name)
-            ctx = NodeCtx(self, node, name)
-            results = CONVERTERS[node.op_type].fn(ctx)
+            results = self._convert(node, name)
             for onnx_name, v in zip(node.output, results):
                 if onnx_name:
                     self.env[onnx_name] = v
         self._finish()
         return self.graph
+
+    def _convert(self, node: onnx.NodeProto, name: str) -> list[Value]:
+        try:
+            return CONVERTERS[node.op_type].fn(NodeCtx(self, node, name))
+        except EdgeccError:
+            raise
+        except Exception as e:   # malformed attributes etc.: name the node, never a traceback
+            raise ModelError(f"{self.label}: node '{name}' ({node.op_type}): cannot be imported "
+                             f"({type(e).__name__}: {str(e)[:200]})") from None
 
     def _check_supported(self):
         used = {i for n in self.g.node for i in n.input} | {o.name for o in self.g.output}

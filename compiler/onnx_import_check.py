@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+from onnx.external_data_helper import load_external_data_for_model, uses_external_data
 
 from .dtypes import onnx_to_dtype
 from .errors import ModelError, UsageError
@@ -35,10 +36,16 @@ def load_model(model_or_path) -> tuple[onnx.ModelProto, str]:
         raise UsageError(f"{path}: is a directory, expected an .onnx file")
     label = path.name
     try:
-        model = onnx.load(str(path))
-    except Exception as e:  # protobuf DecodeError, missing external data, ...
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf DecodeError, ...
         raise ModelError(f"{label}: not a valid ONNX model ({type(e).__name__}: "
                          f"{str(e).strip()[:200] or 'cannot parse'})") from None
+    if any(uses_external_data(t) for t in model.graph.initializer):
+        try:
+            load_external_data_for_model(model, str(path.parent))
+        except Exception as e:
+            raise ModelError(f"{label}: cannot read its external weight data ({type(e).__name__}"
+                             f": {str(e)[:200]}); keep the data files beside the model") from None
     if not model.HasField("graph") or (not model.graph.node and not model.graph.output):
         raise ModelError(f"{label}: not a valid ONNX model (no graph)")
     return model, label

@@ -17,7 +17,7 @@ import onnx
 from onnx import helper
 
 from .dtypes import is_float, onnx_to_dtype
-from .onnx_import_check import MAX_ELEMENTS, tensor_to_array
+from .onnx_import_check import MAX_ELEMENTS, dtype_name, tensor_to_array
 
 
 @dataclass(frozen=True)
@@ -58,9 +58,12 @@ def unsupported_hint(node: onnx.NodeProto, opset: int, used: set[str]) -> str | 
                                         "are listed in compiler/ops/README.md)")
     if conv.check is None:
         return None
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
-    return conv.check(node, attrs, opset, used)
+    try:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
+        return conv.check(node, attrs, opset, used)
+    except Exception:   # malformed attributes: translating the node will report them
+        return None
 
 
 def _extra_outputs_used(first_extra: int, what: str):
@@ -132,7 +135,7 @@ def _dropout(ctx):
 def _cast_check(node, attrs, opset, used):
     to = attrs.get("to")
     if to is not None and onnx_to_dtype(to) is None:
-        return f"cast to {onnx.TensorProto.DataType.Name(to)} is not supported"
+        return f"cast to {dtype_name(to)} is not supported"
     return None
 
 

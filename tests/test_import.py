@@ -2,6 +2,7 @@
 error (type, exit code, message naming the node / input), and imported graphs compute what
 onnxruntime computes (reference executor)."""
 import time
+import zlib
 
 import numpy as np
 import onnx
@@ -308,10 +309,79 @@ def test_ppocr_without_binding_names_flag(zoo_source):
 
 # ---- names -------------------------------------------------------------------------------------
 def test_names_kept_or_sanitized():
-    m = _model([N("Relu", ["in:0"], ["a b"], name="Relu@1"), N("Neg", ["a b"], ["a_b"], name="n")],
+    m = _model([N("Relu", ["in:0"], ["a\nb"], name="Relu@1"),
+                N("Neg", ["a\nb"], ["a_b"], name="n")],
                [_vi("in:0", [2])], [_vi("a_b", None)])
     g = import_onnx(m)
-    assert [v.name for v in g.inputs] == ["in_0"]
-    assert [op.name for op in g.ops] == ["Relu_1", "n"]
+    assert [v.name for v in g.inputs] == ["in:0"]        # the text IR quotes such names
+    assert [op.name for op in g.ops] == ["Relu@1", "n"]
     assert g.outputs[0].name == "a_b"                    # exact ONNX names win
-    assert g.ops[0].outputs[0].name == "a_b_1"           # sanitized ones get a suffix
+    assert g.ops[0].outputs[0].name == "a_b_1"           # control characters are replaced
+
+
+def test_text_ir_round_trip_of_imported_names(zoo_source):
+    from edgecc.textir import parse_graph, print_graph
+    g = import_onnx(str(zoo_source("ppocr_cls")), zoo.default_input_shapes("ppocr_cls"))
+    assert any("@" in op.name or "@" in op.outputs[0].name for op in g.ops)
+    text = print_graph(g)
+    assert print_graph(parse_graph(text)) == text
+
+
+# ---- never a traceback -----------------------------------------------------------------------------
+def _mutations(model: onnx.ModelProto, rng):
+    """Yield corrupted copies: attributes dropped or given odd values, inputs dropped or renamed."""
+    for _ in range(25):
+        m = onnx.ModelProto()
+        m.CopyFrom(model)
+        node = m.graph.node[int(rng.integers(len(m.graph.node)))]
+        what = int(rng.integers(6))
+        if what == 4 and m.graph.initializer:       # dims that disagree with the data
+            t = m.graph.initializer[int(rng.integers(len(m.graph.initializer)))]
+            t.dims.append(int(rng.integers(0, 3)))
+            yield m
+            continue
+        if what == 5 and m.graph.input:             # a zero, negative or huge input dim
+            d = m.graph.input[0].type.tensor_type.shape.dim
+            if d:
+                d[int(rng.integers(len(d)))].dim_value = [0, -3, 2 ** 40][int(rng.integers(3))]
+            yield m
+            continue
+        if what == 0 and node.attribute:
+            del node.attribute[int(rng.integers(len(node.attribute)))]
+        elif what == 1 and node.attribute:
+            a = node.attribute[int(rng.integers(len(node.attribute)))]
+            odd = [-7, 0, 10 ** 6, 2.5, "bogus", [3, -1]][int(rng.integers(6))]
+            a.CopyFrom(helper.make_attribute(a.name, odd))
+        elif what == 2 and node.input:
+            del node.input[int(rng.integers(len(node.input)))]
+        elif node.input:
+            node.input[int(rng.integers(len(node.input)))] = ""
+        yield m
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_corrupted_models_fail_cleanly(case):
+    """Whatever the corruption, import succeeds or raises an EdgeccError (never another
+    exception), and quickly."""
+    from edgecc.errors import EdgeccError
+    rng = np.random.default_rng(zlib.crc32(case.id.encode()))
+    for m in _mutations(case.model(), rng):
+        start = time.perf_counter()
+        try:
+            import_onnx(m)
+        except EdgeccError as e:
+            assert e.exit_code in (1, 2) and e.message
+        assert time.perf_counter() - start < 10
+
+
+def test_external_data(tmp_path):
+    w = np.arange(6, dtype=np.float32).reshape(2, 3)
+    m = _model([N("Add", ["x", "w"], ["y"])], [_vi("x", [2, 3])], [_vi("y", None)],
+               [numpy_helper.from_array(w, "w")])
+    path = tmp_path / "ext.onnx"
+    onnx.save(m, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="ext.bin", size_threshold=0)
+    g = import_onnx(str(path))
+    np.testing.assert_array_equal(g.params[0].data, w)
+    (tmp_path / "ext.bin").unlink()
+    _expect(ModelError, str(path), ["ext.onnx", "external weight data", "beside the model"])
