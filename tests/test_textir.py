@@ -309,6 +309,16 @@ def test_zoo_roundtrip(name, zoo_path, tmp_path_factory):
     _zoo_roundtrip(name, zoo_path, tmp_path_factory)
 
 
+def test_optimized_zoo_roundtrip(zoo_path):
+    """-O3 output (Fused ops with bodies, new weights) round-trips too."""
+    zoo = pytest.importorskip("edgecc.zoo")
+    from edgecc.onnx_import import import_onnx
+    from edgecc.pass_manager import PassManager, pipeline
+    g = import_onnx(str(zoo_path("squeezenet")), zoo.default_input_shapes("squeezenet"))
+    g = PassManager(pipeline(3)).run(g)
+    assert "Fused(" in roundtrip(g)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet50", "shufflenet", "inception_v1", "inception_v2",
                                   "densenet121", "vgg19", "bvlc_alexnet", "zfnet512",
