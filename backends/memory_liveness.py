@@ -15,9 +15,9 @@ Values that share storage form a group whose storage is owned by one *root* valu
   and the Concat is a no-op; the result's buffer lives from the first operand's producer. Nests
   (DenseNet's concat chains become one buffer). Values stored inside a larger buffer have an
   entry in `sub_offsets` (bytes from the start of their root's storage).
-- in-place (optional): an elementwise kernel whose operand has the result's shape and element
-  size, and whose operand group dies at this kernel, writes its result into that operand's
-  storage.
+- in-place (optional): a kernel that reads an operand only elementwise (see inplace_operands)
+  whose operand has the result's shape and element size, and whose operand group dies at this
+  kernel, writes its result into that operand's storage.
 All members of a group have the same byte size (views and in-place preserve it).
 """
 from __future__ import annotations
@@ -43,15 +43,31 @@ BINARY_OPS = frozenset({
 ELEMENTWISE_OPS = UNARY_OPS | BINARY_OPS | {"BatchNormalization"}
 
 
-def is_elementwise_kernel(op: Op) -> bool:
-    """Output element i depends only on operand elements at i (or broadcast ones): the kernel
-    may overwrite a same-shape operand. A Fused op qualifies when its body is all elementwise
-    and it has one result (a second result could read an operand after the first overwrote it)."""
-    if op.kind == "Fused":
-        body = op.attrs.get("body")
-        return (len(op.outputs) == 1 and body is not None and bool(body.ops)
-                and all(o.kind in ELEMENTWISE_OPS for o in body.ops))
-    return op.kind in ELEMENTWISE_OPS and len(op.outputs) == 1
+def inplace_operands(op: Op) -> set[int]:
+    """Operand positions the kernel reads only elementwise on the way to its single result:
+    result element i depends on them only through their element i, so the result may
+    overwrite a same-shape one. For a Fused op, every body op that the operand reaches must be
+    elementwise (conv_sum_relu may overwrite its skip input, not its conv input). Kernels with
+    several results never qualify (a second result could read an overwritten operand)."""
+    if len(op.outputs) != 1:
+        return set()
+    if op.kind in ELEMENTWISE_OPS:
+        return set(range(len(op.inputs)))
+    body = op.attrs.get("body") if op.kind == "Fused" else None
+    if body is None:
+        return set()
+    safe = set()
+    for j, arg in enumerate(body.inputs):
+        reached, ok = {arg}, True
+        for o in body.ops:
+            if any(v in reached for v in o.inputs if v is not None):
+                if o.kind not in ELEMENTWISE_OPS:
+                    ok = False
+                    break
+                reached.update(o.outputs)
+        if ok:
+            safe.add(j)
+    return safe
 
 
 def workspace_name(op: Op, index: int) -> str:
@@ -183,8 +199,9 @@ def analyze(graph: Graph, order: Sequence[Op] | None = None, *, views: bool = Tr
     inplace_of: dict[str, str] = {}
     if inplace:
         for t, op in enumerate(order):
-            if is_elementwise_kernel(op):
-                x = _inplace_operand(op, t, groups)
+            safe = inplace_operands(op)
+            if safe:
+                x = _inplace_operand(op, t, groups, safe)
                 if x is not None:
                     groups.union(x, op.output)
                     inplace_of[op.output.name] = x.name
@@ -243,11 +260,12 @@ def _eliminate_concat(op: Op, groups: _Groups) -> None:
         offset += x.type.nbytes
 
 
-def _inplace_operand(op: Op, t: int, groups: _Groups) -> Value | None:
-    """An operand whose storage the result of elementwise `op` may take over, or None."""
+def _inplace_operand(op: Op, t: int, groups: _Groups, safe: set[int]) -> Value | None:
+    """An operand (among positions `safe`) whose storage op's result may take over, or None."""
     out = op.output
     r_out = groups.find(out)
-    for x in op.inputs:
+    for j in sorted(safe):
+        x = op.inputs[j]
         if x is None or x.type.shape != out.type.shape \
                 or x.type.np_dtype.itemsize != out.type.np_dtype.itemsize:
             continue
@@ -258,8 +276,10 @@ def _inplace_operand(op: Op, t: int, groups: _Groups) -> Value | None:
         if groups.home[r_out] != "arena" and \
                 any(groups.find(p) is rx for p, _ in groups.up.values()):
             continue                           # slices stay in the arena (see _eliminate_concat)
-        # another operand reading the same storage at other indices would see overwritten data
-        if any(y is not None and y is not x and groups.top(y)[0] is rx for y in op.inputs):
+        # an operand read elsewhere than at index i (another value in the same storage, or x
+        # itself at a position that is not elementwise) would see overwritten data
+        if any(y is not None and groups.top(y)[0] is rx and (y is not x or k not in safe)
+               for k, y in enumerate(op.inputs)):
             continue
         return x
     return None

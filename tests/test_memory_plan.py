@@ -486,6 +486,39 @@ def test_no_inplace_into_or_out_of_a_concat_slice():
     assert lv.sub_offsets == {"c2_out0": 1024}
 
 
+def conv_sum_relu(x, w, skip, name):
+    """Fused conv(x, w) + skip -> relu, as the fusion pass builds it."""
+    body = Graph(name + "_body", [Value("bx", x.type), Value("bw", w.type),
+                                  Value("bs", skip.type)])
+    bx, bw, bs = body.inputs
+    conv = build_op("Conv", [bx, bw, None], {"pads": [1, 1, 1, 1]}, name=name + "_conv")
+    add = build_op("Add", [conv.output, bs], name=name + "_add")
+    relu = build_op("Relu", [add.output], name=name + "_relu")
+    body.ops, body.outputs = [conv, add, relu], [relu.output]
+    return build_op("Fused", [x, w, skip], {"body": body, "kernel": "conv_sum_relu"}, name=name)
+
+
+def test_fused_overwrites_only_elementwise_operands():
+    b = G()
+    x = b.input("x", (1, 4, 8, 8))
+    a = b.conv(x, 4, "c1")
+    c = b.conv(a, 4, "c2")                        # a is also the residual
+    f = conv_sum_relu(c, b.param("w3", (4, 4, 3, 3)), a, "block")
+    b.g.ops.append(f)
+    y = b.conv(f.output, 4, "head")
+    lv = analyze(b.out(y), inplace=True)
+    assert lv.inplace == {"block_out0": "c1_out0"}    # the skip, not the conv input c
+
+    # the same value as conv input and skip: the conv reads neighbours of overwritten elements
+    b = G()
+    x = b.input("x", (1, 4, 8, 8))
+    a = b.conv(x, 4, "c1")
+    f = conv_sum_relu(a, b.param("w3", (4, 4, 3, 3)), a, "block")
+    b.g.ops.append(f)
+    y = b.conv(f.output, 4, "head")
+    assert analyze(b.out(y), inplace=True).inplace == {}
+
+
 def test_order_must_be_topological():
     b = G()
     x = b.input("x", (1, 4, 8, 8))
