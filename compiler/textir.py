@@ -494,6 +494,10 @@ def weights_path(path) -> Path:
 def save_module(graph: Graph, path) -> None:
     """Write `path` (text IR) and `<stem>.weights.npz` beside it; both byte-deterministic."""
     p = Path(path)
+    missing = [q.name for q in graph.params if q.data is None]
+    if missing:
+        raise ModelError(f"graph '{graph.name}': param(s) {', '.join(missing)} have no data; "
+                         f"cannot save weights")
     p.write_text(print_graph(graph))
     with zipfile.ZipFile(weights_path(p), "w", zipfile.ZIP_STORED) as zf:
         for param in graph.params:

@@ -264,6 +264,15 @@ def test_opt_prints_unchanged_without_passes(eir, capsys):
     assert capsys.readouterr().out == out
 
 
+def test_opt_reads_stdin(monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin", io.StringIO(GRAPH))
+    assert opt_main(["-", "-p", "dce"]) == 0
+    assert "Sigmoid" not in capsys.readouterr().out
+    monkeypatch.setattr("sys.stdin", io.StringIO(GRAPH.replace("Relu(%c)", "Relu(%q)")))
+    assert opt_main(["-"]) == 2
+    assert capsys.readouterr().err.startswith("edgecc-opt: error: <stdin>:9:13: undefined")
+
+
 def test_opt_runs_passes_and_writes_module(eir, tmp_path, capsys):
     dest = tmp_path / "out" / "o.eir"
     dest.parent.mkdir()
