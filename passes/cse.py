@@ -60,7 +60,8 @@ class CSE:
         seen, changed = {}, False
         for p in graph.params:
             data = np.ascontiguousarray(p.data)
-            key = (data.dtype.str, data.shape, hashlib.sha1(data.reshape(-1).view(np.uint8)).digest())
+            digest = hashlib.sha1(data.reshape(-1).view(np.uint8)).digest()
+            key = (data.dtype.str, data.shape, digest)
             first = seen.setdefault(key, p)
             if first is not p and p not in graph.outputs and np.array_equal(first.data, data):
                 graph.replace_all_uses(p, first)

@@ -107,7 +107,9 @@ def _suffixed(name: str, suffix: str) -> str:
 @dataclass(frozen=True)
 class FuseConvBN:
     name = "fuse-conv-bn"
-    tolerance = 1e-5
+    # W*s is rounded once instead of conv(x)*s: ulp-level per layer, which deep nets amplify
+    # (1.4e-5 measured on ppocr_det's near-zero sigmoid output)
+    tolerance = 5e-5
 
     def run(self, graph, ctx) -> bool:
         changed = False

@@ -19,7 +19,7 @@ from ._rewrite import const, record_refusal, replace
 @dataclass(frozen=True)
 class LowerBatchNorm:
     name = "lower-batchnorm"
-    tolerance = 1e-5
+    tolerance = 1e-5      # s and t are precomputed: rounding-level differences
 
     def run(self, graph, ctx) -> bool:
         changed = False

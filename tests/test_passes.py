@@ -395,3 +395,74 @@ def test_single_ops_are_not_wrapped():
     out, changed, _ = apply(FuseKernels(), g.ret(g.op("MaxPool", [conv(g, g.x, 2)],
                                                        kernel_shape=[2, 2])))
     assert not changed and kinds(out) == ["Conv", "MaxPool"]
+
+
+# ---- whole models ----------------------------------------------------------------------------
+
+VIEW_KINDS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+MODELS = ["squeezenet", "ppocr_cls", "shufflenet", "ppocr_det"]
+SLOW_MODELS = ["resnet50", "inception_v1", "inception_v2", "densenet121", "vgg19",
+               "bvlc_alexnet", "zfnet512"]
+ALL_MODELS = MODELS + [pytest.param(m, marks=pytest.mark.slow) for m in SLOW_MODELS]
+
+
+def kernel_count(graph) -> int:
+    """Kernels launched per inference: top-level ops except views (the host aliases those)."""
+    return sum(op.kind not in VIEW_KINDS for op in graph.ops)
+
+
+def all_kinds(graph) -> set[str]:
+    found = set()
+    for op in graph.ops:
+        found.add(op.kind)
+        if op.kind == "Fused":
+            found |= all_kinds(op.attrs["body"])
+    return found
+
+
+def ort_node_count(path, tmp_path) -> int:
+    """Nodes of onnxruntime's ORT_ENABLE_ALL graph, without its NCHWc Reorder nodes."""
+    import onnx
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.optimized_model_filepath = str(tmp_path / "ort_optimized.onnx")
+    so.log_severity_level = 3
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    nodes = onnx.load(so.optimized_model_filepath).graph.node
+    return sum("Reorder" not in n.op_type for n in nodes)
+
+
+def imported(name, zoo_path):
+    from edgecc import zoo
+    from edgecc.onnx_import import import_onnx
+    path = zoo_path(name)
+    return path, import_onnx(str(path), zoo.default_input_shapes(name)), zoo.sample_inputs(name)
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_o3_whole_model(name, zoo_path, tmp_path):
+    from edgecc.pass_manager import PassManager, deep_clone, pipeline
+    path, graph, feeds = imported(name, zoo_path)
+    want = run_graph(graph, feeds)
+    opt = PassManager(pipeline(3)).run(deep_clone(graph))
+    got = run_graph(opt, feeds)
+    assert [v.name for v in opt.outputs] == [v.name for v in graph.outputs]
+    for a, b in zip(want, got):
+        scale = max(float(np.abs(a).max()), 1e-12)
+        assert np.abs(a - b).max() <= 1e-4 * scale
+    assert "BatchNormalization" not in all_kinds(opt)
+    ours, ort_nodes = kernel_count(opt), ort_node_count(path, tmp_path)
+    print(f"{name}: kernels {kernel_count(graph)} -> {ours} (onnxruntime: {ort_nodes} nodes)")
+    assert ours <= ort_nodes
+    assert ours < kernel_count(graph)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("level", [1, 2, 3])
+@pytest.mark.parametrize("name", MODELS + SLOW_MODELS)
+def test_pipelines_keep_their_promises(name, level, zoo_path):
+    """--check-numerics semantics: after every pass the drift stays within its tolerance."""
+    from edgecc.pass_manager import PassManager, pipeline
+    _, graph, _ = imported(name, zoo_path)
+    PassManager(pipeline(level), check_numerics=True).run(graph)
