@@ -598,6 +598,14 @@ def test_plan_graph_fields_and_peak():
     assert gp.naive_bytes == 4 * 8192 + 4 * 1024 + 4096
 
 
+def test_graph_without_intermediates():
+    x = Value("x", TensorType("f32", (1, 4)))
+    gp = plan_graph(Graph("passthrough", [x], [], [], [x]))
+    assert (gp.arena_bytes, gp.lower_bound_bytes, gp.naive_bytes, gp.live_bytes) == (0, 0, 0, [])
+    assert gp.peak().op is None and gp.location("x") == ("input", "x", 0)
+    enforce_max_arena(gp, 0)
+
+
 def test_enforce_max_arena():
     g = branchy_graph()
     gp = plan_graph(g, reorder=False)
@@ -732,6 +740,7 @@ def test_simulated_arena_matches_reference(seed, inplace, reorder, concat, works
     ws = {i: 64 * (1 + i % 3) for i in range(0, len(g.ops), 2)} if workspace else None
     gp = plan_graph(g, workspace=ws, inplace=inplace, reorder=reorder, concat=concat)
     assert is_topological(g, gp.order)
+    assert all(is_topological(g, o) for o in candidate_orders(g).values())
     assert all(gp.location(v).offset == 0 for v in gp.external)   # slices only in the arena
     feeds = feeds_for(g, seed)
     for got, want in zip(simulate(g, gp, feeds), run_graph(g, feeds)):
