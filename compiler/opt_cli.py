@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -62,14 +63,21 @@ def _parser() -> argparse.ArgumentParser:
                    help="weights to use (default: <stem>.weights.npz beside the file if any)")
     p.add_argument("-o", "--output", metavar="OUT.eir",
                    help="write the IR here (and OUT.weights.npz beside it) instead of stdout")
+    p.add_argument("--split-input-file", action="store_true",
+                   help="treat '// -----' lines as separators of independent cases; outputs "
+                        "are joined with '// -----'")
+    p.add_argument("--verify-diagnostics", action="store_true",
+                   help="check errors against '// expected-error [@+N] {{message}}' comments "
+                        "instead of failing on them (exit 1 on any mismatch)")
     p.add_argument("--list-passes", action="store_true",
                    help="list the passes and the -O pipelines, then exit")
     return p
 
 
-def _read(args):
+def _read(args) -> tuple[str, str, dict | None]:
+    """(text, filename for messages, weights or None)."""
     import numpy as np
-    from .textir import parse_graph, weights_path
+    from .textir import weights_path
     if args.file == "-":
         text, filename, wpath = sys.stdin.read(), "<stdin>", None
     else:
@@ -92,37 +100,107 @@ def _read(args):
                 weights = {k: npz[k] for k in npz.files}
         except Exception as e:  # numpy raises several types for a bad file
             raise UsageError(f"{wpath}: not a weights .npz ({type(e).__name__}: {e})") from None
-    return parse_graph(text, filename, weights)
+    return text, filename, weights
 
+
+# ---- --split-input-file and --verify-diagnostics ----------------------------------------------
+
+_SPLIT = re.compile(r"^// -----\s*$", re.M)
+_EXPECT = re.compile(r"//\s*expected-error(?:\s*@([+-]\d+))?\s*\{\{(.*?)\}\}")
+
+
+def split_chunks(text: str) -> list[str]:
+    """Cases separated by `// -----` lines; each padded with blank lines so that line numbers
+    in messages are those of the whole file."""
+    chunks, line = [], 0
+    for part in _SPLIT.split(text):
+        chunks.append("\n" * line + part)
+        line += part.count("\n")
+    return chunks
+
+
+def expected_errors(text: str) -> list[tuple[int, str]]:
+    """`// expected-error {{msg}}` (this line) or `// expected-error @+1 {{msg}}` (the next):
+    (line, message fragment) pairs."""
+    out = []
+    for i, line in enumerate(text.splitlines(), 1):
+        for m in _EXPECT.finditer(line):
+            out.append((i + int(m.group(1) or 0), m.group(2)))
+    return out
+
+
+class DiagnosticsMismatch(EdgeccError):
+    """--verify-diagnostics found unexpected or missing errors (exit 1, like a failed test)."""
+    exit_code = 1
+
+
+def _verify_diagnostics(chunk: str, filename: str, run_chunk) -> list[str]:
+    """Run one case; returns the problems: an unexpected error, expected ones that did not
+    occur. A case stops at its first error, so it can expect one error."""
+    expected = expected_errors(chunk)
+    problems = []
+    try:
+        run_chunk()
+    except EdgeccError as e:
+        m = re.match(re.escape(filename) + r":(\d+):\d+: (.*)", e.message, re.S)
+        hit = next((x for x in expected
+                    if m and x[0] == int(m.group(1)) and x[1] in m.group(2)), None)
+        if hit is None:
+            problems.append(f"unexpected error: {e.message}")
+        else:
+            expected.remove(hit)
+    return problems + [f"{filename}:{line}: expected error did not occur: {msg}"
+                       for line, msg in expected]
+
+
+# ---- the command ------------------------------------------------------------------------------
 
 def run(argv: list[str]) -> int:
     from .pass_manager import (PassManager, bisect, describe_pipelines, parse_pipeline,
                                pipeline)
-    from .textir import print_graph, save_module
+    from .textir import parse_graph, print_graph, save_module
     args = _parser().parse_args(argv)
     if args.list_passes:
         print(describe_pipelines())
         return 0
     if not args.file:
         raise UsageError("no input file (see 'edgecc-opt --help')")
+    if args.output and args.split_input_file:
+        raise UsageError("-o writes one module; it cannot be combined with --split-input-file")
     passes = pipeline(args.opt_level) if args.opt_level is not None else []
     for spec in args.passes:
         passes += parse_pipeline(spec)
     print_after = {n.strip() for spec in args.print_after for n in spec.split(",") if n.strip()}
-    graph = _read(args)
-    if args.bisect:
-        bad = bisect(graph, passes, seed=args.seed)
-        if bad is not None:
-            raise NumericError(str(bad))
-        print(f"edgecc-opt: bisect: all {len(passes)} pass(es) match the input graph",
-              file=sys.stderr)
-    pm = PassManager(passes, print_after_all=args.print_after_all, print_after=print_after,
-                     check_numerics=args.check_numerics, stream=sys.stderr, seed=args.seed)
-    graph = pm.run(graph)
-    if args.output:
-        save_module(graph, args.output)
-    else:
-        sys.stdout.write(print_graph(graph))
+    text, filename, weights = _read(args)
+
+    def process(chunk: str) -> str:
+        graph = parse_graph(chunk, filename, weights)
+        if args.bisect:
+            bad = bisect(graph, passes, seed=args.seed)
+            if bad is not None:
+                raise NumericError(str(bad))
+            print(f"edgecc-opt: bisect: all {len(passes)} pass(es) match the input graph",
+                  file=sys.stderr)
+        pm = PassManager(passes, print_after_all=args.print_after_all,
+                         print_after=print_after, check_numerics=args.check_numerics,
+                         stream=sys.stderr, seed=args.seed)
+        graph = pm.run(graph)
+        if args.output:
+            save_module(graph, args.output)
+            return ""
+        return print_graph(graph)
+
+    chunks = split_chunks(text) if args.split_input_file else [text]
+    outputs, problems = [], []
+    for chunk in chunks:
+        if args.verify_diagnostics:
+            problems += _verify_diagnostics(chunk, filename,
+                                            lambda c=chunk: outputs.append(process(c)))
+        else:
+            outputs.append(process(chunk))
+    sys.stdout.write("// -----\n".join(outputs))
+    if problems:
+        raise DiagnosticsMismatch("--verify-diagnostics:\n" + "\n".join(problems))
     return 0
 
 

@@ -17,7 +17,7 @@ from edgecc.opt_cli import main as opt_main
 from edgecc.pass_manager import (PASSES, PassManager, PassVerificationError, available_passes,
                                  bisect, output_error, parse_pass, parse_pipeline, pipeline,
                                  register_pass, spec_of, split_specs)
-from edgecc.textir import parse_graph, print_graph
+from edgecc.textir import load_module, parse_graph, print_graph
 
 
 # ---- test-only passes (registered for one test, then removed) -----------------------------
@@ -288,7 +288,10 @@ def test_opt_reads_weights_beside_the_file(eir):
     w = {p.name: np.full(p.type.shape, 0.5, p.type.np_dtype) for p in g.params}
     np.savez(eir.with_name("net.weights.npz"), **w)
     from edgecc.opt_cli import _parser, _read
-    g = _read(_parser().parse_args([str(eir)]))
+    text, filename, weights = _read(_parser().parse_args([str(eir)]))
+    assert filename == str(eir) and np.all(weights["w"] == 0.5)
+    assert opt_main([str(eir), "-o", str(eir.with_name("copy.eir"))]) == 0
+    g = load_module(eir.with_name("copy.eir"))
     assert np.all(g.param("w").data == 0.5)
 
 
@@ -319,6 +322,14 @@ def test_opt_bisect_and_numerics_exit_3(eir, test_passes, capsys):
     assert "pass 'test-scale-weights{factor=2.0}' changed output" in capsys.readouterr().err
     assert opt_main([str(eir), "-p", "eliminate-identity,dce", "--bisect"]) == 0
     assert "bisect: all 2 pass(es) match" in capsys.readouterr().err
+
+
+def test_split_chunks_keep_line_numbers():
+    from edgecc.opt_cli import expected_errors, split_chunks
+    text = "a\n// -----\nb\n// expected-error @+1 {{boom}}\nc\n//   -----  \n"
+    chunks = split_chunks(text)
+    assert len(chunks) == 2 and chunks[1].splitlines()[2] == "b"
+    assert expected_errors(chunks[1]) == [(5, "boom")]
 
 
 def test_opt_list_passes(capsys):
