@@ -46,14 +46,14 @@ def write_bundle(graph: Graph, kernel_library, plan: BundlePlan | None, outdir,
     """Write and build the bundle of `graph` into `outdir` (replacing it only on success)."""
     if not (name.isidentifier() and name.isascii()):
         raise UsageError(f"--name '{name}' must be a C identifier (letters, digits, _)")
+    outdir = Path(outdir).absolute()
+    _check_replaceable(outdir)
     target = target or kernel_library.target
     target = make_target(target) if isinstance(target, str) else target
     if plan is None:
         plan = plan_bundle(graph, target, threads)
     layout = make_layout(graph, kernel_library, plan, name, threads)
 
-    outdir = Path(outdir).absolute()
-    _check_replaceable(outdir)
     outdir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
     try:

@@ -1,0 +1,391 @@
+"""The standalone bundle: C runtime, generated host code, build, and running it.
+
+A small hand-built graph (Conv/Relu/MaxPool/Flatten/Gemm, a view between two caller buffers,
+an i64 path, an intermediate that is also an output) is compiled once per target and checked
+against the reference executor; zoo models (slow) also against onnxruntime. arm64 bundles run
+under qemu-aarch64 (marked qemu; skipped only when the tools are missing).
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgecc.backends.bundle import RUNTIME_DIR, plan_bundle, write_bundle
+from edgecc.backends.bundle_csrc import RUNTIME_SOURCES, api_symbols
+from edgecc.backends.bundle_layout import BundlePlan
+from edgecc.backends.bundle_workspace import scan_workspace
+from edgecc.backends.memory_plan import plan_graph
+from edgecc.backends.runner import BundleRunError, load
+from edgecc.backends.tvm_build import build_kernels
+from edgecc.errors import UsageError
+from edgecc.ir import Graph, TensorType, Value
+from edgecc.kernels.executor import run_graph
+from edgecc.opdef import build_op
+
+HAVE_QEMU = all(shutil.which(t) for t in ("qemu-aarch64", "aarch64-linux-gnu-gcc"))
+needs_qemu = pytest.mark.skipif(not HAVE_QEMU, reason="qemu-aarch64 / aarch64-linux-gnu-gcc "
+                                                      "not installed")
+
+
+def small_graph() -> tuple[Graph, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(7)
+    g = Graph("small")
+    x = Value("x", TensorType("f32", (1, 3, 16, 16)))
+    ids = Value("ids", TensorType("i64", (6,)))
+    g.inputs += [x, ids]
+    w = g.add_param("w", (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32))
+    b = g.add_param("b", rng.standard_normal(8).astype(np.float32))
+    w2 = g.add_param("w2", (rng.standard_normal((512, 10)) * 0.05).astype(np.float32))
+    conv = build_op("Conv", [x, w, b], {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]},
+                    name="conv", out_names=["c"])
+    relu = build_op("Relu", [conv.output], name="relu", out_names=["r"])
+    pool = build_op("MaxPool", [relu.output], {"kernel_shape": [2, 2], "strides": [2, 2]},
+                    name="pool", out_names=["p"])
+    flat = build_op("Flatten", [pool.output], {"axis": 1}, name="flat", out_names=["f"])
+    fc = build_op("Gemm", [flat.output, w2], name="fc", out_names=["y"])
+    grid = build_op("Reshape", [ids], {"shape": [2, 3]}, name="grid", out_names=["ids2"])
+    g.ops = [conv, relu, pool, flat, fc, grid]
+    g.outputs = [fc.output, relu.output, grid.output]
+    feeds = {"x": rng.standard_normal((1, 3, 16, 16)).astype(np.float32),
+             "ids": np.arange(6, dtype=np.int64) * 7 - 11}
+    return g, feeds
+
+
+def build(graph, target, outdir, name="small", **kw):
+    lib = build_kernels(graph, target, Path(str(outdir) + ".kernels"))
+    return write_bundle(graph, lib, None, outdir, name=name, target=target, **kw)
+
+
+def assert_close(got, want, rel=1e-3):
+    assert got.shape == want.shape and got.dtype == want.dtype
+    scale = max(float(np.max(np.abs(want.astype(np.float64)))), 1e-30) if want.size else 1
+    err = float(np.max(np.abs(got.astype(np.float64) - want))) if want.size else 0.0
+    assert err <= rel * scale, f"max abs error {err} > {rel} x scale {scale}"
+
+
+@pytest.fixture(scope="module")
+def small():
+    return small_graph()
+
+
+@pytest.fixture(scope="module")
+def x86_bundle(small, tmp_path_factory):
+    g, _ = small
+    return build(g, "x86_64", tmp_path_factory.mktemp("b") / "small.x86_64", threads=2)
+
+
+# ---- the C runtime on its own ----------------------------------------------------------------
+
+@pytest.mark.parametrize("cc", ["gcc", "aarch64-linux-gnu-gcc"])
+def test_runtime_is_warning_free_c99(cc, tmp_path):
+    if not shutil.which(cc):
+        pytest.skip(f"{cc} not installed")
+    for src in RUNTIME_SOURCES:
+        subprocess.run([cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-c",
+                        str(RUNTIME_DIR / src), "-o", str(tmp_path / (src + ".o"))], check=True)
+
+
+def test_scan_workspace_top_and_parallel_tasks():
+    script = """
+    def k(A: T.handle):
+        buf = T.decl_buffer((10,), data=T.TVMBackendAllocWorkspace(1, dev_id, T.uint64(4000), 2, 32))
+        for i in T.parallel(8):
+            t = T.decl_buffer((3,), data=T.TVMBackendAllocWorkspace(1, dev_id, T.uint64(100), 2, 32))
+            u = T.decl_buffer((3,), data=T.TVMBackendAllocWorkspace(1, dev_id, T.uint64(65), 2, 32))
+        for j in T.parallel(8):
+            v = T.decl_buffer((3,), data=T.TVMBackendAllocWorkspace(1, dev_id, T.uint64(300), 2, 32))
+        done = 1
+    """
+    ws = scan_workspace(script)
+    assert ws.top == 4032                       # 4000 rounded up to 64
+    assert ws.per_task == 320                   # max(128 + 128, 320)
+    assert ws.bytes(4) == 4032 + 4 * 320
+
+
+# ---- x86_64: in-process ----------------------------------------------------------------------
+
+def test_x86_bundle_matches_reference(small, x86_bundle):
+    g, feeds = small
+    want = run_graph(g, feeds)
+    b = load(x86_bundle)
+    assert b.in_process and b.output_names == ["y", "r", "ids2"]
+    for _ in range(2):                          # state does not leak between runs
+        got = b.run(feeds)
+        for o, w in zip(got, want):
+            assert_close(o, w)
+    np.testing.assert_array_equal(got[2], feeds["ids"].reshape(2, 3))
+
+
+def test_poisoned_arena_gives_identical_outputs(small, x86_bundle):
+    g, feeds = small
+    clean = load(x86_bundle).run(feeds)
+    poisoned = load(x86_bundle, poison_arena=True).run([feeds["x"], feeds["ids"]])
+    for a, p in zip(clean, poisoned):
+        np.testing.assert_array_equal(a, p)
+
+
+def test_inputs_are_checked(small, x86_bundle):
+    _, feeds = small
+    b = load(x86_bundle)
+    with pytest.raises(UsageError, match="missing"):
+        b.run({"x": feeds["x"]})
+    with pytest.raises(UsageError, match="shape"):
+        b.run({"x": feeds["x"][:, :2], "ids": feeds["ids"]})
+    # an unaligned, non-contiguous input is copied, not rejected
+    xs = np.zeros((1, 3, 16, 32), np.float32)
+    xs[..., ::2] = feeds["x"]
+    got = b.run({"x": xs[..., ::2], "ids": feeds["ids"].astype(np.int32)})
+    np.testing.assert_array_equal(got[0], b.run(feeds)[0])
+
+
+def test_c_api_rejects_misaligned_pointers(small, x86_bundle):
+    _, feeds = small
+    so = ctypes.CDLL(str(x86_bundle / "libsmall.so"))
+    so.small_last_error.restype = ctypes.c_char_p
+    meta = json.loads((x86_bundle / "bundle.json").read_text())
+    arena = np.zeros(meta["arena_bytes"] + 128, np.uint8)
+    base = arena.ctypes.data + (-arena.ctypes.data % 64)
+    x = np.zeros(feeds["x"].nbytes + 128, np.uint8)
+    xp = x.ctypes.data + (-x.ctypes.data % 64)
+    outs = [np.zeros(o["bytes"] + 128, np.uint8) for o in meta["outputs"]]
+    optr = [o.ctypes.data + (-o.ctypes.data % 64) for o in outs]
+    ins = (ctypes.c_void_p * 2)(xp + 4, xp)
+    rc = so.small_run(ins, (ctypes.c_void_p * 3)(*optr), ctypes.c_void_p(base))
+    assert rc == -2 and b"input 0 'x' is not 64-byte aligned" in so.small_last_error()
+    ins = (ctypes.c_void_p * 2)(xp, xp)
+    assert so.small_run(ins, (ctypes.c_void_p * 3)(*optr), ctypes.c_void_p(0)) == -2
+    assert b"arena is NULL" in so.small_last_error()
+
+
+def test_bundle_files_header_and_exports(small, x86_bundle):
+    g, _ = small
+    names = {p.name for p in x86_bundle.iterdir()}
+    assert {"model.h", "model.c", "libsmall.a", "libsmall.so", "Makefile", "CMakeLists.txt",
+            "example.c", "bundle.json", "small_weights.bin", "small_weights.S",
+            "kernels.o"} <= names
+    assert not any(n.endswith(".o") and n != "kernels.o" for n in names)   # no build leftovers
+    h = (x86_bundle / "model.h").read_text()
+    meta = json.loads((x86_bundle / "bundle.json").read_text())
+    for line in [f"#define SMALL_ARENA_BYTES  {meta['arena_bytes']}",
+                 "#define SMALL_NUM_INPUTS   2", "#define SMALL_NUM_OUTPUTS  3",
+                 "#define SMALL_INPUT_0_SHAPE {1, 3, 16, 16}", '#define SMALL_INPUT_1_DTYPE "i64"',
+                 "int small_run(const void *const *inputs, void *const *outputs, void *arena);",
+                 "void small_set_num_threads(int n);"]:
+        assert line in h
+    assert meta["target"] == "x86_64" and meta["arena_bytes"] % 64 == 0
+    assert [i["name"] for i in meta["inputs"]] == ["x", "ids"]
+    # only the API is global in both libraries (several bundles can share a program)
+    nm = subprocess.run(["nm", "-g", "--defined-only", str(x86_bundle / "libsmall.a")],
+                        capture_output=True, text=True, check=True).stdout
+    assert sorted(ln.split()[-1] for ln in nm.splitlines() if ln.count(" ") == 2) == \
+        sorted(api_symbols("small"))
+    nm = subprocess.run(["nm", "-D", "--defined-only", str(x86_bundle / "libsmall.so")],
+                        capture_output=True, text=True, check=True).stdout
+    assert sorted(ln.split()[-1] for ln in nm.splitlines()) == sorted(api_symbols("small"))
+    # the weights blob holds each used param, 64-byte aligned, in graph order
+    blob = (x86_bundle / "small_weights.bin").read_bytes()
+    assert blob[:g.params[0].type.nbytes] == g.params[0].data.tobytes()
+    assert len(blob) == sum(-(-p.type.nbytes // 64) * 64 for p in g.params)
+
+
+def test_two_builds_are_byte_identical(small, x86_bundle, tmp_path):
+    g, _ = small
+    again = build(g, "x86_64", tmp_path / "again", threads=2)
+    digest = lambda d: {p.name: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+                        for p in sorted(d.iterdir())}
+    assert digest(again) == digest(x86_bundle)
+
+
+def test_example_links_with_only_a_c_compiler(small, x86_bundle, tmp_path):
+    g, feeds = small
+    exe = tmp_path / "example"
+    subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-I",
+                    str(x86_bundle), str(x86_bundle / "example.c"),
+                    str(x86_bundle / "libsmall.a"), "-lpthread", "-lm", "-o", str(exe)],
+                   check=True)
+    ins = [tmp_path / "x.raw", tmp_path / "ids.raw"]
+    outs = [tmp_path / f"o{i}.raw" for i in range(3)]
+    feeds["x"].tofile(ins[0])
+    feeds["ids"].tofile(ins[1])
+    proc = subprocess.run([str(exe), "-t", "2", "-r", "3", *map(str, ins), *map(str, outs)],
+                          capture_output=True, text=True, check=True)
+    assert "3 run(s)" in proc.stderr and "2 thread(s)" in proc.stderr
+    want = run_graph(g, feeds)
+    for f, w in zip(outs, want):
+        assert_close(np.fromfile(f, w.dtype).reshape(w.shape), w)
+    bad = subprocess.run([str(exe), str(ins[0])], capture_output=True, text=True)
+    assert bad.returncode == 2 and "input  0 'x': f32, 3072 bytes" in bad.stderr
+
+
+def test_makefile_rebuilds_the_libraries(x86_bundle, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(x86_bundle, copy)
+    for lib in ("libsmall.a", "libsmall.so"):
+        (copy / lib).unlink()
+    subprocess.run(["make", "-s", "-C", str(copy), "WERROR=-Werror", "all", "example"],
+                   check=True, capture_output=True)
+    for lib in ("libsmall.a", "libsmall.so"):     # same flags, same bytes
+        assert (copy / lib).read_bytes() == (x86_bundle / lib).read_bytes()
+
+
+@pytest.mark.skipif(not shutil.which("cmake"), reason="cmake not installed")
+def test_cmake_snippet_links_an_app(x86_bundle, tmp_path):
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "main.c").write_text(
+        '#include "model.h"\n#include <stdio.h>\n'
+        'int main(void) { printf("%d %s\\n", SMALL_NUM_OUTPUTS, small_input_names[0]);'
+        ' return 0; }\n')
+    (app / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.13)\nproject(app C)\n"
+        f"add_subdirectory({x86_bundle} edgecc_small)\n"
+        "add_executable(app main.c)\ntarget_link_libraries(app PRIVATE edgecc::small)\n")
+    subprocess.run(["cmake", "-S", str(app), "-B", str(app / "build")], check=True,
+                   capture_output=True)
+    subprocess.run(["cmake", "--build", str(app / "build")], check=True, capture_output=True)
+    out = subprocess.run([str(app / "build" / "app")], capture_output=True, text=True,
+                         check=True).stdout
+    assert out == "3 x\n"
+
+
+def _task_count() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_set_num_threads_starts_workers_and_keeps_results(small, x86_bundle, tmp_path):
+    g, feeds = small
+    shutil.copytree(x86_bundle, tmp_path / "copy")    # a new file: its own runtime and pool
+    b = load(tmp_path / "copy")
+    b.set_num_threads(1)
+    assert b.num_threads() == 1
+    one = b.run(feeds)
+    before = _task_count()
+    b.set_num_threads(3)
+    assert b.num_threads() == 3
+    assert _task_count() == before + 2          # two workers + the caller
+    three = b.run(feeds)
+    for a, c in zip(one, three):
+        np.testing.assert_array_equal(a, c)
+    b.set_num_threads(None)                     # back to the default: --threads 2
+    assert b.num_threads() == 2
+
+
+def test_env_var_overrides_the_default_thread_count(x86_bundle):
+    code = ("import sys; from edgecc.backends.runner import load; "
+            "b = load(sys.argv[1]); print(b.num_threads()); b.set_num_threads(1); "
+            "print(b.num_threads())")
+    env = {**os.environ, "EDGECC_NUM_THREADS": "3"}
+    out = subprocess.run([sys.executable, "-c", code, str(x86_bundle)], env=env,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["3", "1"]                    # env beats --threads; set_num_threads beats env
+    env.pop("EDGECC_NUM_THREADS")
+    out = subprocess.run([sys.executable, "-c", code, str(x86_bundle)], env=env,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["2", "1"]
+
+
+def test_missing_workspace_is_reported_not_corrupting(small, tmp_path):
+    """A kernel asking for more scratch than planned fails with a message naming it."""
+    g, feeds = small
+    lib = build_kernels(g, "x86_64", tmp_path / "k")
+    plan = plan_bundle(g, "x86_64")
+    if not plan.workspace:
+        pytest.skip("no kernel of this graph uses workspace with the current schedules")
+    starved = BundlePlan(plan_graph(g), {}, 1)      # reserves no scratch at all
+    out = write_bundle(g, lib, starved, tmp_path / "starved", name="starved")
+    with pytest.raises(BundleRunError, match=r"kernel \d+ '\w+' \(\w+\): .*more workspace"):
+        load(out).run(feeds)
+
+
+# ---- writing the directory -------------------------------------------------------------------
+
+def test_failed_build_leaves_existing_bundle_untouched(small, x86_bundle, tmp_path):
+    g, _ = small
+    dest = tmp_path / "dest"
+    shutil.copytree(x86_bundle, dest)
+    before = {p.name: p.read_bytes() for p in dest.iterdir()}
+    lib = build_kernels(g, "x86_64", tmp_path / "k")
+    lib.objects[0].write_bytes(b"not an object file")
+    with pytest.raises(RuntimeError, match="building the bundle failed"):
+        write_bundle(g, lib, None, dest, name="small", threads=2)
+    assert {p.name: p.read_bytes() for p in dest.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dest", "k"]   # no temp dirs left
+
+
+def test_refuses_to_replace_a_directory_that_is_not_a_bundle(small, tmp_path):
+    g, _ = small
+    home = tmp_path / "mine"
+    home.mkdir()
+    (home / "notes.txt").write_text("precious")
+    with pytest.raises(UsageError, match="not an edgecc bundle"):
+        write_bundle(g, None, None, home, target="x86_64")
+    assert (home / "notes.txt").read_text() == "precious"
+
+
+# ---- arm64 under qemu ------------------------------------------------------------------------
+
+@pytest.mark.qemu
+@needs_qemu
+def test_arm64_bundle_under_qemu(small, tmp_path):
+    g, feeds = small
+    out = build(g, "arm64", tmp_path / "small.arm64")
+    assert json.loads((out / "bundle.json").read_text())["triple"] == "aarch64-linux-gnu"
+    elf = subprocess.run(["readelf", "-h", str(out / "libsmall.so")], capture_output=True,
+                         text=True).stdout
+    assert "AArch64" in elf
+    b = load(out, poison_arena=True)
+    assert not b.in_process
+    want = run_graph(g, feeds)
+    for threads in (1, 3):
+        b.set_num_threads(threads)
+        got = b.run(feeds)
+        assert f"{threads} thread(s)" in b.last_log
+        for o, w in zip(got, want):
+            assert_close(o, w)
+
+
+# ---- zoo models ------------------------------------------------------------------------------
+
+def _zoo_case(name, zoo_path):
+    from edgecc import zoo
+    from edgecc.onnx_import import import_onnx
+    path = zoo_path(name)
+    graph = import_onnx(str(path), zoo.default_input_shapes(name))
+    return path, graph, zoo.sample_inputs(name, seed=0)
+
+
+def _onnxruntime(path, feeds):
+    import onnxruntime as ort
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["squeezenet", "ppocr_cls"])
+def test_zoo_x86_bundle_matches_reference_and_onnxruntime(name, zoo_path, tmp_path):
+    path, graph, feeds = _zoo_case(name, zoo_path)
+    out = build(graph, "x86_64", tmp_path / name, name="model")
+    got = load(out, poison_arena=True).run(feeds)
+    for o, r, w in zip(got, run_graph(graph, feeds), _onnxruntime(path, feeds)):
+        assert_close(o, r)
+        assert_close(o, w.reshape(o.shape))
+
+
+@pytest.mark.slow
+@pytest.mark.qemu
+@needs_qemu
+@pytest.mark.parametrize("name", ["squeezenet", "ppocr_cls"])
+def test_zoo_arm64_bundle_under_qemu(name, zoo_path, tmp_path):
+    path, graph, feeds = _zoo_case(name, zoo_path)
+    out = build(graph, "arm64", tmp_path / name, name="model")
+    got = load(out, poison_arena=True).run(feeds)
+    for o, w in zip(got, _onnxruntime(path, feeds)):
+        assert_close(o, w.reshape(o.shape))
