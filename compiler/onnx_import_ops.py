@@ -618,8 +618,9 @@ def _per_axis(ctx, values, axes, rank, fill):
             raise ctx.error(f"{values} must have {rank} entries")
         return values
     full = [fill[k] for k in range(rank)]
-    for a, v in zip(_axes(ctx, axes, rank), values):
-        full[a] = v
+    _axes(ctx, axes, rank)  # range and duplicate checks; values pair with axes as given
+    for a, v in zip(axes, values):
+        full[_axis(ctx, a, rank)] = v
     return full
 
 
