@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .registry import kernel
-from .spatial import compute_dtype, lift_3d, pads_3d, params_3d
+from .registry import compute_dtype, kernel
+from .spatial import lift_3d, pads_3d, params_3d
 
 
 @njit(cache=True)

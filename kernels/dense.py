@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .registry import contiguous, kernel
-from .spatial import compute_dtype
+from .registry import contiguous, compute_dtype, kernel
 
 
 @njit(cache=True)

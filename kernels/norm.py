@@ -7,8 +7,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .registry import contiguous, kernel
-from .spatial import compute_dtype
+from .registry import contiguous, compute_dtype, kernel
 
 
 @njit(cache=True)

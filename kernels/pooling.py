@@ -10,8 +10,8 @@ import math
 import numpy as np
 from numba import njit
 
-from .registry import kernel
-from .spatial import compute_dtype, lift_3d, pads_3d, params_3d
+from .registry import compute_dtype, kernel
+from .spatial import lift_3d, pads_3d, params_3d
 
 
 @njit(cache=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .registry import contiguous, kernel
+from .registry import contiguous, compute_dtype, kernel
 
 SUM, MEAN, MAX, MIN, PROD, L1, L2, SUMSQ, LOGSUMEXP, LOGSUM = range(10)
 _CODES = {"ReduceSum": SUM, "ReduceMean": MEAN, "ReduceMax": MAX, "ReduceMin": MIN,
@@ -96,7 +96,7 @@ def _register_reduce():
                     return [np.full(shape, info.min if code == MAX else info.max, x.dtype)]
                 r = _INT_REDUCE[code](x, axis=tuple(axes))
                 return [np.asarray(r).astype(x.dtype).reshape(shape)]
-            rows, _ = _to_rows(x, axes)
+            rows, _ = _to_rows(x.astype(compute_dtype(x), copy=False), axes)
             out = np.empty(rows.shape[0], np.float64)
             _reduce(rows, out, code)
             return [out.astype(x.dtype).reshape(shape)]
@@ -139,9 +139,7 @@ def _softmax(x, out, log):
 @kernel("Softmax", "LogSoftmax")
 def _softmax_kernel(op, ins):
     x, axis = ins[0], op.attrs["axis"]
-    if x.dtype.kind != "f":
-        raise TypeError(f"expects a float tensor, got {x.dtype}")
-    moved = np.moveaxis(x, axis, -1)
+    moved = np.moveaxis(x.astype(compute_dtype(x), copy=False), axis, -1)
     rows = contiguous(moved).reshape(-1, x.shape[axis] if x.ndim else 1)
     out = np.empty(rows.shape, np.float64)
     _softmax(rows, out, op.kind == "LogSoftmax")

@@ -28,12 +28,14 @@ def kernel(*kinds: str):
     return register
 
 
-def out_dtype(op: Op, i: int = 0) -> np.dtype:
-    """The numpy dtype of result `i` as declared in the graph."""
-    return op.outputs[i].type.np_dtype
-
-
 def contiguous(a, dtype=None) -> np.ndarray:
     """a as a C-contiguous array (copied only if needed). Unlike np.ascontiguousarray this
     keeps 0-d arrays 0-d, which shape arithmetic relies on."""
     return np.asarray(a, dtype=dtype, order="C")
+
+
+def compute_dtype(x: np.ndarray) -> np.dtype:
+    """The dtype a float kernel runs in: f16 goes through f32, f32/f64 stay."""
+    if x.dtype.kind != "f":
+        raise TypeError(f"expects a float tensor, got {x.dtype}")
+    return np.dtype(np.float32) if x.dtype == np.float16 else x.dtype

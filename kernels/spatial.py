@@ -25,10 +25,3 @@ def pads_3d(pads, spatial: int) -> tuple[np.ndarray, np.ndarray]:
     """ONNX pads (begins then ends) → (begins, ends), each lifted to 3 entries."""
     pads = list(pads) or [0] * (2 * spatial)
     return params_3d(pads[:spatial], spatial, 0), params_3d(pads[spatial:], spatial, 0)
-
-
-def compute_dtype(x: np.ndarray) -> np.dtype:
-    """The dtype a float kernel runs in: f16 goes through f32, f32/f64 stay."""
-    if x.dtype.kind != "f":
-        raise TypeError(f"expects a float tensor, got {x.dtype}")
-    return np.dtype(np.float32) if x.dtype == np.float16 else x.dtype

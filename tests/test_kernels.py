@@ -123,8 +123,12 @@ def test_unary_with_attrs(op_type, attrs):
     check(op_type, [rand(2, 3, 8, low=-4, high=4)], attrs, opset=opset)
 
 
-def test_unary_float16_and_float64():
+def test_float16_and_float64():
     check("Sigmoid", [rand(5, 6, dtype=np.float16)])
+    check("Softmax", [rand(5, 6, dtype=np.float16)], {"axis": 1})
+    check("ReduceMax", [rand(5, 6, dtype=np.float16), np.array([1], np.int64)], const=(1,),
+          canon={"axes": [1]})
+    check("Conv", [rand(1, 2, 5, 5, dtype=np.float64), rand(3, 2, 3, 3, dtype=np.float64)])
     check("Tanh", [rand(5, 6, dtype=np.float64)])
 
 
