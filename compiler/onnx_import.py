@@ -259,6 +259,9 @@ class _Importer:
         reason = self.fold_failed.get(v)
         if reason:
             return f"it could not be folded ({reason})"
+        if v in self.graph.inputs:
+            return (f"it is the graph input '{v.name}', fed at run time; edgecc needs it as a "
+                    f"constant (store it as an initializer)")
         bound = " ".join(f"--input-shape {i.name}={','.join(map(str, i.type.shape))}"
                          for i in self.graph.inputs)
         return (f"it depends on runtime data, not only on the input shapes ({bound}); "

@@ -270,10 +270,16 @@ def test_conv_channel_mismatch_names_node():
 
 
 def test_non_constant_shape_operand():
-    m = _model([N("Reshape", ["x", "s"], ["y"], name="Reshape_12")],
-               [_vi("x", [2, 3]), _vi("s", [2], TensorProto.INT64)], [_vi("y", None)])
+    # computed from data: Reshape's shape comes out of an ArgMax
+    m = _model([N("ArgMax", ["x"], ["a"], axis=1, keepdims=0),
+                N("Reshape", ["x", "a"], ["y"], name="Reshape_12")],
+               [_vi("x", [2, 3])], [_vi("y", None)])
     _expect(ModelError, m, ["node 'Reshape_12' (Reshape)", "shape input is not constant",
-                            "--input-shape x=2,3"])
+                            "depends on runtime data", "--input-shape x=2,3"])
+    # fed as a graph input
+    m = _model([N("Reshape", ["x", "s"], ["y"], name="r")],
+               [_vi("x", [2, 3]), _vi("s", [2], TensorProto.INT64)], [_vi("y", None)])
+    _expect(ModelError, m, ["node 'r' (Reshape)", "graph input 's'", "initializer"])
 
 
 # ---- input shape binding -----------------------------------------------------------------------
