@@ -155,8 +155,10 @@ _LARK: Lark | None = None
 def _parser() -> Lark:
     global _LARK
     if _LARK is None:
+        # cache=True: the LALR tables are kept in a temp file keyed by the grammar's hash,
+        # which saves ~0.2 s per edgecc-opt run
         _LARK = Lark.open(str(Path(__file__).with_name("textir.lark")), parser="lalr",
-                          maybe_placeholders=True)
+                          maybe_placeholders=True, cache=True)
     return _LARK
 
 
