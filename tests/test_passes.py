@@ -260,6 +260,14 @@ def test_conv_transpose_grouped_and_gemm_bn():
     assert changed and sorted(kinds(out)) == ["ConvTranspose", "Gemm"]
 
 
+def test_gemm_without_bias_then_per_column_mul_add():
+    g = G(a=(3, 6))
+    gm = g.op("Gemm", [g.x, g.rand(6, 5, name="wg")], alpha=2.0)
+    y = g.op("Add", [g.op("Mul", [gm, g.rand(5, name="s")]), g.rand(1, 5, name="t")])
+    out, changed, _ = apply(FuseConvBN(), g.ret(y))
+    assert changed and kinds(out) == ["Gemm"] and out.ops[0].attrs["alpha"] == 2.0
+
+
 def test_conv_mul_add_per_channel_fold():
     g = G(x=(1, 3, 8, 8))
     c = conv(g, g.x, 4)
@@ -388,6 +396,14 @@ def test_reduction_with_elementwise_prologue_and_chains():
     assert changed and kinds(out) == ["Fused", "Fused", "Fused"]
     labels = sorted(f.attrs["kernel"] for f in out.ops)
     assert labels == ["add_mul_relu_gap", "exp_sub_sigmoid", "relu_tanh_softmax"]
+
+
+def test_matmul_epilogue():
+    g = G(a=(2, 3, 4))
+    mm = g.op("MatMul", [g.x, g.rand(4, 5, name="w")])
+    y = g.op("Tanh", [g.op("Add", [mm, g.rand(5, name="b")])])
+    out, changed, _ = apply(FuseKernels(), g.ret(y))
+    assert changed and kinds(out) == ["Fused"] and out.ops[0].attrs["kernel"] == "matmul_add_tanh"
 
 
 def test_single_ops_are_not_wrapped():
