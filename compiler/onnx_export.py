@@ -115,6 +115,10 @@ class _Exporter:
                                              list(v.type.shape))
 
     def export_op(self, op: Op):
+        quantized = [v for v in op.outputs if v.type.quant is not None]
+        if quantized:
+            raise ModelError(f"{op.describe()}: result %{quantized[0].name} is quantized "
+                             f"({quantized[0].type}); export to ONNX before int8 lowering")
         fn = _EXPORTERS.get(op.kind, _generic)
         fn(self, op, [self.name(v) for v in op.inputs], [self.names[v] for v in op.outputs])
 

@@ -193,3 +193,13 @@ def test_zoo_optimized_round_trip(name, zoo_path):
     got = _run(model, feeds)
     for r, o in zip(ref, got):
         assert _rel_err(r, o) <= 1e-4
+
+
+def test_quantized_values_are_refused():
+    from edgecc.ir import QuantParams
+    g, x = _graph_x()
+    y = _emit(g, "Relu", [x], name="r")
+    y.type = TensorType("i8", y.type.shape, QuantParams((0.1,), (0,)))
+    g.outputs = [y]
+    with pytest.raises(ModelError, match="node 'r' \\(Relu\\).*quantized"):
+        export_onnx(g)
