@@ -129,6 +129,9 @@ def _same(ctx):
 
 @converter("Dropout", check=_extra_outputs_used(1, "mask"))
 def _dropout(ctx):
+    training = ctx.const(2, "training_mode")
+    if training is not None and bool(np.asarray(training).reshape(-1)[0]):
+        raise ctx.error("training_mode is true; only inference (identity) is supported")
     return ctx.emit("Dropout", [ctx.input(0, "data")], {}, [ctx.out(0)])
 
 

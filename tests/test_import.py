@@ -391,3 +391,11 @@ def test_external_data(tmp_path):
     np.testing.assert_array_equal(g.params[0].data, w)
     (tmp_path / "ext.bin").unlink()
     _expect(ModelError, str(path), ["ext.onnx", "external weight data", "beside the model"])
+
+
+def test_dropout_training_mode_refused():
+    t = numpy_helper.from_array(np.array(True), "t")
+    r = numpy_helper.from_array(np.array(0.5, np.float32), "r")
+    m = _model([N("Dropout", ["x", "r", "t"], ["y"], name="d")], [_vi("x", [2])],
+               [_vi("y", None)], [t, r])
+    _expect(ModelError, m, ["node 'd' (Dropout)", "training_mode"])
