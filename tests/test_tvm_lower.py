@@ -308,8 +308,14 @@ def assert_close(ref, got, tol=1e-3):
 
 
 def test_fused_conv_bias_relu_is_one_kernel():
+    from edgecc.backends import tvm_schedule
+    from edgecc.backends.tvm_build import plan_kernels
     g, feeds = fused_graph(conv_bias_relu, [randn(1, 8, 12, 12), randn(16, 8, 3, 3), randn(16)],
                            param_positions=(1, 2), label="conv_bias_relu")
+    tvm_schedule.FALLBACKS.clear()
+    calls, funcs = plan_kernels(g)
+    assert [c.kind for c in calls] == ["kernel"] and list(funcs) == ["k0_conv_bias_relu"]
+    assert tvm_schedule.FALLBACKS == []          # the Conv rule scheduled the fused kernel
     assert_close(run_graph(g, feeds), run_kernels_in_tvm(g, feeds))
 
 
