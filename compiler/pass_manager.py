@@ -158,11 +158,15 @@ _CLEANUP = ["fold-constants", "eliminate-identity", "eliminate-noop-movement",
 _FUSION = ["fold-constants", "eliminate-identity", "eliminate-noop-movement", "fuse-hardswish",
            "simplify-algebra", "fold-pad", "cse", "fuse-conv-bn", "lower-batchnorm",
            "fuse-kernels", "dce"]
+# -O3 also folds per-channel scales/shifts that feed a convolution into its weights.
+_O3 = [p for p in _FUSION if p != "fuse-kernels"]
+_O3.insert(_O3.index("lower-batchnorm") + 1, "fold-affine-into-conv")
+_O3.insert(_O3.index("dce"), "fuse-kernels")
 PIPELINES: dict[int, list[str]] = {
     0: [],
     1: _CLEANUP,
     2: _FUSION,
-    3: _FUSION,
+    3: _O3,
 }
 
 
@@ -259,6 +263,23 @@ def worst_drift(graph: Graph, got: list, want: list) -> tuple[str, float, float]
     return worst
 
 
+def first_drifting_value(before: Graph, after: Graph, feeds, tol: float
+                         ) -> tuple[str, str, float] | None:
+    """(name, producer description, relative error) of the first op result of `after`, in op
+    order, that differs beyond `tol` from the same-named value of `before` — a best-effort
+    pointer at where a rewrite went wrong (values a pass renamed are not compared)."""
+    from edgecc.kernels import run_graph
+    _, old = run_graph(before, feeds, keep_all=True)
+    _, new = run_graph(after, feeds, keep_all=True)
+    for op in after.ops:
+        for v in op.outputs:
+            if v.name in old:
+                err, _ = output_error(np.asarray(new[v.name]), np.asarray(old[v.name]))
+                if err > tol:
+                    return v.name, op.describe(), err
+    return None
+
+
 @dataclass
 class BisectResult:
     index: int            # position of the first bad pass in the pipeline
@@ -347,6 +368,7 @@ class PassManager:
             feeds = seeded_feeds(graph, self.seed)
             want = reference_outputs(graph, feeds)
         for p in self.passes:
+            before = deep_clone(graph) if self.check_numerics else None
             t0 = time.perf_counter()
             changed = bool(p.run(graph, self.ctx))
             seconds = time.perf_counter() - t0
@@ -359,7 +381,7 @@ class PassManager:
             if self.print_after_all or p.name in self.print_after:
                 self._dump(graph, p, changed)
             if self.check_numerics:
-                want = self._check(graph, p, feeds, want)
+                want = self._check(graph, before, p, feeds, want)
         return graph
 
     def bisect(self, graph: Graph) -> BisectResult | None:
@@ -379,7 +401,7 @@ class PassManager:
         print(f"// -----// IR after {spec_of(p)}{note} //----- //", file=self.stream)
         print(print_graph(graph), end="", file=self.stream, flush=True)
 
-    def _check(self, graph: Graph, p, feeds, want) -> list:
+    def _check(self, graph: Graph, before: Graph, p, feeds, want) -> list:
         """Compare with the outputs before this pass; returns the new outputs."""
         try:
             got = reference_outputs(graph, feeds)
@@ -389,8 +411,11 @@ class PassManager:
         tol = tolerance_of(p)
         if drift is not None and drift[1] > tol:
             name, err, scale = drift
+            first = first_drifting_value(before, graph, feeds, tol)
+            where = (f"; the first value to differ from its namesake before the pass is "
+                     f"%{first[0]} ({first[1]}, {first[2]:.3g})" if first else "")
             raise NumericError(
                 f"pass '{spec_of(p)}' changed output %{name} by {err:.3g} relative to its "
-                f"scale (max |value| {scale:.3g}); the pass promises at most {tol:g}. "
+                f"scale (max |value| {scale:.3g}); the pass promises at most {tol:g}{where}. "
                 f"Rerun with --print-after={p.name} to see its result")
         return got

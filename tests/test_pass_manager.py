@@ -164,6 +164,9 @@ def test_check_numerics_names_the_pass_and_output(test_passes):
     msg = info.value.message
     assert msg.startswith("pass 'test-scale-weights{factor=1.01}' changed output %")
     assert "the pass promises at most 1e-05" in msg
+    # the scaled weight first shows in the conv result (named %z since Dropout went)
+    assert "the first value to differ from its namesake before the pass is %z " \
+           "(node 'conv' (Conv)" in msg
     assert info.value.exit_code == 3
     # within tolerance: a factor of 1 + 1e-7 is allowed by tolerance 1e-5
     PassManager(parse_pipeline("test-scale-weights{factor=1.0000001}"),
