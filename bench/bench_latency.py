@@ -145,8 +145,11 @@ def bench_model(name: str, args, workdir: Path) -> dict:
             set_threads(t)
             fns[key] = fn
         print(f"[{name}] timing {len(fns)} engines at {t} thread(s) ...", flush=True)
+        load = os.getloadavg()[0]
         res = common.interleaved(fns, rounds=args.repeat, budget_seconds=args.budget)
         row["latency"][str(t)] = summarize(res, main, flops, args.peak.get(t))
+        # runnable processes on the machine (ours included) before/after: > cores = contended
+        row["latency"][str(t)]["loadavg"] = [round(load, 2), round(os.getloadavg()[0], 2)]
     return row
 
 
@@ -184,7 +187,8 @@ def summary(rows: list, threads: list, main: str) -> dict:
 def print_tables(result: dict) -> None:
     rows, main = result["models"], result["config"]["main"]
     print(f"\n{'model':12} {'thr':>3} {'onnxruntime':>11} {main:>10} {'ratio':>7} "
-          f"{'tvm':>10} {'ratio':>7} {'GF/s':>6} {'%peak':>5} {'rounds':>6} {'spread':>6}   (ms)")
+          f"{'tvm':>10} {'ratio':>7} {'GF/s':>6} {'%peak':>5} {'rounds':>6} {'spread':>6} "
+          f"{'load':>5}   (ms)")
     for r in rows:
         for t, lat in r["latency"].items():
             ms, ratio = lat["ms"], lat["ratio_vs_onnxruntime"]
@@ -193,7 +197,7 @@ def print_tables(result: dict) -> None:
                   f"{f(ratio, main, '7.3f'):>7} {f(ms, TVM, '10.2f'):>10} "
                   f"{f(ratio, TVM, '7.2f'):>7} {f(lat.get('gflops', {}), main, '6.1f'):>6} "
                   f"{f(lat.get('pct_sgemm_peak', {}), main, '5.1f'):>5} {lat['rounds']:6d} "
-                  f"{max(lat['spread'].values()):6.2f}")
+                  f"{max(lat['spread'].values()):6.2f} {max(lat['loadavg']):5.1f}")
     print(f"\n{'model':12} {'build':>14} {'sec':>6} {'kernels':>7} {'lib.a':>9} {'lib.so':>9} "
           f"{'weights':>9}  (bytes)   rel.err / failure")
     for r in rows:

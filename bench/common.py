@@ -5,8 +5,10 @@
 
 This VM's speed changes by ~2x every ~10 s (other tenants), so two runtimes timed one after the
 other can differ only because they ran in different phases. `interleaved` therefore alternates
-short batches of every candidate inside each round (the order rotates per round) and keeps one
-per-call time per candidate per round. Ratios are taken per round (both batches ran within a
+short batches of every candidate inside each round and keeps one per-call time per candidate
+per round. The order is a fresh (seeded) permutation per round, and each batch starts after a
+short idle gap: runtimes whose worker threads spin-wait after a run (onnxruntime, TVM, ours)
+would otherwise slow down whichever candidate always came right after them. Ratios are taken per round (both batches ran within a
 fraction of a second of each other, so a phase change hits both) and the median of those is
 reported; per-candidate medians are reported too.
 """
@@ -16,6 +18,7 @@ import json
 import math
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 BATCH_SECONDS = 0.15       # one batch of calls: well below the ~10 s phase of the VM
+GAP_SECONDS = 0.03         # idle before each batch: the previous runtime's spinners go to sleep
 
 
 def calls_per_batch(fn: Callable[[], object], batch_seconds: float = BATCH_SECONDS) -> int:
@@ -59,17 +63,18 @@ class Interleaved:
 
 
 def interleaved(fns: dict[str, Callable[[], object]], rounds: int = 7,
-                batch_seconds: float = BATCH_SECONDS, budget_seconds: float | None = None
-                ) -> Interleaved:
+                batch_seconds: float = BATCH_SECONDS, budget_seconds: float | None = None,
+                gap_seconds: float = GAP_SECONDS, seed: int = 0) -> Interleaved:
     """Time every fn in alternating batches; stop after `rounds` rounds, or earlier (but after
     at least 3 rounds) once `budget_seconds` of wall time is spent."""
     sizes = {k: calls_per_batch(f, batch_seconds) for k, f in fns.items()}
     res = Interleaved({k: [] for k in fns})
-    keys = list(fns)
+    rng = random.Random(seed)
     start = time.perf_counter()
     for r in range(rounds):
-        for k in keys[r % len(keys):] + keys[:r % len(keys)]:     # rotate who goes first
+        for k in rng.sample(list(fns), len(fns)):
             f, n = fns[k], sizes[k]
+            time.sleep(gap_seconds)
             t0 = time.perf_counter()
             for _ in range(n):
                 f()
@@ -114,7 +119,11 @@ def machine_info() -> dict:
         except Exception as e:          # a missing baseline is recorded, not fatal
             info[mod] = f"unavailable: {type(e).__name__}"
     import edgecc
+    from edgecc.backends.targets import host_x86_level, make_target
     info["edgecc"] = edgecc.__version__
+    if platform.machine().lower() in ("x86_64", "amd64"):      # what bundles are built for
+        info["x86_level"] = host_x86_level()
+        info["llvm_target"] = str(make_target("x86_64").tvm)
     return info
 
 

@@ -16,13 +16,15 @@ import common  # noqa: E402
 import tvm_onnx  # noqa: E402
 
 
-def test_interleaved_rotates_and_records_one_sample_per_round():
+def test_interleaved_runs_every_candidate_once_per_round():
     order = []
-    fns = {k: (lambda k=k: order.append(k)) for k in "abc"}
-    res = common.interleaved(fns, rounds=3, batch_seconds=0.0)   # 1 call per batch
-    assert {k: len(v) for k, v in res.samples.items()} == {"a": 3, "b": 3, "c": 3}
-    calls = order[3:]                       # after the three warm-up calls
-    assert calls == list("abc") + list("bca") + list("cab")
+    fns = {k: (lambda k=k: order.append(k)) for k in "abcd"}
+    res = common.interleaved(fns, rounds=6, batch_seconds=0.0, gap_seconds=0.0)  # 1 call/batch
+    assert {k: len(v) for k, v in res.samples.items()} == {k: 6 for k in "abcd"}
+    calls = order[4:]                       # after the four warm-up calls
+    rounds = [calls[i:i + 4] for i in range(0, len(calls), 4)]
+    assert len(rounds) == 6 and all(sorted(r) == list("abcd") for r in rounds)
+    assert len({"".join(r) for r in rounds}) > 1, "the order must vary between rounds"
 
 
 def test_ratio_is_median_of_per_round_ratios():
