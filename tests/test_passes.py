@@ -15,6 +15,7 @@ from edgecc.opdef import build_op, verify_graph
 from edgecc.pass_manager import PassContext
 from edgecc.passes.cse import CSE
 from edgecc.passes.eliminate_noop_movement import EliminateNoopMovement
+from edgecc.passes.fold_affine_into_conv import FoldAffineIntoConv
 from edgecc.passes.fold_constants import FoldConstants
 from edgecc.passes.fold_pad import FoldPad
 from edgecc.passes.fuse_conv_bn import FuseConvBN
@@ -305,6 +306,27 @@ def test_lower_batchnorm_without_conv():
     assert not changed and "comes from node 'relu0' (Relu)" in refusals[0][2]
     out, changed, _ = apply(LowerBatchNorm(), graph)
     assert changed and kinds(out) == ["Relu", "Mul", "Add"]
+
+
+# ---- fold-affine-into-conv ------------------------------------------------------------------
+
+def test_scale_and_shift_fold_into_grouped_1x1_conv():
+    g = G(x=(1, 4, 5, 5))
+    v = g.op("Add", [g.op("Mul", [g.op("Relu", [g.x]), g.rand(4, 1, 1, name="a")]),
+                     g.rand(1, 4, 1, 1, name="b")])
+    y = g.op("Conv", [v, g.rand(6, 2, 1, 1, name="w"), g.rand(6, name="c")], group=2)
+    out, changed, _ = apply(FoldAffineIntoConv(), g.ret(y))
+    assert changed and kinds(out) == ["Relu", "Conv"]
+
+
+def test_shift_before_padded_conv_is_refused_scale_is_not():
+    g = G(x=(1, 4, 5, 5))
+    v = g.op("Mul", [g.op("Relu", [g.x]), g.rand(4, 1, 1, name="a")])
+    y = conv(g, g.op("Add", [v, g.rand(4, 1, 1, name="b")], name="shift"), 4, group=4)
+    z = conv(g, g.op("Mul", [g.x, g.rand(4, 1, 1, name="a2")]), 4, name="scaled", group=2)
+    out, changed, refusals = apply(FoldAffineIntoConv(), g.ret(y, z))
+    assert changed and kinds(out) == ["Relu", "Mul", "Add", "Conv", "Conv"]
+    assert len(refusals) == 1 and "would pad with 0 instead of the shift" in refusals[0][2]
 
 
 # ---- fuse-hardswish --------------------------------------------------------------------------
