@@ -199,7 +199,7 @@ def conv_schedule(sch: Schedule) -> None:
     n, m, h, w, rc, kh, kw = loops
     n_m, n_w = _extents(sch, [m, w])
     mi = next((f for f in (8, 4, 2) if n_m % f == 0), 1)
-    vw = next((f for f in (16, 8, 12, 14, 13, 11, 10, 9, 7, 6, 5, 4) if n_w % f == 0), 1)
+    vw = next((f for f in (16, 8, 12, 14, 13, 11, 10, 9, 7, 6, 5, 4, 3, 2) if n_w % f == 0), 1)
     mo, mi_l = sch.split(m, [None, mi])
     wo, wi = sch.split(w, [None, vw])
     sch.reorder(n, mo, h, wo, rc, kh, kw, mi_l, wi)
