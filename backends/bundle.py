@@ -106,7 +106,7 @@ def _build(d: Path, lay: Layout, target: Target, kernels: list[str]) -> None:
                              + (f" (Debian: apt install gcc-{target.triple.replace('_', '-')})"
                                 if cross else ""))
     n = lay.name
-    cmd = ["make", "-s", "-C", str(d), f"CROSS={cross}", "WERROR=-Werror",
+    cmd = ["make", "-s", "-j2", "-C", str(d), f"CROSS={cross}", "WERROR=-Werror",
            f"lib{n}.a", f"lib{n}.so"]
     proc = subprocess.run(cmd, capture_output=True, text=True,
                           env={**os.environ, "LC_ALL": "C", "SOURCE_DATE_EPOCH": "0"})

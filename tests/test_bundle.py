@@ -306,6 +306,22 @@ def test_missing_workspace_is_reported_not_corrupting(small, tmp_path):
         load(out).run(feeds)
 
 
+def test_outputs_stored_elsewhere_are_copied(tmp_path):
+    """Outputs that are an input, a weight, a view of an input, or repeated: memcpy steps."""
+    g = Graph("edge")
+    x = Value("x", TensorType("f32", (2, 3)))
+    g.inputs = [x]
+    c = g.add_param("c", np.arange(4, dtype=np.float32))
+    u = build_op("Unsqueeze", [x], {"axes": [0]}, name="u", out_names=["xu"])
+    g.ops = [u]
+    g.outputs = [x, c, u.output, x, u.output]
+    out = build(g, "x86_64", tmp_path / "edge", name="edge")
+    feeds = {"x": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    for got, want in zip(load(out, poison_arena=True).run(feeds), run_graph(g, feeds)):
+        np.testing.assert_array_equal(got, want)
+    assert json.loads((out / "bundle.json").read_text())["kernels"] == 0
+
+
 # ---- writing the directory -------------------------------------------------------------------
 
 def test_failed_build_leaves_existing_bundle_untouched(small, x86_bundle, tmp_path):

@@ -130,16 +130,16 @@ void edgecc_rt_run_end(void) {
 }
 
 static int launch(FTVMParallelLambda fn, void *cdata, int num_task) {
-  int n = edgecc_rt_num_threads(), active, t, spins;
+  int active = edgecc_rt_num_threads(), t, spins;
   edgecc_ws_stack *ws = edgecc_rt_ws_current();
   size_t per_task = edgecc_rt_ws_per_task();
-  if (num_task <= 0) num_task = n;
-  active = num_task < n ? num_task : n;
   if (active > n_workers + 1) active = n_workers + 1;
   if (per_task > 0 && ws != NULL) {          /* no more participants than scratch slices */
     size_t fit = (size_t)(ws->end - ws->top) / per_task;
     if ((size_t)active > fit) active = fit > 0 ? (int)fit : 1;
   }
+  if (num_task > 0 && num_task < active) active = num_task;
+  if (num_task <= 0) num_task = active;      /* ours to choose: one task per participant */
   if (active <= 1 || in_task) {      /* serial: same task split, one thread */
     TVMParallelGroupEnv env;
     env.sync_handle = NULL;

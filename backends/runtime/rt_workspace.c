@@ -31,11 +31,16 @@ void edgecc_rt_ws_use(edgecc_ws_stack *stack) { tls_ws = stack; }
 
 void edgecc_rt_ws_split(const edgecc_ws_stack *from, int parts, edgecc_ws_stack *out) {
   int p;
-  char *start = from ? from->top : NULL;
-  size_t span = from ? (size_t)(from->end - from->top) : 0;
+  size_t span = from && from->top ? (size_t)(from->end - from->top) : 0;
   size_t slice = (span / (size_t)parts) & ~(size_t)(EDGECC_ALIGN - 1);
-  for (p = 0; p < parts; ++p)
-    stack_init(&out[p], start + (size_t)p * slice, start + (size_t)(p + 1) * slice);
+  for (p = 0; p < parts; ++p) {
+    if (slice == 0) {
+      stack_init(&out[p], NULL, NULL);
+    } else {
+      char *start = from->top + (size_t)p * slice;
+      stack_init(&out[p], start, start + slice);
+    }
+  }
 }
 
 static void *ws_alloc(int device_type, int device_id, uint64_t nbytes, int code, int bits) {
