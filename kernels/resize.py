@@ -69,12 +69,22 @@ def _nearest_weights(ratio: np.ndarray, mode: str) -> np.ndarray:
     return np.stack([~up, up], axis=1).astype(np.float64)
 
 
-def _cubic(t: np.ndarray, a: float) -> np.ndarray:
-    """The cubic convolution kernel (Keys) at distance t."""
+def _cubic_antialias(t: np.ndarray, a: float) -> np.ndarray:
+    """The cubic convolution kernel (Keys) at distance t, as ONNX's antialias path writes it."""
     t = np.abs(t)
-    near = ((a + 2) * t - (a + 3)) * t * t + 1
-    far = ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
+    near = (a + 2) * t ** 3 - (a + 3) * t ** 2 + 1
+    far = a * t ** 3 - 5 * a * t ** 2 + 8 * a * t - 4 * a
     return np.where(t <= 1, near, np.where(t < 2, far, 0.0))
+
+
+def _cubic(r: np.ndarray, a: float) -> np.ndarray:
+    """Weights of taps base-1 .. base+2 at ratio r, written as the ONNX definition does
+    (so rounding ties of integer outputs come out the same)."""
+    s = 1 - r
+    return np.stack([((a * (r + 1) - 5 * a) * (r + 1) + 8 * a) * (r + 1) - 4 * a,
+                     ((a + 2) * r - (a + 3)) * r * r + 1,
+                     ((a + 2) * s - (a + 3)) * s * s + 1,
+                     ((a * (s + 1) - 5 * a) * (s + 1) + 8 * a) * (s + 1) - 4 * a], axis=1)
 
 
 def axis_taps(a: dict, n_in: int, n_out: int, scale: float, roi):
@@ -91,18 +101,21 @@ def axis_taps(a: dict, n_in: int, n_out: int, scale: float, roi):
     if mode == "nearest":
         offsets = np.arange(0, 2)
         weights = _nearest_weights(ratio, a["nearest_mode"])
-    elif mode in ("linear", "cubic"):
+    elif mode in ("linear", "cubic") and not antialias:
+        cubic = mode == "cubic"
+        offsets = np.arange(-1, 3) if cubic else np.arange(0, 2)
+        weights = (_cubic(ratio, float(a["cubic_coeff_a"])) if cubic
+                   else np.stack([1 - ratio, ratio], axis=1))
+    elif mode in ("linear", "cubic"):  # antialias: the kernel is stretched by 1/scale
         support = 1.0 if mode == "linear" else 2.0
-        s = scale if antialias else 1.0  # antialias stretches the kernel by 1/scale
-        start = int(math.floor(-support / s) + 1)
+        start = int(math.floor(-support / scale) + 1)
         offsets = np.arange(start, 2 - start)
-        dist = (offsets[None, :] - ratio[:, None]) * s
+        dist = (offsets[None, :] - ratio[:, None]) * scale
         if mode == "linear":
             weights = np.clip(1 - np.abs(dist), 0, 1)
         else:
-            weights = _cubic(dist, float(a["cubic_coeff_a"]))
-        if antialias:
-            weights = weights / weights.sum(axis=1, keepdims=True)
+            weights = _cubic_antialias(dist, float(a["cubic_coeff_a"]))
+        weights = weights / weights.sum(axis=1, keepdims=True)
     else:
         raise ValueError(f"unknown Resize mode '{mode}'")
     taps = base[:, None] + offsets[None, :]
