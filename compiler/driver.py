@@ -182,6 +182,7 @@ def build_bundle(graph: Graph, opts: Options, outdir: Path, report: dict, t0: fl
         report["kernels"] = sum(1 for i, c in enumerate(lib.calls)
                                 if c.kind == "kernel" and not plan.memory.is_noop(graph.ops[i]))
         report.update(plan.memory.report())
+        report["arena_live_bytes_per_kernel"] = list(plan.memory.live_bytes)
         report["build_seconds"] = round(time.perf_counter() - t0, 3)
         path = write_bundle(graph, lib, plan, outdir, name=opts.name, target=target,
                             threads=opts.threads, report=_ordered_report(report))
