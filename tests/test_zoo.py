@@ -130,8 +130,9 @@ def test_activations_stay_order_one(name, zoo_path):
     stds = _activation_stds(zoo_path(name), zoo.sample_inputs(name))
     print(f"{name}: conv/gemm output std in [{min(stds):.3g}, {max(stds):.3g}]")
     assert 0.05 < min(stds) and max(stds) < 30
-    (probs,) = _session(zoo_path(name)).run(None, zoo.sample_inputs(name))
-    assert probs.max() < 0.999          # softmax not saturated: logits are O(1)-O(10)
+    if onnx.load(str(zoo_path(name))).graph.node[-1].op_type == "Softmax":
+        (probs,) = _session(zoo_path(name)).run(None, zoo.sample_inputs(name))
+        assert probs.max() < 0.999      # softmax not saturated: logits are O(1)-O(10)
 
 
 def test_text_image():
