@@ -213,6 +213,14 @@ def parse_graph(text: str, filename: str = "<string>",
     return _Builder(filename, weights).graph(tree.children[0])
 
 
+def _blamed(message: str, attr_toks: dict[str, Token], default: Token) -> Token:
+    """The attribute a rule message names ('pads' or pads=...), to point the error at it."""
+    for key, tok in attr_toks.items():
+        if re.search(rf"'{re.escape(key)}'|\b{re.escape(key)}=", message):
+            return tok
+    return default
+
+
 def _tok_name(tok: Token, what: str, where) -> str:
     raw = tok.value[1:]
     if raw.startswith('"'):
@@ -322,7 +330,7 @@ class _Builder:
             raise self.error(kind_tok, f"unknown op '{kind}'")
         inputs = [None if o.data == "none_operand" else self.use(scope, o.children[0], hint)
                   for o in (operands.children if operands is not None else [])]
-        attrs = {}
+        attrs, attr_toks = {}, {}
         for a in (attr_dict.children if attr_dict is not None else []):
             if a is None:
                 continue
@@ -335,6 +343,7 @@ class _Builder:
             if key in attrs:
                 raise self.error(key_tok, f"attribute '{key}' given twice")
             attrs[key] = self.value(val)
+            attr_toks[key] = key_tok
         if region is not None:
             if _GRAPH_ATTR not in d.attrs:
                 raise self.error(kind_tok, f"{kind} takes no body region")
@@ -347,7 +356,7 @@ class _Builder:
             op = build_op(kind, inputs, attrs, node, out_names, self.where(kind_tok))
         except OpRuleError as e:
             prefix = f"node '{node}' ({kind}): " if node else ""    # e names the kind
-            raise self.error(kind_tok, f"{prefix}{e}") from None
+            raise self.error(_blamed(str(e), attr_toks, kind_tok), f"{prefix}{e}") from None
         type_trees = types.children
         if len(type_trees) != len(out_toks):
             raise self.error(kind_tok, f"{describe}: {len(out_toks)} result(s) but "
