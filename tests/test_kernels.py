@@ -624,6 +624,32 @@ def test_run_graph_and_keep_all():
     np.testing.assert_array_equal(values["r"], np.maximum(x, 0))
 
 
+def test_intermediates_are_freed_after_their_last_use(monkeypatch):
+    import gc
+    import weakref
+    x = Value("x", TensorType("f32", (4,)))
+    a = build_op("Relu", [x], name="a", out_names=["ra"])
+    b = build_op("Relu", [a.output], name="b", out_names=["rb"])
+    c = build_op("Add", [b.output, b.output], name="c", out_names=["rc"])
+    d = build_op("Relu", [c.output], name="d", out_names=["rd"])
+    g = Graph("chain", inputs=[x], ops=[a, b, c, d], outputs=[b.output, d.output])
+    produced, alive_at_d = {}, {}
+    relu = KERNELS["Relu"]
+
+    def spy(op, ins):
+        if op.name == "d":
+            gc.collect()
+            alive_at_d.update({k: r() is not None for k, r in produced.items()})
+        out = relu(op, ins)
+        produced[op.name] = weakref.ref(out[0])
+        return out
+    monkeypatch.setitem(KERNELS, "Relu", spy)
+    rb, rd = run_graph(g, {"x": rand(4)})
+    # ra's last reader (b) has run: freed; rb is a graph output: kept
+    assert alive_at_d == {"a": False, "b": True}
+    np.testing.assert_array_equal(rd, 2 * rb)
+
+
 def test_feed_errors_name_the_input():
     g = _graph_relu_add()
     with pytest.raises(UsageError, match="missing input 'x'"):
