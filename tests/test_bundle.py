@@ -275,8 +275,28 @@ def test_set_num_threads_starts_workers_and_keeps_results(small, x86_bundle, tmp
     three = b.run(feeds)
     for a, c in zip(one, three):
         np.testing.assert_array_equal(a, c)
+    b.set_num_threads(12)                       # more threads than scratch slices planned
+    for a, c in zip(one, b.run(feeds)):
+        np.testing.assert_array_equal(a, c)
     b.set_num_threads(None)                     # back to the default: --threads 2
     assert b.num_threads() == 2
+
+
+def test_library_needs_no_heap_and_no_tvm_runtime(x86_bundle):
+    """The only undefined symbols are libc/libm/pthread basics: no malloc family, no TVM."""
+    nm = subprocess.run(["nm", "-u", str(x86_bundle / "libsmall.a")], capture_output=True,
+                        text=True, check=True).stdout
+    undefined = {ln.split()[-1] for ln in nm.splitlines() if ln.strip().startswith("U ")}
+    assert not undefined & {"malloc", "calloc", "realloc", "free", "aligned_alloc",
+                            "posix_memalign", "mmap"}
+    assert not any("TVM" in u or "tvm" in u for u in undefined)
+    allowed = {"memcpy", "memset", "memmove", "strlen", "strtol", "getenv", "sysconf",
+               "vsnprintf", "__tls_get_addr", "_GLOBAL_OFFSET_TABLE_"}
+    unexpected = {u for u in undefined - allowed
+                  if not u.startswith(("pthread_", "__", "exp", "log", "pow", "sqrt", "tanh",
+                                       "sin", "cos", "erf", "floor", "ceil", "round", "fabs",
+                                       "fmod", "trunc", "nearbyint"))}
+    assert not unexpected
 
 
 def test_env_var_overrides_the_default_thread_count(x86_bundle):

@@ -53,6 +53,9 @@ static void *ws_alloc(int device_type, int device_id, uint64_t nbytes, int code,
     return NULL;
   }
   p = align_up(s->top);
+  /* blocks take whole 64-byte units, as the plan counts them: top stays aligned, so the
+   * slices a parallel launch carves from it are aligned too */
+  nbytes = (nbytes + (EDGECC_ALIGN - 1)) & ~(uint64_t)(EDGECC_ALIGN - 1);
   if (s->live == EDGECC_WS_MAX_LIVE || nbytes > (uint64_t)(s->end - p)) {
     edgecc_rt_set_error("kernel needs more workspace than planned: %llu bytes requested, "
                         "%llu of this thread's %llu bytes free (%d blocks live)",
