@@ -22,6 +22,9 @@ def run_op(op: Op, inputs: list) -> list[np.ndarray]:
     if fn is None:
         raise ModelError(f"{op.describe()}: the reference executor has no kernel for "
                          f"'{op.kind}'")
+    if len(inputs) != len(op.inputs):
+        raise ModelError(f"{op.describe()}: {len(inputs)} operand array(s) for "
+                         f"{len(op.inputs)} operand(s)")
     try:
         results = fn(op, list(inputs))
     except (UsageError, ModelError, NumericError, ResourceError) as e:
