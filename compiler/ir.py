@@ -149,7 +149,9 @@ class Graph:
         raise AssertionError
 
     def add_param(self, name: str, data: np.ndarray) -> Value:
-        data = np.ascontiguousarray(data)
+        data = np.asarray(data)
+        if not data.flags.c_contiguous:       # (np.ascontiguousarray would make 0-d arrays 1-d)
+            data = data.copy(order="C")
         v = Value(self.fresh_name(name), TensorType.of(data), data=data)
         self.params.append(v)
         return v
