@@ -17,7 +17,9 @@ TVM's own planner, on TVM's ONNX path (the materialized zoo model through TVM 0.
 `relax.frontend.onnx.from_onnx` with the static input shapes bound), as reported by
 `relax.analysis.estimate_memory_usage` after StaticPlanBlockMemory, in two variants:
   tvm       the passes of tvm.compile's default Relax pipeline (what bench_latency.py builds:
-            no operator fusion) up to and including StaticPlanBlockMemory
+            no operator fusion) up to and including StaticPlanBlockMemory. That pipeline has
+            no FoldConstant, so from_onnx's transposes of Gemm weights run (and allocate) at
+            run time: hundreds of MiB on vgg19 / alexnet / zfnet512
   tvm_fused the same after the fusion passes of relax.get_pipeline("zero") (LegalizeOps,
             AnnotateTIROpPattern, FoldConstant, FuseOps, FuseTIR): fewer intermediates
 Per variant: "noplan" = every alloc_tensor its own allocation (TVM's "without memory
