@@ -87,15 +87,18 @@ def tensor_to_array(t: TensorProto, where: str) -> np.ndarray:
         raise ModelError(f"{what} keeps its data in an external file that was not loaded; "
                          f"keep the data file beside the model")
     if t.HasField("raw_data"):
-        itemsize = helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
-        if len(t.raw_data) != n * itemsize:
-            raise ModelError(f"{what} has {len(t.raw_data)} bytes of data but dims {dims} "
-                             f"need {n * itemsize}")
-    else:
-        field = helper.tensor_dtype_to_field(t.data_type)
-        have = len(getattr(t, field))
-        if have != n:
-            raise ModelError(f"{what} has {have} values but dims {dims} need {n}")
+        raw = t.raw_data            # each access copies the bytes: read it once
+        np_dtype = helper.tensor_dtype_to_np_dtype(t.data_type).newbyteorder("<")
+        if len(raw) != n * np_dtype.itemsize:
+            raise ModelError(f"{what} has {len(raw)} bytes of data but dims {dims} "
+                             f"need {n * np_dtype.itemsize}")
+        # one copy: a writable, native-order array that no longer references the proto
+        data = np.frombuffer(raw, dtype=np_dtype).reshape(dims)
+        return data.astype(np_dtype.newbyteorder("="))
+    field = helper.tensor_dtype_to_field(t.data_type)
+    have = len(getattr(t, field))
+    if have != n:
+        raise ModelError(f"{what} has {have} values but dims {dims} need {n}")
     try:
         return np.array(numpy_helper.to_array(t))
     except Exception as e:
