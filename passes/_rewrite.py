@@ -145,3 +145,18 @@ def replace(graph: Graph, op: Op, new_ops: list[Op], results: list[Value]) -> bo
 def num_uses(graph: Graph, v: Value) -> int:
     """Reads of `v` by ops plus one if it is a graph output."""
     return sum(1 for op in graph.ops for x in op.inputs if x is v) + (v in graph.outputs)
+
+
+def suffixed(name: str, suffix: str) -> str:
+    """`name` + `suffix`, without stacking the suffix when a rewrite repeats."""
+    return name if name.endswith(suffix) else name + suffix
+
+
+def settle_names(graph: Graph, values: list[Value], names: list[str]) -> None:
+    """Give new weights their intended names once the weights they replaced are gone (while
+    both existed, add_param had to pick `name_1`)."""
+    taken = {v.name for v in graph.values()}
+    for v, name in zip(values, names):
+        if v.name != name and name not in taken:
+            v.name = name
+            taken.add(name)

@@ -17,7 +17,8 @@ import numpy as np
 from edgecc.opdef import build_op
 from edgecc.pass_manager import register_pass
 
-from ._rewrite import channel_vector, const, num_uses, per_channel, record_refusal, replace
+from ._rewrite import (channel_vector, const, num_uses, per_channel, record_refusal, replace,
+                       settle_names, suffixed)
 from .simplify_algebra import as_affine
 
 
@@ -85,8 +86,9 @@ class FoldAffineIntoConv:
         shift = input_channels(w, group, b).reshape(w.shape[:2] + spatial)
         new_b = bias + (w * shift).reshape(w.shape[0], -1).sum(axis=1)
         dtype = wv.type.np_dtype
-        nw = graph.add_param(f"{wv.name}_scaled", new_w.astype(dtype))
-        nb = graph.add_param(f"{conv.name or conv.output.name}_bias", new_b.astype(dtype))
+        names = [suffixed(wv.name, "_scaled"), suffixed(conv.name or conv.output.name, "_bias")]
+        nw = graph.add_param(names[0], new_w.astype(dtype))
+        nb = graph.add_param(names[1], new_b.astype(dtype))
         new = build_op("Conv", [x, nw, nb], dict(conv.attrs), name=conv.name,
                        out_names=[graph.fresh_name(conv.output.name)])
         if not replace(graph, conv, [new], [new.output]):
@@ -95,4 +97,5 @@ class FoldAffineIntoConv:
             return None
         graph.ops.remove(producer)
         graph.remove_unused_params()
+        settle_names(graph, [nw, nb], names)
         return new

@@ -20,7 +20,7 @@ from edgecc.opdef import build_op
 from edgecc.pass_manager import register_pass
 
 from ._rewrite import (FLOAT_DTYPES, channel_vector, const, num_uses, per_channel,
-                       record_refusal, replace)
+                       record_refusal, replace, settle_names, suffixed)
 from .simplify_algebra import as_affine
 
 ANCHORS = ("Conv", "ConvTranspose", "Gemm")
@@ -99,10 +99,6 @@ def fold(graph, anchor, s, t):
     return w, b * s + t
 
 
-def _suffixed(name: str, suffix: str) -> str:
-    return name if name.endswith(suffix) else name + suffix
-
-
 @register_pass
 @dataclass(frozen=True)
 class FuseConvBN:
@@ -128,8 +124,8 @@ class FuseConvBN:
         w, b = fold(graph, anchor, s, t)
         x, wv = anchor.inputs[0], anchor.inputs[1]
         dtype = wv.type.np_dtype
-        names = (_suffixed(wv.name, "_folded"),
-                 _suffixed(anchor.name or anchor.output.name, "_bias"))
+        names = (suffixed(wv.name, "_folded"),
+                 suffixed(anchor.name or anchor.output.name, "_bias"))
         nw = graph.add_param(names[0], w.astype(dtype))
         nb = graph.add_param(names[1], b.astype(dtype))
         attrs = dict(anchor.attrs)
@@ -143,8 +139,5 @@ class FuseConvBN:
             return False
         graph.ops.remove(anchor)
         graph.remove_unused_params()
-        taken = {v.name for v in graph.values()}
-        for v, name in zip((nw, nb), names):     # the folded weights it replaces are gone
-            if name not in taken:
-                v.name = name
+        settle_names(graph, [nw, nb], names)
         return True
