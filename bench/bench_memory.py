@@ -26,10 +26,9 @@ Per variant: "noplan" = every alloc_tensor its own allocation (TVM's "without me
 planning"), "planned" = TVM's "with memory planning" (its alloc_storage pools plus the
 allocations it leaves unplanned, i.e. the function's outputs), "pool" = the alloc_storage
 part alone, which like edgecc's arena excludes inputs, weights and outputs.
-a/tvm = arena / tvm planned, a/pool = arena / tvm pool, a/tvmF = arena / tvm_fused
-planned
-(the json also has vs_tvm_fused_pool). Each TVM run is a child process with a time limit; a model TVM
-cannot import or lower gets the first line of the error instead of numbers.
+a/tvm = arena / tvm planned, a/pool = arena / tvm pool, a/tvmF = arena / tvm_fused planned
+(the json also has vs_tvm_fused_pool). Each TVM run is a child process with a time limit;
+a model TVM cannot import or lower gets the first line of the error instead of numbers.
 """
 from __future__ import annotations
 
