@@ -176,6 +176,16 @@ CASES = [
     Case("depth_space", 13, [N("DepthToSpace", ["x"], ["a"], blocksize=2, mode="CRD"),
                              N("SpaceToDepth", ["a"], ["y"], blocksize=2)],
          {"x": _r(1, 8, 3, 3)}, ["y"]),
+    # ---- the oldest supported opsets
+    Case("opset7_upsample_bn_pool", 7,
+         [N("Upsample", ["x"], ["u"], scales=[1.0, 1.0, 2.0, 2.0], mode="nearest"),
+          N("BatchNormalization", ["u", "s", "bb", "m", "v"], ["b"], spatial=1),
+          N("MaxPool", ["b"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+          N("Softmax", ["p"], ["y"])],
+         X4, ["y"], {"s": _r(4, lo=0.5, hi=1.5), "bb": _r(4), "m": _r(4), "v": _r(4, lo=0.5, hi=1.5)}),
+    Case("opset8_gemm_flatten_sum", 8,
+         [N("Flatten", ["x"], ["f"]), N("Gemm", ["f", "w", "c"], ["g"], transB=1),
+          N("Sum", ["g", "g"], ["y"])], X4, ["y"], {"w": _r(3, 324), "c": _r(3)}),
     # ---- folding of shape computations
     Case("fold_shape_chain", 13,
          [N("Shape", ["x"], ["s"]), N("Gather", ["s", "k"], ["g"], axis=0),
