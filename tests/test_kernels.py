@@ -378,6 +378,45 @@ def test_matmul_integer_types():
     check("MatMul", [ints(3, 4, dtype=np.int32), ints(4, 2, dtype=np.int32)])
 
 
+def _random_window(rng, spatial):
+    """A random valid window configuration: kernel, strides, dilations, pads (< kernel span)."""
+    k = [int(rng.integers(1, 4)) for _ in range(spatial)]
+    st = [int(rng.integers(1, 4)) for _ in range(spatial)]
+    dl = [int(rng.integers(1, 3)) for _ in range(spatial)]
+    pads = [int(rng.integers(0, k[i % spatial])) for i in range(2 * spatial)]
+    return k, st, dl, pads
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_conv_random_configurations(seed):
+    rng = np.random.default_rng(100 + seed)
+    spatial = int(rng.integers(1, 4))
+    k, st, dl, pads = _random_window(rng, spatial)
+    group = int(rng.choice([1, 2]))
+    c, m = 2 * group, 3 * group
+    size = [int((ki - 1) * d + 1 + rng.integers(0, 6)) for ki, d in zip(k, dl)]
+    x, w = rand(2, c, *size), rand(m, c // group, *k)
+    attrs = {"kernel_shape": k, "strides": st, "dilations": dl, "pads": pads, "group": group}
+    check("Conv", [x, w, rand(m)], attrs)
+    out_pad = [int(rng.integers(0, s)) for s in st]  # onnxruntime: output_padding < stride
+    wt = rand(c, m // group, *k)
+    check("ConvTranspose", [x, wt, rand(m)], {**attrs, "output_padding": out_pad})
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_pool_random_configurations(seed):
+    rng = np.random.default_rng(200 + seed)
+    spatial = int(rng.integers(1, 4))
+    k, st, dl, pads = _random_window(rng, spatial)
+    size = [int((ki - 1) * d + 1 + rng.integers(0, 6)) for ki, d in zip(k, dl)]
+    x = rand(1, 3, *size)
+    ceil = int(rng.integers(0, 2))
+    check("MaxPool", [x], {"kernel_shape": k, "strides": st, "dilations": dl, "pads": pads,
+                           "ceil_mode": ceil})
+    check("AveragePool", [x], {"kernel_shape": k, "strides": st, "pads": pads,
+                               "ceil_mode": ceil, "count_include_pad": int(rng.integers(0, 2))})
+
+
 # ---- normalization ---------------------------------------------------------------------
 def test_batch_norm():
     x = rand(2, 3, 4, 5)
