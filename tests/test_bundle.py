@@ -282,6 +282,26 @@ def test_set_num_threads_starts_workers_and_keeps_results(small, x86_bundle, tmp
     assert b.num_threads() == 2
 
 
+def test_forked_child_runs_without_the_parents_workers(x86_bundle):
+    code = """if True:
+        import os, sys, numpy as np
+        from edgecc.backends.runner import load
+        b = load(sys.argv[1]); b.set_num_threads(3)
+        feeds = [np.ones((1, 3, 16, 16), np.float32), np.arange(6)]
+        want = b.run(feeds)
+        pid = os.fork()
+        if pid == 0:
+            import signal; signal.alarm(60)     # a deadlocked child must not outlive us
+            got = b.run(feeds)
+            os._exit(0 if all(np.array_equal(g, w) for g, w in zip(got, want)) else 1)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status))
+    """
+    out = subprocess.run([sys.executable, "-c", code, str(x86_bundle)], capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    assert out.split() == ["0"]
+
+
 def test_library_needs_no_heap_and_no_tvm_runtime(x86_bundle):
     """The only undefined symbols are libc/libm/pthread basics: no malloc family, no TVM."""
     nm = subprocess.run(["nm", "-u", str(x86_bundle / "libsmall.a")], capture_output=True,

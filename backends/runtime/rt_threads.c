@@ -99,9 +99,26 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
+/* A forked child has only the forking thread: forget the workers (they are not there). */
+static void after_fork_in_child(void) {
+  pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+  pthread_cond_t fresh_cv = PTHREAD_COND_INITIALIZER;
+  n_workers = 0;
+  pending = 0;
+  pool_mu = fresh;
+  run_mu = fresh;
+  start_cv = fresh_cv;
+  done_cv = fresh_cv;
+}
+
 /* Make sure participants 1..n-1 exist; returns how many threads can take part. */
 static int ensure_workers(int n) {
+  static int atfork_registered;
   pthread_mutex_lock(&pool_mu);
+  if (!atfork_registered && n > 1) {
+    pthread_atfork(NULL, NULL, after_fork_in_child);
+    atfork_registered = 1;
+  }
   while (n_workers + 1 < n) {
     int id = n_workers + 1;
     start_gen[id] = generation;
