@@ -46,6 +46,12 @@ class G:
         self.graph.ops.append(op)
         return op.output
 
+    def split(self, x, sizes, names):
+        op = build_op("Split", [x], {"axis": 0, "split": sizes}, name=names[0],
+                      out_names=names)
+        self.graph.ops.append(op)
+        return op.outputs
+
     def ret(self, *vals):
         self.graph.outputs = list(vals)
         verify_graph(self.graph)
@@ -172,6 +178,24 @@ def test_unit_axis_transpose_becomes_reshape_and_output_names_survive():
     out, changed, _ = apply(EliminateNoopMovement(), graph)
     assert changed and kinds(out) == ["Relu", "Reshape"]
     assert [v.name for v in out.outputs] == ["y"]
+
+
+def test_other_identity_movement():
+    g = G(x=(2, 3))
+    y = g.op("Slice", [g.x], starts=[0, 0], ends=[2, 3])
+    y = g.op("Pad", [g.op("Expand", [y], shape=[2, 3])], pads=[0, 0, 0, 0])
+    y = g.op("Concat", [g.op("Tile", [y], repeats=[1, 1])], axis=0)
+    out, changed, _ = apply(EliminateNoopMovement(), g.ret(g.op("Relu", [y])))
+    assert changed and kinds(out) == ["Relu"] and out.ops[0].inputs[0] is out.inputs[0]
+
+
+def test_cse_merges_multi_output_ops():
+    g = G(x=(4, 3))
+    a, b = g.split(g.x, [1, 3], ["a", "b"])
+    c, d = g.split(g.x, [1, 3], ["c", "d"])
+    graph = g.ret(g.op("Add", [a, c]), g.op("Sub", [b, d]))
+    out, changed, _ = apply(CSE(), graph)
+    assert changed and kinds(out) == ["Split", "Add", "Sub"]
 
 
 def test_real_transpose_is_kept():
@@ -426,6 +450,15 @@ def test_matmul_epilogue():
     y = g.op("Tanh", [g.op("Add", [mm, g.rand(5, name="b")])])
     out, changed, _ = apply(FuseKernels(), g.ret(y))
     assert changed and kinds(out) == ["Fused"] and out.ops[0].attrs["kernel"] == "matmul_add_tanh"
+
+
+def test_group_value_that_is_a_graph_output_stays_a_result():
+    g = G(x=(1, 2, 4, 4))
+    c = conv(g, g.x, 2)
+    r = g.op("Relu", [c])
+    out, changed, _ = apply(FuseKernels(), g.ret(g.op("Sigmoid", [r]), r))
+    assert changed and kinds(out) == ["Fused"]
+    assert [v.name for v in out.ops[0].outputs] == [r.name, out.outputs[0].name]
 
 
 def test_single_ops_are_not_wrapped():
