@@ -399,3 +399,20 @@ def test_dropout_training_mode_refused():
     m = _model([N("Dropout", ["x", "r", "t"], ["y"], name="d")], [_vi("x", [2])],
                [_vi("y", None)], [t, r])
     _expect(ModelError, m, ["node 'd' (Dropout)", "training_mode"])
+
+
+def test_corrupted_real_model_fails_cleanly(zoo_source):
+    from edgecc.errors import EdgeccError
+    model = onnx.load(str(zoo_source("ppocr_cls")))
+    rng = np.random.default_rng(7)
+    outcomes = {"ok": 0, "error": 0}
+    for m in _mutations(model, rng):
+        try:
+            import_onnx(m, {"x": (1, 3, 48, 192)})
+            outcomes["ok"] += 1
+        except EdgeccError as e:
+            assert e.exit_code in (1, 2)
+            assert "node '" in e.message or "'x'" in e.message or "tensor '" in e.message, \
+                e.message
+            outcomes["error"] += 1
+    assert outcomes["error"] > 0
