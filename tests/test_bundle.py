@@ -226,6 +226,38 @@ def test_example_links_with_only_a_c_compiler(small, x86_bundle, tmp_path):
     assert bad.returncode == 2 and "input  0 'x': f32, 3072 bytes" in bad.stderr
 
 
+def test_two_bundles_link_into_one_program(small, x86_bundle, tmp_path):
+    g = Graph("two")
+    x = Value("x", TensorType("f32", (4,)))
+    g.inputs = [x]
+    relu = build_op("Relu", [x], name="relu", out_names=["y"])
+    g.ops, g.outputs = [relu], [relu.output]
+    two = build(g, "x86_64", tmp_path / "two", name="two")
+    (tmp_path / "main.c").write_text(r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "small/model.h"
+#include "two/model.h"
+int main(void) {
+  static float x[4] __attribute__((aligned(64))) = {-1, 2, -3, 4};
+  static float y[4] __attribute__((aligned(64)));
+  static unsigned char arena[TWO_ARENA_BYTES + 64] __attribute__((aligned(64)));
+  const void *in[1] = {x};
+  void *out[1] = {y};
+  if (two_run(in, out, arena) != 0) return 1;
+  printf("%s %g %g %d\n", small_input_names[0], y[0], y[3], SMALL_NUM_OUTPUTS);
+  return 0;
+}
+""")
+    (tmp_path / "small").symlink_to(x86_bundle)
+    exe = tmp_path / "app"
+    subprocess.run(["gcc", "-std=c99", "-Wall", "-Werror", "-I", str(tmp_path),
+                    str(tmp_path / "main.c"), str(x86_bundle / "libsmall.a"),
+                    str(two / "libtwo.a"), "-lpthread", "-lm", "-o", str(exe)], check=True)
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
+    assert out == "x 0 4 3\n"
+
+
 def test_makefile_rebuilds_the_libraries(x86_bundle, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(x86_bundle, copy)
