@@ -59,15 +59,13 @@ def _reduce(x, out, code):
         out[o] = acc
 
 
-def _to_rows(x: np.ndarray, axes) -> tuple[np.ndarray, tuple[int, ...]]:
-    """x with `axes` moved last, as [outer, inner]; also the kept dims' shape."""
+def _to_rows(x: np.ndarray, axes) -> np.ndarray:
+    """x with `axes` moved last, as a contiguous [outer, inner] matrix."""
     axes = sorted(set(axes))
     kept = [d for d in range(x.ndim) if d not in axes]
-    t = np.transpose(x, kept + axes)
-    kept_shape = tuple(x.shape[d] for d in kept)
+    outer = int(np.prod([x.shape[d] for d in kept], dtype=np.int64))
     inner = int(np.prod([x.shape[d] for d in axes], dtype=np.int64))
-    return contiguous(t).reshape(int(np.prod(kept_shape, dtype=np.int64)), inner), \
-        kept_shape
+    return contiguous(np.transpose(x, kept + axes)).reshape(outer, inner)
 
 
 def _result_shape(x, axes, keepdims) -> tuple[int, ...]:
@@ -96,7 +94,7 @@ def _register_reduce():
                     return [np.full(shape, info.min if code == MAX else info.max, x.dtype)]
                 r = _INT_REDUCE[code](x, axis=tuple(axes))
                 return [np.asarray(r).astype(x.dtype).reshape(shape)]
-            rows, _ = _to_rows(x.astype(compute_dtype(x), copy=False), axes)
+            rows = _to_rows(x.astype(compute_dtype(x), copy=False), axes)
             out = np.empty(rows.shape[0], np.float64)
             _reduce(rows, out, code)
             return [out.astype(x.dtype).reshape(shape)]
