@@ -10,6 +10,7 @@ weights whose scale depends on the consumer (He-normal conv/gemm weights, small 
 BatchNorm statistics near identity), so activations stay O(1) and numeric comparisons mean
 something. The PP-OCR models are real trained models and are used as they are.
 Shared files live in `<repo>/../shared` (override with EDGECC_SHARED).
+`python -m edgecc.zoo -o DIR [name ...]` materializes models and prints their paths.
 """
 from __future__ import annotations
 
@@ -276,3 +277,26 @@ def text_image(height: int, width: int) -> np.ndarray:
         y, line = y + step, line + 1
     x = np.asarray(img, dtype=np.float32).transpose(2, 0, 1)[None]
     return np.ascontiguousarray((x / 255.0 - 0.5) / 0.5)
+
+
+def main(argv=None) -> int:
+    """python -m edgecc.zoo [-o DIR] [name ...]: materialize models, print their paths."""
+    import argparse
+    import sys
+    ap = argparse.ArgumentParser(prog="python -m edgecc.zoo", description=main.__doc__)
+    ap.add_argument("names", nargs="*", default=list(ZOO), help=", ".join(ZOO))
+    ap.add_argument("-o", "--cache-dir", default="zoo-models")
+    args = ap.parse_args(argv)
+    try:
+        for name in args.names:
+            shape = ",".join(map(str, _get(name).shape))
+            print(f"{name}\t{materialize(name, args.cache_dir)}\t"
+                  f"--input-shape {_get(name).input}={shape}")
+    except UsageError as e:
+        print(f"edgecc.zoo: error: {e.message}", file=sys.stderr)
+        return e.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -160,3 +160,13 @@ def test_ppocr_reads_text_image():
     (text,) = det.run(None, {"x": zoo.text_image(320, 320)})
     (blank,) = det.run(None, {"x": np.ones((1, 3, 320, 320), np.float32)})
     assert (text > 0.3).mean() > 0.05 and (blank > 0.3).mean() == 0.0
+
+
+def test_command_line(tmp_path, capsys):
+    assert zoo.main(["-o", str(tmp_path), "squeezenet", "ppocr_cls"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split("\t") == ["squeezenet", str(tmp_path / f"squeezenet-r{zoo._RECIPE}.onnx"),
+                                    "--input-shape data_0=1,3,224,224"]
+    assert lines[1].startswith("ppocr_cls\t")
+    assert zoo.main(["lenet"]) == 1
+    assert "unknown zoo model 'lenet'" in capsys.readouterr().err
