@@ -80,8 +80,8 @@ def gemm(op, ins):
     c = ins[2] if len(ins) > 2 else None
     at = op.attrs
     dtype = compute_dtype(a)
-    A = (a.T if at["transA"] else a).astype(dtype)
-    B = b.astype(dtype)  # used as stored: B^T's rows are B's rows when transB
+    A = (a.T if at["transA"] else a).astype(dtype, copy=False)
+    B = b.astype(dtype, copy=False)  # used as stored: B^T's rows are B's rows when transB
     k_b = B.shape[1] if at["transB"] else B.shape[0]
     if A.shape[1] != k_b:
         raise ValueError(f"inner dimensions differ: A' is {list(A.shape)}, B is "
