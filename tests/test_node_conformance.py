@@ -16,8 +16,6 @@ dropping; onnxruntime's results (baseline_onnxruntime.jsonl) are printed beside 
 from __future__ import annotations
 
 import json
-import re
-import time
 from pathlib import Path
 
 import numpy as np
