@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgecc.errors import ModelError, NumericError, ResourceError, UsageError
+from edgecc.errors import EdgeccError, ModelError, NumericError, ResourceError, UsageError
 from edgecc.ir import Graph, Op, Value
 
 from .registry import KERNELS
@@ -27,7 +27,7 @@ def run_op(op: Op, inputs: list) -> list[np.ndarray]:
                          f"{len(op.inputs)} operand(s)")
     try:
         results = fn(op, list(inputs))
-    except (UsageError, ModelError, NumericError, ResourceError) as e:
+    except EdgeccError as e:  # keep the kind (exit code); subclasses become ModelError
         cls = type(e) if type(e) in _PLAIN_ERRORS else ModelError
         raise cls(f"while executing {op.describe()}: {e.message}") from e
     except Exception as e:  # a kernel bug or bad data: say which node
@@ -91,6 +91,10 @@ def run_bound(graph: Graph, arrays: list[np.ndarray], keep_all: bool = False):
             for v in op.inputs + op.outputs:
                 if v is not None and last_use.get(v) == i:
                     env.pop(v, None)
+    missing = [v.name for v in graph.outputs if v not in env]
+    if missing:
+        raise ModelError(f"graph '{graph.name}': output(s) {', '.join(missing)} are never "
+                         f"produced")
     outputs = [env[v] for v in graph.outputs]
     if keep_all:
         return outputs, {v.name: a for v, a in env.items()}
