@@ -196,22 +196,23 @@ def _space_to_depth(op, ins):
 # ---- Resize ----------------------------------------------------------------------------------
 
 def _source_coord(mode, o, scale, n_in, n_out):
-    """ONNX coordinate transform: output index o (int expr) -> source coordinate (f32)."""
+    """ONNX coordinate transform: output index o (int expr) -> source coordinate (f32).
+    Like the ONNX reference, the transforms see the fractional output length scale * n_in."""
     f = lambda v: const(float(v), "float32")
     x = o.astype("float32")
+    width = scale * n_in
     if mode == "half_pixel":
         return (x + f(0.5)) / f(scale) - f(0.5)
     if mode == "pytorch_half_pixel":
-        return (x + f(0.5)) / f(scale) - f(0.5) if n_out > 1 else f(0)
+        return (x + f(0.5)) / f(scale) - f(0.5) if width != 1 else f(-0.5)
     if mode == "align_corners":
-        return x * f((n_in - 1) / (n_out - 1)) if n_out > 1 else f(0)
+        return x * f((n_in - 1) / (width - 1)) if width != 1 else f(0)
     if mode == "asymmetric":
         return x / f(scale)
     if mode == "tf_half_pixel_for_nn":
         return (x + f(0.5)) / f(scale)
     if mode == "half_pixel_symmetric":
-        adjustment = n_out / (n_in * scale)
-        offset = n_in / 2 * (1 - adjustment)
+        offset = n_in / 2 * (1 - n_out / width)
         return f(offset) + (x + f(0.5)) / f(scale) - f(0.5)
     return None
 

@@ -114,11 +114,11 @@ def _clip(op, ins):
     lo, hi = float(op.attrs["min"]), float(op.attrs["max"])
     integer = not is_float_dtype(x.dtype)
 
-    def f(v):
-        if not (integer and math.isinf(hi)) and hi != math.inf:
-            v = tirx.min(v, const(int(hi) if integer else hi, x.dtype))
-        if not (integer and math.isinf(lo)) and lo != -math.inf:
+    def f(v):   # max first, then min: when min > max every value becomes max (ONNX)
+        if lo != -math.inf:
             v = tirx.max(v, const(int(lo) if integer else lo, x.dtype))
+        if hi != math.inf:
+            v = tirx.min(v, const(int(hi) if integer else hi, x.dtype))
         return v
     return [te.compute(x.shape, lambda *i: f(x(*i)), name="clip")]
 
@@ -127,6 +127,8 @@ def _clip(op, ins):
 def _cast(op, ins):
     x = ins[0]
     _, dt = out_type(op)
+    if op.attrs["to"] == "f16" and dt == "float32":     # f16 computed in f32: still round
+        return [te.compute(x.shape, lambda *i: x(*i).astype("float16").astype(dt), name="cast")]
     if dt == "bool":
         return [te.compute(x.shape, lambda *i: x(*i) != const(0, x.dtype), name="cast")]
     if x.dtype == "bool":

@@ -19,6 +19,20 @@ def highest(dtype):
     return const(math.inf, dtype) if is_float_dtype(dtype) else tirx.max_value(dtype)
 
 
+_MAX = te.comm_reducer(lambda a, b: tirx.max(a, b), lambda t: lowest(t), name="max")
+_MIN = te.comm_reducer(lambda a, b: tirx.min(a, b), lambda t: highest(t), name="min")
+
+
+def rmax(v, axis):
+    """Max reduction whose identity is -inf for floats (te.max starts at the lowest finite
+    value, so a window of -inf would give -3.4e38)."""
+    return _MAX(v, axis=axis)
+
+
+def rmin(v, axis):
+    return _MIN(v, axis=axis)
+
+
 def _windows(op, x, shape):
     """Reduce axes and, per output index, source positions + validity for a pooling window."""
     nsp = len(shape) - 2
@@ -46,7 +60,7 @@ def _max_pool(op, ins):
 
     def body(n, c, *o):
         src, ok = positions(o)
-        return te.max(tirx.if_then_else(ok, x(n, c, *src), lowest(dt)), axis=rk)
+        return rmax(tirx.if_then_else(ok, x(n, c, *src), lowest(dt)), axis=rk)
     return [te.compute(shape, body, name="maxpool")]
 
 
@@ -128,9 +142,9 @@ def _reduce(op, ins):
         n = _count(x, axes)
         return [te.compute(shape, lambda *i: s(*i) / const(n, dt), name="reduce_mean")]
     if kind == "Max":
-        return [reduce_compute(op, x, axes, keep, lambda v, r: te.max(v, axis=r), "reduce_max")]
+        return [reduce_compute(op, x, axes, keep, lambda v, r: rmax(v, axis=r), "reduce_max")]
     if kind == "Min":
-        return [reduce_compute(op, x, axes, keep, lambda v, r: te.min(v, axis=r), "reduce_min")]
+        return [reduce_compute(op, x, axes, keep, lambda v, r: rmin(v, axis=r), "reduce_min")]
     if kind == "Prod":
         prod = _prod_reducer()
         return [reduce_compute(op, x, axes, keep, lambda v, r: prod(v, axis=r), "reduce_prod")]
@@ -146,7 +160,7 @@ def _reduce(op, ins):
         return [te.compute(shape, lambda *i: tirx.sqrt(s(*i).astype("float64")).astype(dt),
                            name="reduce_l2")]
     # LogSumExp, stabilized: m + log(sum(exp(x - m)))
-    m = reduce_compute(op, x, axes, keep, lambda v, r: te.max(v, axis=r), "lse_max")
+    m = reduce_compute(op, x, axes, keep, lambda v, r: rmax(v, axis=r), "lse_max")
     s = reduce_compute(op, x, axes, keep, sum_, "lse_sum",
                        pre=lambda v, i: tirx.exp(v - m(*i)))
     return [te.compute(shape, lambda *i: m(*i) + tirx.log(s(*i)), name="reduce_lse")]
@@ -158,7 +172,7 @@ def _global_pool(op, ins):
     shape, dt = out_type(op)
     axes = list(range(2, len(x.shape)))
     if op.kind == "GlobalMaxPool":
-        return [reduce_compute(op, x, axes, 1, lambda v, r: te.max(v, axis=r), "gmaxpool")]
+        return [reduce_compute(op, x, axes, 1, lambda v, r: rmax(v, axis=r), "gmaxpool")]
     s = reduce_compute(op, x, axes, 1, lambda v, r: te.sum(v, axis=r), "gavgpool_sum")
     n = _count(x, axes)
     return [te.compute(shape, lambda *i: s(*i) / const(n, dt), name="gavgpool")]
@@ -203,7 +217,7 @@ def _softmax(op, ins):
     axis = int(op.attrs["axis"])
     rank = len(x.shape)
     keep_shape = [1 if i == axis else int(d) for i, d in enumerate(x.shape)]
-    m = reduce_compute(op, x, [axis], 1, lambda v, r: te.max(v, axis=r), "softmax_max",
+    m = reduce_compute(op, x, [axis], 1, lambda v, r: rmax(v, axis=r), "softmax_max",
                        shape=keep_shape)
 
     def kept(i):

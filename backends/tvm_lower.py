@@ -101,10 +101,14 @@ def _compute_fused(op: Op, ins: list) -> list:
 
 
 def lower_kernel(op: Op, func_name: str):
-    """A scheduled PrimFunc computing `op`, with global symbol `func_name`."""
+    """A scheduled PrimFunc computing `op`, with global symbol `func_name`.
+
+    f16 tensors are computed in f32 (loaded, widened, narrowed on store), like the reference
+    executor; an explicit Cast to f16 still rounds."""
     from tvm import te
 
     from .tvm_schedule import schedule
+    work = _promote_f16(op) if _uses_f16(op) else op
     placeholders, ins = [], []
     for i, v in enumerate(op.inputs):
         if v is None:
@@ -112,8 +116,10 @@ def lower_kernel(op: Op, func_name: str):
             continue
         p = te.placeholder(v.type.shape, tvm_dtype(v.type.dtype), name=f"in{i}")
         placeholders.append(p)
-        ins.append(p)
-    outs = compute_op(op, ins)
+        ins.append(p if v.type.dtype != "f16" else _cast(p, "float32", f"in{i}_f32"))
+    outs = compute_op(work, ins)
+    outs = [t if v.type.dtype != "f16" else _cast(t, "float16", f"out{i}_f16")
+            for i, (v, t) in enumerate(zip(op.outputs, outs))]
     # Every result needs its own computed buffer (a result may alias an operand or another
     # result, e.g. a Fused body whose output is its input).
     seen = set(placeholders)
@@ -125,6 +131,46 @@ def lower_kernel(op: Op, func_name: str):
         final.append(t)
     func = schedule(te.create_prim_func(placeholders + final), anchor_kind(op))
     return func.with_attr("global_symbol", func_name)
+
+
+def _cast(t, dtype: str, name: str):
+    from tvm import te
+    return te.compute(t.shape, lambda *i: t(*i).astype(dtype), name=name)
+
+
+def _uses_f16(op: Op) -> bool:
+    vals = [v for v in op.inputs + op.outputs if v is not None]
+    if op.kind == "Fused":
+        vals += [v for inner in op.attrs["body"].ops for v in inner.inputs + inner.outputs
+                 if v is not None]
+    return any(v.type.dtype == "f16" for v in vals)
+
+
+def _promote_f16(op: Op) -> Op:
+    """A copy of `op` (and its Fused body) whose f16 values are f32."""
+    from edgecc.ir import Graph, TensorType, Value
+    mapping: dict[int, Value] = {}
+
+    def conv(v):
+        if v is None:
+            return None
+        if id(v) not in mapping:
+            t = v.type
+            mapping[id(v)] = Value(v.name, TensorType("f32", t.shape) if t.dtype == "f16"
+                                   else t, data=v.data)
+        return mapping[id(v)]
+
+    def copy(o: Op) -> Op:
+        attrs = dict(o.attrs)
+        if o.kind == "Fused":
+            body = attrs["body"]
+            new_body = Graph(body.name, [conv(v) for v in body.inputs])
+            new_body.ops = [copy(inner) for inner in body.ops]
+            new_body.outputs = [conv(v) for v in body.outputs]
+            attrs["body"] = new_body
+        return Op(o.kind, [conv(v) for v in o.inputs], [conv(v) for v in o.outputs], attrs,
+                  o.name, o.loc)
+    return copy(op)
 
 
 def copy_tensor(t, name: str):
