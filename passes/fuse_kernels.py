@@ -6,6 +6,9 @@ Three kinds of group, formed in this order over the whole graph:
   2. reduction + prologue: GlobalAverage/MaxPool, Reduce*, Softmax/LogSoftmax with the
      elementwise ops that produce their input, when nothing else reads those values;
   3. elementwise chains: elementwise ops with the same result shape (operands may broadcast).
+Anchor and chain groups also take in the index-remapping producers of their operands (Resize,
+Transpose, Concat, Slice, ...; an upsample feeding a residual Add) when only the group reads
+them: the kernel reads through the remapping instead of materializing it.
 A value read outside its group, or a graph output, stays a result of the Fused op, so no
 value is lost; an op whose operand depends on the group through an outside op never joins
 (that would make a cycle). Single ops are left as they are.
@@ -22,6 +25,9 @@ from edgecc.pass_manager import register_pass
 ANCHORS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 REDUCTIONS = ("GlobalAveragePool", "GlobalMaxPool", "Softmax", "LogSoftmax") + REDUCE_KINDS
 ELEMENTWISE = frozenset(ELEMENTWISE_KINDS) - {"Identity", "Dropout"}
+# each result element is a function of a few operand elements at remapped indices
+INJECTIVE = ("Resize", "Transpose", "Expand", "Slice", "Tile", "Pad", "Concat", "DepthToSpace",
+             "SpaceToDepth")
 
 _SHORT = {"Conv": "conv", "ConvTranspose": "deconv", "Gemm": "gemm", "MatMul": "matmul",
           "GlobalAveragePool": "gap", "GlobalMaxPool": "gmp", "HardSwish": "hswish",
@@ -58,6 +64,45 @@ def grow_forward(graph: Graph, seed: Op, max_ops: int) -> list[Op]:
                 tainted.update(op.outputs)
         i += 1
     return group
+
+
+def downstream(group: list[Op], users: dict) -> set[Op]:
+    """The ops that read, directly or not, a result of `group`."""
+    seen, stack = set(), list(group)
+    while stack:
+        for v in stack.pop().outputs:
+            for u in users.get(v, []):
+                if u not in seen:
+                    seen.add(u)
+                    stack.append(u)
+    return seen
+
+
+def pull_producers(graph: Graph, group: list[Op], max_ops: int) -> list[Op]:
+    """`group` plus the injective ops producing its operands that only the group reads and
+    that do not depend on the group (so no cycle can form). An anchor takes
+    them for its epilogue only, and stays first: the backend picks a kernel's schedule by its
+    first non-elementwise op."""
+    index = {op: i for i, op in enumerate(graph.ops)}
+    users = graph.users()
+    seed = group[0]
+    anchored = seed.kind in ANCHORS
+    members = set(group)
+    after = downstream(group, users)
+    pending = [op for op in group if not (anchored and op is seed)]
+    while pending and len(members) < max_ops:
+        op = pending.pop()
+        for v in op.inputs:
+            p = None if v is None else v.producer
+            if (p is None or p in members or p.kind not in INJECTIVE or len(p.outputs) != 1
+                    or v in graph.outputs or any(u not in members for u in users.get(v, []))
+                    or any(x is not None and x.producer in after for x in p.inputs)):
+                continue
+            members.add(p)
+            pending.append(p)
+    if anchored:
+        return [seed] + sorted(members - {seed}, key=index.get)
+    return sorted(members, key=index.get)
 
 
 def grow_backward(graph: Graph, sink: Op, max_ops: int) -> list[Op]:
@@ -123,13 +168,15 @@ class FuseKernels:
 
     def run(self, graph, ctx) -> bool:
         changed = False
-        phases = [(ANCHORS, grow_forward), (REDUCTIONS, grow_backward),
-                  (ELEMENTWISE, grow_forward)]
-        for kinds, grow in phases:
+        phases = [(ANCHORS, grow_forward, True), (REDUCTIONS, grow_backward, False),
+                  (ELEMENTWISE, grow_forward, True)]
+        for kinds, grow, pull in phases:
             for op in list(graph.ops):
                 if op.kind not in kinds or op not in graph.ops:
                     continue
                 group = grow(graph, op, self.max_ops)
+                if pull:
+                    group = pull_producers(graph, group, self.max_ops)
                 if len(group) > 1:
                     replace_group(graph, group, make_fused(graph, group))
                     changed = True

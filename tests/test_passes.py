@@ -461,6 +461,27 @@ def test_group_value_that_is_a_graph_output_stays_a_result():
     assert [v.name for v in out.ops[0].outputs] == [r.name, out.outputs[0].name]
 
 
+def test_injective_producers_join_epilogues_and_chains():
+    g = G(x=(1, 2, 4, 4), y=(1, 2, 2, 2))
+    up = g.op("Resize", [g.graph.inputs[1]], sizes=[1, 2, 4, 4], scales=[1.0, 1.0, 2.0, 2.0])
+    a = g.op("Add", [conv(g, g.x, 2), up])                         # FPN: conv + upsample
+    cat = g.op("Concat", [g.x, a], axis=1)
+    out, changed, _ = apply(FuseKernels(), g.ret(g.op("Relu", [cat])))
+    assert changed and kinds(out) == ["Fused", "Fused"]
+    assert [f.attrs["kernel"] for f in out.ops] == ["conv_resize_add", "concat_relu"]
+
+
+def test_no_injective_prologue_on_anchors_or_through_the_group():
+    g = G(x=(1, 2, 4, 4))
+    c = conv(g, g.op("Transpose", [g.x], perm=[0, 1, 3, 2]), 2)    # would be a conv prologue
+    t = g.op("Transpose", [c], perm=[0, 1, 3, 2])                  # reads the conv group
+    out, changed, _ = apply(FuseKernels(), g.ret(g.op("Add", [c, t])))
+    # the conv keeps its input transpose and cannot take Add (its operand t depends on the
+    # conv through an outside op); Add takes t's transpose as a chain of its own
+    assert changed and kinds(out) == ["Transpose", "Conv", "Fused"]
+    assert out.ops[2].attrs["kernel"] == "transpose_add"
+
+
 def test_single_ops_are_not_wrapped():
     g = G(x=(1, 2, 4, 4))
     out, changed, _ = apply(FuseKernels(), g.ret(g.op("MaxPool", [conv(g, g.x, 2)],
