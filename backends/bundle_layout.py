@@ -116,22 +116,21 @@ def make_layout(graph: Graph, lib, plan: BundlePlan, name: str = "model",
         if value in slot_of:
             return slot_of[value]
         loc = gp.location(value)
-        where, index, offset = {
-            "arena": ("arena", 0, loc.offset),
-            "input": ("input", in_index.get(loc.root, -1), loc.offset),
-            "output": ("output", out_index.get(loc.root, -1), loc.offset),
-            "param": ("weights", 0, w_offset.get(loc.root, -1 - loc.offset) + loc.offset),
-        }[loc.kind]
-        if index < 0 or offset < 0:
+        index, base = {"arena": (0, 0), "input": (in_index.get(loc.root), 0),
+                       "output": (out_index.get(loc.root), 0),
+                       "param": (0, w_offset.get(loc.root))}[loc.kind]
+        if index is None or base is None:
             raise ModelError(f"graph '{graph.name}': %{value} is stored in {loc.kind} "
                              f"'{loc.root}', which the graph does not have")
+        where = "weights" if loc.kind == "param" else loc.kind
         slot_of[value] = len(tensors)
-        tensors.append(TensorSlot(value, dtype, tuple(shape), where, index, offset))
+        tensors.append(TensorSlot(value, dtype, tuple(shape), where, index, base + loc.offset))
         return slot_of[value]
 
     def value_slot(v) -> int:
         return slot(v.name, v.type.dtype, v.type.shape)
 
+    ws_size = {b.name: b.size for b in gp.buffers}
     steps: list[Step] = []
     for t, op in enumerate(gp.order):
         i = index_of[id(op)]
@@ -146,12 +145,12 @@ def make_layout(graph: Graph, lib, plan: BundlePlan, name: str = "model",
             steps.append(Step(what, src=value_slot(op.inputs[0]), dst=value_slot(op.output),
                               nbytes=op.output.type.nbytes))
             continue
+        args = tuple(slot(a.name, a.dtype, a.shape) for a in call.args)
+        ws_name = gp.workspace.get(t)       # the memory plan says how much scratch it has
         ws = plan.workspace.get(i)
-        ws_offset = gp.workspace_offset(t)
-        steps.append(Step(what, call.symbol, tuple(slot(a.name, a.dtype, a.shape)
-                                                   for a in call.args),
-                          ws_offset=ws_offset or 0,
-                          ws_bytes=ws.bytes(plan.workspace_threads) if ws else 0,
+        steps.append(Step(what, call.symbol, args,
+                          ws_offset=gp.offsets[ws_name] if ws_name else 0,
+                          ws_bytes=ws_size[ws_name] if ws_name else 0,
                           ws_task=ws.per_task if ws else 0))
 
     for j, v in enumerate(graph.outputs):         # outputs not written in place
@@ -163,10 +162,14 @@ def make_layout(graph: Graph, lib, plan: BundlePlan, name: str = "model",
                                       "output", j, 0))
             steps.append(Step(f"output {j} '{v.name}'", src=src, dst=dst, nbytes=v.type.nbytes))
 
-    io = lambda vs: [IOSpec(v.name, v.type.dtype, v.type.shape, v.type.nbytes) for v in vs]  # noqa: E731
-    return Layout(name, lib.target, lib.triple, threads or 0, io(graph.inputs), io(graph.outputs),
+    return Layout(name, lib.target, lib.triple, threads or 0, _io(graph.inputs),
+                  _io(graph.outputs),
                   tensors, steps, weights, sum(align(b) for _, _, b in weights), gp.arena_bytes,
                   plan.workspace_threads, sorted({s.symbol for s in steps if s.symbol}))
+
+
+def _io(values) -> list[IOSpec]:
+    return [IOSpec(v.name, v.type.dtype, v.type.shape, v.type.nbytes) for v in values]
 
 
 def _layout_weights(graph: Graph, gp: GraphPlan):
