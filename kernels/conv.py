@@ -89,8 +89,10 @@ def _conv_transpose3d(x, w, bias, out, strides, pads, dilations, group):
                                     oy = iy * sh - ph + kh * dh
                                     if oy < 0 or oy >= OH:
                                         continue
-                                    for iw in range(iw0, iw1):
-                                        acc[oz, oy, iw * sw + off] += wv * x[n, ci, iz, iy, iw]
+                                    arow = acc[oz, oy]
+                                    xrow = x[n, ci, iz, iy]
+                                    for iw in range(iw0, iw1):  # unsigned: see _conv3d
+                                        arow[np.uint64(iw * sw + off)] += wv * xrow[np.uint64(iw)]
             for od in range(OD):
                 for oh in range(OH):
                     for ow in range(OW):
