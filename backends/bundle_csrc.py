@@ -435,8 +435,8 @@ def render_makefile(lay: Layout, cross: str, kernels: list[str]) -> str:
 #
 # Link your program with only a C compiler (no TVM, no Python):
 #   $(CC) -I<bundle dir> app.c <bundle dir>/lib{n}.a -lpthread -lm
-# lib{n}.a / lib{n}.so export only the {n}_* symbols of model.h, so several bundles can be
-# linked into one program.
+# lib{n}.a / lib{n}.so define only the {n}_* symbols of model.h (and {n}_weights in the .a),
+# so several bundles can be linked into one program.
 
 CROSS   ?= {cross}
 CC      := $(CROSS)gcc
@@ -448,7 +448,7 @@ WERROR  ?=
 BUNDLE_CFLAGS = -std=c99 -fPIC -Wall -Wextra $(WERROR) -ffile-prefix-map=$(CURDIR)=.
 
 KERNELS = {' '.join(kernels)}
-OBJS    = {objs} {n}_weights.o $(KERNELS)
+CODE    = {objs} $(KERNELS)
 API     = {' '.join(api_symbols(n))}
 
 all: lib{n}.a lib{n}.so
@@ -459,17 +459,19 @@ all: lib{n}.a lib{n}.so
 {n}_weights.o: {n}_weights.S {n}_weights.bin
 \t$(CC) -c {n}_weights.S -o $@
 
-# one relocatable object whose only global symbols are the API
-{n}_bundle.o: $(OBJS)
-\t$(LD) -r -o $@ $(OBJS)
+# the code as one relocatable object whose only global symbols are the API (the weights
+# stay a separate member: {n}_weights is their only symbol)
+{n}_bundle.o: $(CODE)
+\t$(LD) -r -o $@ $(CODE)
 \t$(OBJCOPY) $(addprefix --keep-global-symbol=,$(API)) $@
 
-lib{n}.a: {n}_bundle.o
+lib{n}.a: {n}_bundle.o {n}_weights.o
 \trm -f $@
-\t$(AR) rcsD $@ {n}_bundle.o
+\t$(AR) rcsD $@ {n}_bundle.o {n}_weights.o
 
-lib{n}.so: $(OBJS) {n}.map
-\t$(CC) -shared -o $@ $(OBJS) -Wl,--version-script={n}.map -Wl,-z,noexecstack -lpthread -lm
+lib{n}.so: $(CODE) {n}_weights.o {n}.map
+\t$(CC) -shared -o $@ $(CODE) {n}_weights.o -Wl,--version-script={n}.map -Wl,-z,noexecstack \\
+\t\t-lpthread -lm
 
 example: example.c model.h lib{n}.a
 \t$(CC) $(CFLAGS) -std=c99 -Wall -Wextra $(WERROR) -I. -o $@ example.c lib{n}.a -lpthread -lm $(LDFLAGS)
