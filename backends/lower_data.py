@@ -221,7 +221,7 @@ def _clamp(i, n):
     return tirx.max(tirx.min(i, n - 1), 0)
 
 
-def _axis_taps(op, axis, o, n_in, n_out, scale):
+def _axis_taps(op, o, n_in, n_out, scale):
     """[(source index, weight expr)] for one resized axis."""
     mode = op.attrs["mode"]
     x = _source_coord(op.attrs["coordinate_transformation_mode"], o, scale, n_in, n_out)
@@ -276,7 +276,7 @@ def _resize(op, ins):
     moved = [i for i in range(len(shape)) if dims[i] != shape[i] or scales[i] != 1.0]
 
     def body(*o):
-        per_axis = [_axis_taps(op, a, o[a], dims[a], shape[a], scales[a]) for a in moved]
+        per_axis = [_axis_taps(op, o[a], dims[a], shape[a], scales[a]) for a in moved]
         total = None
         for combo in _product(per_axis):
             idx = list(o)

@@ -203,8 +203,7 @@ def conv_schedule(sch: Schedule) -> None:
     mo, mi_l = sch.split(m, [None, mi])
     wo, wi = sch.split(w, [None, vw])
     sch.reorder(n, mo, h, wo, rc, kh, kw, mi_l, wi)
-    root = sch.get_sblock("root")
-    epilogue = [b for b in sch.get_consumers(conv)]
+    epilogue = list(sch.get_consumers(conv))
     if not epilogue:
         epilogue = [sch.cache_write(conv, 0, "local")]
     else:
@@ -218,7 +217,6 @@ def conv_schedule(sch: Schedule) -> None:
     for blk in epilogue:
         _try(sch.vectorize, sch.get_loops(blk)[-1])
     sch.decompose_reduction(conv, rc)
-    del root
     for blk in sch.get_child_blocks(sch.get_sblock("root")):
         if sch.get(blk).name_hint == "conv_pad":
             _schedule_injective(sch, blk)
