@@ -71,16 +71,18 @@ class SimplifyAlgebra:
             return False
         kind, x, c = aff
         y = op.output
-        if _neutral(kind, c) and can_forward(graph, y, x):   # x*1 → x, x+0 → x
-            forward(graph, y, x)
-            graph.ops.remove(op)
-            return True
         inner = as_affine(x.producer)
         if inner is not None and inner[0] == kind and num_uses(graph, x) == 1:
             _, x0, c0 = inner                                  # (x0∘c0)∘c → x0∘(c0∘c)
             c = c0 * c if kind == "Mul" else c0 + c
             x = x0
-        elif op.kind == kind:                                  # already canonical
+        if _neutral(kind, c) and can_forward(graph, y, x):   # x*1 → x, x+0 → x
+            forward(graph, y, x)
+            graph.ops.remove(op)
+            if x is not aff[1]:
+                graph.ops.remove(aff[1].producer)
+            return True
+        if x is aff[1] and op.kind == kind:                    # already canonical
             return False
         cv = graph.add_param(f"{op.name or kind}_c", np.asarray(c, dtype=y.type.np_dtype))
         new = build_op(kind, [x, cv], name=op.name, out_names=[graph.fresh_name(y.name)])

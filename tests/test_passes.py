@@ -255,6 +255,13 @@ def test_simplify_algebra_identities_and_chains():
     assert np.allclose(out.ops[2].inputs[1].data, [0.5, 1.5, 2.5])
 
 
+def test_simplify_algebra_chain_that_cancels():
+    g = G(x=(2, 3))
+    y = g.op("Div", [g.op("Mul", [g.op("Relu", [g.x]), g.p(4.0, "four")]), g.p(4.0, "four")])
+    out, changed, _ = apply(SimplifyAlgebra(), g.ret(g.op("Neg", [y])))
+    assert changed and kinds(out) == ["Relu", "Neg"]
+
+
 def test_simplify_algebra_keeps_broadcasting_and_shared_intermediates():
     g = G(x=(1, 3))
     up = g.op("Mul", [g.x, g.p(np.ones((4, 3)), "ones")])          # broadcasts x up
