@@ -281,7 +281,8 @@ static int run_steps(char *arena) {
 
 int <id>_run(const void *const *inputs, void *const *outputs, void *arena) {
   int rc;
-  edgecc_rt_run_begin(DEFAULT_THREADS);
+  edgecc_rt_set_default_threads(DEFAULT_THREADS);
+  edgecc_rt_run_begin();
   rc = check_args(inputs, outputs, arena);
   if (rc == 0) {
     bind(inputs, outputs, (char *)arena);
@@ -291,9 +292,15 @@ int <id>_run(const void *const *inputs, void *const *outputs, void *arena) {
   return rc;
 }
 
-void <id>_set_num_threads(int n) { edgecc_rt_set_num_threads(n); }
+void <id>_set_num_threads(int n) {
+  edgecc_rt_set_default_threads(DEFAULT_THREADS);
+  edgecc_rt_set_num_threads(n);
+}
 
-int <id>_get_num_threads(void) { return edgecc_rt_num_threads(); }
+int <id>_get_num_threads(void) {
+  edgecc_rt_set_default_threads(DEFAULT_THREADS);
+  return edgecc_rt_num_threads();
+}
 
 const char *<id>_last_error(void) { return edgecc_rt_last_error(); }
 """

@@ -80,7 +80,7 @@ def small():
 @pytest.fixture(scope="module")
 def x86_bundle(small, tmp_path_factory):
     g, _ = small
-    return build(g, "x86_64", tmp_path_factory.mktemp("b") / "small.x86_64", threads=2)
+    return build(g, "x86_64", tmp_path_factory.mktemp("b") / "small.x86_64", threads=3)
 
 
 # ---- the C runtime on its own ----------------------------------------------------------------
@@ -199,7 +199,7 @@ def test_bundle_files_header_and_exports(small, x86_bundle):
 
 def test_two_builds_are_byte_identical(small, x86_bundle, tmp_path):
     g, _ = small
-    again = build(g, "x86_64", tmp_path / "again", threads=2)
+    again = build(g, "x86_64", tmp_path / "again", threads=3)
     digest = lambda d: {p.name: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
                         for p in sorted(d.iterdir())}
     assert digest(again) == digest(x86_bundle)
@@ -310,8 +310,8 @@ def test_set_num_threads_starts_workers_and_keeps_results(small, x86_bundle, tmp
     b.set_num_threads(12)                       # more threads than scratch slices planned
     for a, c in zip(one, b.run(feeds)):
         np.testing.assert_array_equal(a, c)
-    b.set_num_threads(None)                     # back to the default: --threads 2
-    assert b.num_threads() == 2
+    b.set_num_threads(None)                     # back to the default: --threads 3
+    assert b.num_threads() == 3
 
 
 def test_forked_child_runs_without_the_parents_workers(x86_bundle):
@@ -356,14 +356,14 @@ def test_env_var_overrides_the_default_thread_count(x86_bundle):
     code = ("import sys; from edgecc.backends.runner import load; "
             "b = load(sys.argv[1]); print(b.num_threads()); b.set_num_threads(1); "
             "print(b.num_threads())")
-    env = {**os.environ, "EDGECC_NUM_THREADS": "3"}
+    env = {**os.environ, "EDGECC_NUM_THREADS": "2"}
     out = subprocess.run([sys.executable, "-c", code, str(x86_bundle)], env=env,
                          capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["3", "1"]                    # env beats --threads; set_num_threads beats env
+    assert out == ["2", "1"]                    # env beats --threads; set_num_threads beats env
     env.pop("EDGECC_NUM_THREADS")
     out = subprocess.run([sys.executable, "-c", code, str(x86_bundle)], env=env,
                          capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["2", "1"]
+    assert out == ["3", "1"]                    # --threads 3, before any run
 
 
 def test_missing_workspace_is_reported_not_corrupting(small, tmp_path):
@@ -405,7 +405,7 @@ def test_failed_build_leaves_existing_bundle_untouched(small, x86_bundle, tmp_pa
     lib = build_kernels(g, "x86_64", tmp_path / "k")
     lib.objects[0].write_bytes(b"not an object file")
     with pytest.raises(RuntimeError, match="building the bundle failed"):
-        write_bundle(g, lib, None, dest, name="small", threads=2)
+        write_bundle(g, lib, None, dest, name="small", threads=3)
     assert {p.name: p.read_bytes() for p in dest.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dest", "k"]   # no temp dirs left
 

@@ -87,11 +87,13 @@ void edgecc_rt_ws_split(const edgecc_ws_stack *from, int parts, edgecc_ws_stack 
  * EDGECC_NUM_THREADS if set, else the bundle's --threads, else the online CPUs. */
 void edgecc_rt_set_num_threads(int n);
 int edgecc_rt_num_threads(void);
+/* The bundle's --threads (0 = online CPUs); the host code sets it before any other call. */
+void edgecc_rt_set_default_threads(int n);
 
 /* ---- a run (rt_threads.c): one run of the model at a time ----------------------------------- */
 /* Takes the model's run lock, clears the error, resolves the thread count and starts the worker
- * threads on the first run. default_threads = --threads (0 = online CPUs). */
-void edgecc_rt_run_begin(int default_threads);
+ * threads on the first run. */
+void edgecc_rt_run_begin(void);
 void edgecc_rt_run_end(void);
 
 #endif /* EDGECC_RUNTIME_H */

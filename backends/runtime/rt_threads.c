@@ -134,9 +134,10 @@ void edgecc_rt_set_num_threads(int n) {
   ensure_workers(edgecc_rt_num_threads());
 }
 
-void edgecc_rt_run_begin(int default_n) {
+void edgecc_rt_set_default_threads(int n) { default_threads = n; }
+
+void edgecc_rt_run_begin(void) {
   pthread_mutex_lock(&run_mu);
-  default_threads = default_n;
   edgecc_rt_clear_error();
   ensure_workers(edgecc_rt_num_threads());
 }
