@@ -293,10 +293,19 @@ def _fused(ex, op, ins, outs):
         ex.names[bv] = ex.name(outer)
     for p in body.params:
         ex.names[p] = ex.const(p.data, f"{prefix}/{p.name}")
-    result_of = {bv: name for bv, name in zip(body.outputs, outs)}
+    result_of, copies = {}, []
+    for bv, name in zip(body.outputs, outs):
+        if bv in result_of:
+            copies.append((bv, name))       # the same body value returned twice
+        else:
+            result_of[bv] = name
+    produced = {v for inner in body.ops for v in inner.outputs}
     for inner in body.ops:
         for v in inner.outputs:
-            ex.names[v] = result_of.pop(v, None) or ex.fresh(f"{prefix}/{v.name}")
+            ex.names[v] = result_of[v] if v in result_of else ex.fresh(f"{prefix}/{v.name}")
         ex.export_op(inner)
     for bv, name in result_of.items():      # a body output that is an input or a weight
+        if bv not in produced:
+            ex.node("Identity", [ex.name(bv)], [name], f"{prefix}/{name}")
+    for bv, name in copies:
         ex.node("Identity", [ex.name(bv)], [name], f"{prefix}/{name}")

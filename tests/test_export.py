@@ -107,17 +107,18 @@ def test_fused_is_inlined():
     m = _emit(body, "Mul", [a, b])
     r = _emit(body, "Relu", [m])
     s = _emit(body, "Add", [r, a])
-    body.outputs = [s, b]
+    body.outputs = [s, b, s]
     fused = build_op("Fused", [x, w], {"body": body, "kernel": "mul_relu_add"}, name="f0",
-                     out_names=["y", "w_copy"])
+                     out_names=["y", "w_copy", "y_again"])
     g.ops.append(fused)
-    g.outputs = [fused.outputs[0], _emit(g, "Neg", [fused.outputs[1]])]
+    g.outputs = [fused.outputs[0], _emit(g, "Neg", [fused.outputs[1]]), fused.outputs[2]]
     model = _export_checked(g)
     assert "Fused" not in {n.op_type for n in model.graph.node}
-    y, nw = _run(model, {"x": X})
+    y, nw, y2 = _run(model, {"x": X})
     w_np = w.data
     np.testing.assert_allclose(y, np.maximum(X * w_np, 0) + X, rtol=1e-6)
     np.testing.assert_allclose(nw, -w_np)
+    np.testing.assert_array_equal(y2, y)
 
 
 def test_outputs_that_are_inputs_or_weights():
