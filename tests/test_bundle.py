@@ -448,10 +448,13 @@ def test_arm64_bundle_under_qemu(small, tmp_path):
 # ---- zoo models ------------------------------------------------------------------------------
 
 def _zoo_case(name, zoo_path):
+    """The model as users get it: imported and optimized at -O3 (fused kernels)."""
     from edgecc import zoo
+    from edgecc.driver import Options, optimize
     from edgecc.onnx_import import import_onnx
     path = zoo_path(name)
     graph = import_onnx(str(path), zoo.default_input_shapes(name))
+    graph, _ = optimize(graph, Options(opt_level=3))
     return path, graph, zoo.sample_inputs(name, seed=0)
 
 
