@@ -113,6 +113,15 @@ class NodeCtx:
     def tmp(self, base: str) -> str:
         return self.imp.fresh(_sanitize(base))
 
+    def used(self, i: int) -> bool:
+        """Whether ONNX output i exists and something (a node or a graph output) reads it."""
+        name = self.node.output[i] if i < len(self.node.output) else ""
+        return bool(name) and name in self.imp.used
+
+    def weight(self, array, base: str) -> Value:
+        """A constant operand made up by the converter (a weight if it stays in the graph)."""
+        return self.imp.constant(np.asarray(array), self.tmp(f"{self.name}_{base}"), self)
+
     def constant(self, array: np.ndarray, i: int = 0) -> Value:
         """Output i is the constant `array` (folded, becomes a weight if anything uses it)."""
         return self.imp.constant(np.asarray(array), self.out(i), self)
@@ -184,6 +193,7 @@ class _Importer:
 
     def _check_supported(self):
         used = {i for n in self.g.node for i in n.input} | {o.name for o in self.g.output}
+        self.used = used
         problems = []
         for k, node in enumerate(self.g.node):
             where = f"node '{node_label(node, k)}' ({node.op_type})"

@@ -306,12 +306,32 @@ def _batch_norm(ctx):
                     {"epsilon": float(ctx.attr("epsilon", 1e-5))}, [ctx.out(0)])
 
 
-@converter("LayerNormalization", check=_extra_outputs_used(1, "Mean/InvStdDev"))
+@converter("LayerNormalization")
 def _layer_norm(ctx):
-    x = ctx.input(0, "X")
+    x, scale, bias = ctx.input(0, "X"), ctx.input(1, "scale"), ctx.input(2)
     axis = _axis(ctx, ctx.attr("axis", -1), x.type.rank)
-    return ctx.emit("LayerNormalization", [x, ctx.input(1, "scale"), ctx.input(2)],
-                    {"axis": axis, "epsilon": float(ctx.attr("epsilon", 1e-5))}, [ctx.out(0)])
+    eps = float(ctx.attr("epsilon", 1e-5))
+    if not (ctx.used(1) or ctx.used(2)):
+        return ctx.emit("LayerNormalization", [x, scale, bias], {"axis": axis, "epsilon": eps},
+                        [ctx.out(0)])
+    # Mean / InvStdDev are read: spell the op out so that both are values of the graph
+    if x.type.dtype != "f32":
+        raise ctx.error("Mean/InvStdDev outputs are supported for f32 inputs only")
+    axes = list(range(axis, x.type.rank))
+    (mean,) = ctx.emit("ReduceMean", [x], {"axes": axes, "keepdims": 1}, [ctx.out(1)], "/mean")
+    (d,) = ctx.emit("Sub", [x, mean], suffix="/centered")
+    (d2,) = ctx.emit("Mul", [d, d], suffix="/squared")
+    (var,) = ctx.emit("ReduceMean", [d2], {"axes": axes, "keepdims": 1}, suffix="/var")
+    (v_eps,) = ctx.emit("Add", [var, ctx.weight(np.float32(eps), "epsilon")], suffix="/var_eps")
+    (std,) = ctx.emit("Sqrt", [v_eps], suffix="/std")
+    (inv,) = ctx.emit("Reciprocal", [std], {}, [ctx.out(2)], "/inv_std")
+    (n,) = ctx.emit("Mul", [d, inv], suffix="/normalized")
+    if bias is None:
+        (y,) = ctx.emit("Mul", [n, scale], {}, [ctx.out(0)])
+    else:
+        (y_s,) = ctx.emit("Mul", [n, scale], suffix="/scaled")
+        (y,) = ctx.emit("Add", [y_s, bias], {}, [ctx.out(0)])
+    return [y, mean, inv]
 
 
 def _lstm_check(node, attrs, opset, used):
@@ -596,8 +616,9 @@ def _resize_check(node, attrs, opset, used):
         return "coordinate_transformation_mode tf_crop_and_resize is not supported"
     if attrs.get("antialias", 0):
         return "antialias=1 is not supported"
-    if attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch":
-        return "keep_aspect_ratio_policy other than 'stretch' is not supported"
+    if attrs.get("keep_aspect_ratio_policy", "stretch") not in ("stretch", "not_larger",
+                                                                "not_smaller"):
+        return f"keep_aspect_ratio_policy '{attrs['keep_aspect_ratio_policy']}' is unknown"
     if attrs.get("mode", "nearest") not in ("nearest", "linear", "bilinear", "cubic"):
         return f"mode '{attrs.get('mode')}' is not supported"
     return None
@@ -612,6 +633,27 @@ def _emit_resize(ctx, x, scales, sizes, attrs):
     if len(sizes) != len(shape) or any(s <= 0 for s in sizes):
         raise ctx.error(f"cannot resize {x.type} to {sizes}")
     attrs.update(sizes=sizes, scales=scales)
+    return ctx.emit("Resize", [x], attrs, [ctx.out(0)])
+
+
+def _resize_keep_aspect(ctx, x, sizes, axes, policy, attrs):
+    """opset 18 keep_aspect_ratio_policy: one scale for all resized axes, the largest that
+    fits in `sizes` (not_larger) or the smallest that covers it (not_smaller); computed in
+    float32 and rounded half away from zero, as onnxruntime does."""
+    shape = x.type.shape
+    axes = list(range(x.type.rank)) if axes is None else [_axis(ctx, a, x.type.rank)
+                                                          for a in axes]
+    if len(axes) != len(sizes):
+        raise ctx.error(f"sizes {sizes} must have one entry per axis {axes}")
+    ratios = [np.float32(s) / np.float32(shape[a]) for s, a in zip(sizes, axes)]
+    scale = min(ratios) if policy == "not_larger" else max(ratios)
+    out, scales = list(shape), [1.0] * len(shape)
+    for a in axes:
+        out[a] = int(np.floor(np.float32(scale) * np.float32(shape[a]) + np.float32(0.5)))
+        scales[a] = float(scale)
+    if any(s <= 0 for s in out):
+        raise ctx.error(f"cannot resize {x.type} to {out}")
+    attrs.update(sizes=out, scales=scales)
     return ctx.emit("Resize", [x], attrs, [ctx.out(0)])
 
 
@@ -651,6 +693,9 @@ def _resize(ctx):
         if k in ctx.attrs:
             attrs[k] = ctx.attrs[k]
     if sizes is not None and sizes.size:
+        policy = ctx.attr("keep_aspect_ratio_policy", "stretch")
+        if policy != "stretch":
+            return _resize_keep_aspect(ctx, x, _ints(sizes), axes, policy, attrs)
         sizes = _per_axis(ctx, _ints(sizes), axes, rank, shape)
         return _emit_resize(ctx, x, None, sizes, attrs)
     if scales is not None and scales.size:
