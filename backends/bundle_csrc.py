@@ -73,15 +73,17 @@ def _io_macros(ID: str, kind: str, i: int, spec: IOSpec) -> list[str]:
 def render_header(lay: Layout) -> str:
     n, ID = lay.name, lay.name.upper()
     lines = [
-        f"/* {n}: edgecc {__version__} bundle for {lay.target} ({lay.triple}). Generated: do not edit.",
+        f"/* {n}: edgecc {__version__} bundle for {lay.target} ({lay.triple}).",
+        " * Generated: do not edit.",
         " *",
         " *   static unsigned char arena[" + ID + "_ARENA_BYTES] __attribute__((aligned(64)));",
         f" *   const void *inputs[{ID}_NUM_INPUTS] = {{...}};    each 64-byte aligned, C order",
         f" *   void *outputs[{ID}_NUM_OUTPUTS] = {{...}};         each 64-byte aligned, C order",
         f" *   if ({n}_run(inputs, outputs, arena) != 0) puts({n}_last_error());",
         " *",
-        f" * {n}_run allocates nothing; runs of one model are serialized. Threads: {n}_set_num_threads(n),",
-        " * else EDGECC_NUM_THREADS (read at the first run), else " +
+        f" * {n}_run allocates nothing; runs of one model are serialized.",
+        f" * Threads: {n}_set_num_threads(n), else EDGECC_NUM_THREADS (read at the first run),",
+        " * else " +
         (f"{lay.default_threads} (--threads)" if lay.default_threads else "the online CPUs") + ".",
         " */",
         f"#ifndef {ID}_H_",
@@ -191,7 +193,8 @@ def render_model_c(lay: Layout) -> str:
     args = [a for s in lay.steps if s.symbol for a in s.args]
     L += ["/* ---- kernel arguments (TVM-FFI packed: DLTensor pointers) ---- */",
           "static const TVMFFIAny A[] = {"]
-    L += [f"  {{EDGECC_FFI_DLTENSOR_PTR, 0, {{.v_ptr = &T[{a}]}}}}," for a in args] or ["  {0, 0, {0}},"]
+    L += [f"  {{EDGECC_FFI_DLTENSOR_PTR, 0, {{.v_ptr = &T[{a}]}}}}," for a in args] \
+        or ["  {0, 0, {0}},"]
     L += ["};", ""]
 
     # steps
@@ -322,7 +325,7 @@ def render_weights_asm(lay: Layout) -> str:
         ""])
 
 
-_EXAMPLE_TEMPLATE = r"""/* example.c: run the edgecc model '<id>' on raw input files, write raw output files.
+_EXAMPLE_TEMPLATE = r"""/* example.c: runs the edgecc model '<id>': raw input files -> raw outputs.
  *
  *   ./example [-t threads] [-r repeats] [-p 1] <input files...> <output files...>
  *
@@ -481,7 +484,8 @@ lib{n}.so: $(CODE) {n}_weights.o {n}.map
 \t\t-lpthread -lm
 
 example: example.c model.h lib{n}.a
-\t$(CC) $(CFLAGS) -std=c99 -Wall -Wextra $(WERROR) -I. -o $@ example.c lib{n}.a -lpthread -lm $(LDFLAGS)
+\t$(CC) $(CFLAGS) -std=c99 -Wall -Wextra $(WERROR) -I. -o $@ example.c lib{n}.a \\
+\t\t-lpthread -lm $(LDFLAGS)
 
 clean:
 \trm -f {objs} {n}_weights.o {n}_bundle.o

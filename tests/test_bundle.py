@@ -95,14 +95,15 @@ def test_runtime_is_warning_free_c99(cc, tmp_path):
 
 
 def test_scan_workspace_top_and_parallel_tasks():
-    script = """
+    alloc = "T.decl_buffer((3,), data=T.TVMBackendAllocWorkspace(1, dev_id, T.uint64({}), 2, 32))"
+    script = f"""
     def k(A: T.handle):
-        buf = T.decl_buffer((10,), data=T.TVMBackendAllocWorkspace(1, dev_id, T.uint64(4000), 2, 32))
+        buf = {alloc.format(4000)}
         for i in T.parallel(8):
-            t = T.decl_buffer((3,), data=T.TVMBackendAllocWorkspace(1, dev_id, T.uint64(100), 2, 32))
-            u = T.decl_buffer((3,), data=T.TVMBackendAllocWorkspace(1, dev_id, T.uint64(65), 2, 32))
+            t = {alloc.format(100)}
+            u = {alloc.format(65)}
         for j in T.parallel(8):
-            v = T.decl_buffer((3,), data=T.TVMBackendAllocWorkspace(1, dev_id, T.uint64(300), 2, 32))
+            v = {alloc.format(300)}
         done = 1
     """
     ws = scan_workspace(script)
