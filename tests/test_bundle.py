@@ -47,14 +47,22 @@ def small_graph() -> tuple[Graph, dict[str, np.ndarray]]:
     w2 = g.add_param("w2", (rng.standard_normal((512, 10)) * 0.05).astype(np.float32))
     conv = build_op("Conv", [x, w, b], {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]},
                     name="conv", out_names=["c"])
+    w3 = g.add_param("w3", (rng.standard_normal((4, 8, 1, 1)) * 0.3).astype(np.float32))
+    w4 = g.add_param("w4", (rng.standard_normal((4, 8, 1, 1)) * 0.3).astype(np.float32))
     relu = build_op("Relu", [conv.output], name="relu", out_names=["r"])
-    pool = build_op("MaxPool", [relu.output], {"kernel_shape": [2, 2], "strides": [2, 2]},
+    one = {"kernel_shape": [1, 1]}
+    c2 = build_op("Conv", [relu.output, w3], one, name="conv2", out_names=["c2"])
+    c3 = build_op("Conv", [relu.output, w4], one, name="conv3", out_names=["c3"])
+    cat = build_op("Concat", [c2.output, c3.output], {"axis": 1}, name="cat", out_names=["cc"])
+    pool = build_op("MaxPool", [cat.output], {"kernel_shape": [2, 2], "strides": [2, 2]},
                     name="pool", out_names=["p"])
     flat = build_op("Flatten", [pool.output], {"axis": 1}, name="flat", out_names=["f"])
     fc = build_op("Gemm", [flat.output, w2], name="fc", out_names=["y"])
     grid = build_op("Reshape", [ids], {"shape": [2, 3]}, name="grid", out_names=["ids2"])
-    g.ops = [conv, relu, pool, flat, fc, grid]
-    g.outputs = [fc.output, relu.output, grid.output]
+    split = build_op("Split", [ids], {"axis": 0, "split": [2, 4]}, name="split",
+                     out_names=["ida", "idb"])
+    g.ops = [conv, relu, c2, c3, cat, pool, flat, fc, grid, split]
+    g.outputs = [fc.output, relu.output, grid.output] + split.outputs
     feeds = {"x": rng.standard_normal((1, 3, 16, 16)).astype(np.float32),
              "ids": np.arange(6, dtype=np.int64) * 7 - 11}
     return g, feeds
@@ -118,12 +126,13 @@ def test_x86_bundle_matches_reference(small, x86_bundle):
     g, feeds = small
     want = run_graph(g, feeds)
     b = load(x86_bundle)
-    assert b.in_process and b.output_names == ["y", "r", "ids2"]
+    assert b.in_process and b.output_names == ["y", "r", "ids2", "ida", "idb"]
     for _ in range(2):                          # state does not leak between runs
         got = b.run(feeds)
         for o, w in zip(got, want):
             assert_close(o, w)
     np.testing.assert_array_equal(got[2], feeds["ids"].reshape(2, 3))
+    np.testing.assert_array_equal(got[4], feeds["ids"][2:])
 
 
 def test_poisoned_arena_gives_identical_outputs(small, x86_bundle):
@@ -160,10 +169,10 @@ def test_c_api_rejects_misaligned_pointers(small, x86_bundle):
     outs = [np.zeros(o["bytes"] + 128, np.uint8) for o in meta["outputs"]]
     optr = [o.ctypes.data + (-o.ctypes.data % 64) for o in outs]
     ins = (ctypes.c_void_p * 2)(xp + 4, xp)
-    rc = so.small_run(ins, (ctypes.c_void_p * 3)(*optr), ctypes.c_void_p(base))
+    rc = so.small_run(ins, (ctypes.c_void_p * 5)(*optr), ctypes.c_void_p(base))
     assert rc == -2 and b"input 0 'x' is not 64-byte aligned" in so.small_last_error()
     ins = (ctypes.c_void_p * 2)(xp, xp)
-    assert so.small_run(ins, (ctypes.c_void_p * 3)(*optr), ctypes.c_void_p(0)) == -2
+    assert so.small_run(ins, (ctypes.c_void_p * 5)(*optr), ctypes.c_void_p(0)) == -2
     assert b"arena is NULL" in so.small_last_error()
 
 
@@ -177,7 +186,7 @@ def test_bundle_files_header_and_exports(small, x86_bundle):
     h = (x86_bundle / "model.h").read_text()
     meta = json.loads((x86_bundle / "bundle.json").read_text())
     for line in [f"#define SMALL_ARENA_BYTES  {meta['arena_bytes']}",
-                 "#define SMALL_NUM_INPUTS   2", "#define SMALL_NUM_OUTPUTS  3",
+                 "#define SMALL_NUM_INPUTS   2", "#define SMALL_NUM_OUTPUTS  5",
                  "#define SMALL_INPUT_0_SHAPE {1, 3, 16, 16}", '#define SMALL_INPUT_1_DTYPE "i64"',
                  "int small_run(const void *const *inputs, void *const *outputs, void *arena);",
                  "void small_set_num_threads(int n);"]:
@@ -214,7 +223,7 @@ def test_example_links_with_only_a_c_compiler(small, x86_bundle, tmp_path):
                     str(x86_bundle / "libsmall.a"), "-lpthread", "-lm", "-o", str(exe)],
                    check=True)
     ins = [tmp_path / "x.raw", tmp_path / "ids.raw"]
-    outs = [tmp_path / f"o{i}.raw" for i in range(3)]
+    outs = [tmp_path / f"o{i}.raw" for i in range(5)]
     feeds["x"].tofile(ins[0])
     feeds["ids"].tofile(ins[1])
     proc = subprocess.run([str(exe), "-t", "2", "-r", "3", *map(str, ins), *map(str, outs)],
@@ -256,7 +265,7 @@ int main(void) {
                     str(tmp_path / "main.c"), str(x86_bundle / "libsmall.a"),
                     str(two / "libtwo.a"), "-lpthread", "-lm", "-o", str(exe)], check=True)
     out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
-    assert out == "x 0 4 3\n"
+    assert out == "x 0 4 5\n"
 
 
 def test_makefile_rebuilds_the_libraries(x86_bundle, tmp_path):
@@ -287,7 +296,7 @@ def test_cmake_snippet_links_an_app(x86_bundle, tmp_path):
     subprocess.run(["cmake", "--build", str(app / "build")], check=True, capture_output=True)
     out = subprocess.run([str(app / "build" / "app")], capture_output=True, text=True,
                          check=True).stdout
-    assert out == "3 x\n"
+    assert out == "5 x\n"
 
 
 def _task_count() -> int:
