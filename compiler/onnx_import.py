@@ -30,6 +30,9 @@ from .opdef import OpRuleError, build_op, verify_graph
 
 # The text IR quotes names it cannot print plainly, so ONNX names are kept as they are;
 # only control characters (which no printer or file name should carry) are replaced.
+# An all-constant op whose results are larger than this stays in the graph (e.g. an Expand
+# of a weight): folding would only trade compute for memory.
+FOLD_MAX_ELEMENTS = 2 ** 26
 _NAME_BAD = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -299,7 +302,8 @@ class _Importer:
             if v.type.numel > MAX_ELEMENTS:
                 raise ctx.error(f"result %{v.name} would be {v.type} (more than 2^31 elements)")
         present = [v for v in inputs if v is not None]
-        if present and all(v.data is not None for v in present):
+        small = sum(v.type.numel for v in op.outputs) <= FOLD_MAX_ELEMENTS
+        if present and small and all(v.data is not None for v in present):
             folded = self._fold(op, ctx)
             if folded is not None:
                 return folded

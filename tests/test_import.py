@@ -416,3 +416,16 @@ def test_corrupted_real_model_fails_cleanly(zoo_source):
                 e.message
             outcomes["error"] += 1
     assert outcomes["error"] > 0
+
+
+def test_huge_constant_results_are_not_folded(monkeypatch):
+    import edgecc.onnx_import as imp
+    monkeypatch.setattr(imp, "FOLD_MAX_ELEMENTS", 100)
+    c = numpy_helper.from_array(np.ones((1, 10), np.float32), "c")
+    s = numpy_helper.from_array(np.array([20, 10], np.int64), "s")
+    m = _model([N("Expand", ["c", "s"], ["e"], name="big"), N("Add", ["x", "e"], ["y"])],
+               [_vi("x", [20, 10])], [_vi("y", None)], [c, s])
+    g = import_onnx(m)
+    assert g.op_counts() == {"Add": 1, "Expand": 1}           # 200 elements: kept as an op
+    monkeypatch.setattr(imp, "FOLD_MAX_ELEMENTS", 1000)
+    assert import_onnx(m).op_counts() == {"Add": 1}
