@@ -19,7 +19,7 @@ from edgecc.errors import ModelError
 from edgecc.ir import Graph
 
 from .bundle_workspace import Workspace, kernel_workspace
-from .memory_alloc import align
+from .memory_alloc import ALIGN, align
 from .memory_plan import GraphPlan, plan_graph
 from .targets import Target, make_target
 
@@ -40,8 +40,18 @@ def plan_bundle(graph: Graph, target: Target | str, threads: int | None = None) 
     target = make_target(target) if isinstance(target, str) else target
     ws = kernel_workspace(graph, target)
     ws_threads = max(threads or 0, WORKSPACE_THREADS)
-    memory = plan_graph(graph, workspace={i: w.bytes(ws_threads) for i, w in ws.items()})
+    sizes = {i: w.bytes(ws_threads) for i, w in ws.items()}
+    memory = plan_graph(graph, workspace=sizes)
+    if misaligned_values(graph, memory):
+        # a Concat operand placed as a slice at an offset TVM's aligned vector loads/stores
+        # cannot take: plan without concat elimination instead
+        memory = plan_graph(graph, workspace=sizes, concat=False)
     return BundlePlan(memory, ws, ws_threads)
+
+
+def misaligned_values(graph: Graph, gp: GraphPlan) -> list[str]:
+    """Values whose storage does not start on a 64-byte boundary (kernels assume it does)."""
+    return [v.name for v in graph.values() if gp.location(v.name).offset % ALIGN]
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,10 @@ class Layout:
 def make_layout(graph: Graph, lib, plan: BundlePlan, name: str = "model",
                 threads: int | None = None) -> Layout:
     gp = plan.memory
+    bad = misaligned_values(graph, gp)
+    if bad:
+        raise ValueError(f"memory plan places {bad[:5]} off the {ALIGN}-byte alignment the "
+                         f"kernels assume; plan with plan_bundle()")
     if len(lib.calls) != len(graph.ops):
         raise ModelError(f"graph '{graph.name}': kernel library has {len(lib.calls)} calls for "
                          f"{len(graph.ops)} ops (built for another graph?)")

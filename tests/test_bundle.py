@@ -21,7 +21,7 @@ import pytest
 
 from edgecc.backends.bundle import RUNTIME_DIR, plan_bundle, write_bundle
 from edgecc.backends.bundle_csrc import RUNTIME_SOURCES, api_symbols
-from edgecc.backends.bundle_layout import BundlePlan
+from edgecc.backends.bundle_layout import BundlePlan, make_layout, misaligned_values
 from edgecc.backends.bundle_workspace import scan_workspace
 from edgecc.backends.memory_plan import plan_graph
 from edgecc.backends.runner import BundleRunError, load
@@ -403,6 +403,32 @@ def test_outputs_stored_elsewhere_are_copied(tmp_path):
     for got, want in zip(load(out, poison_arena=True).run(feeds), run_graph(g, feeds)):
         np.testing.assert_array_equal(got, want)
     assert json.loads((out / "bundle.json").read_text())["kernels"] == 0
+
+
+def test_concat_slices_stay_64_byte_aligned(tmp_path):
+    """Kernels use aligned vector stores: a Concat operand 300 bytes into the result must not
+    be written in place there (the planner's concat elimination is undone for such graphs)."""
+    rng = np.random.default_rng(3)
+    g = Graph("odd")
+    x = Value("x", TensorType("f32", (1, 3, 5, 5)))
+    y = Value("y", TensorType("f32", (1, 16, 5, 5)))
+    g.inputs = [x, y]
+    wm = g.add_param("wm", rng.standard_normal((1, 16, 5, 5)).astype(np.float32))
+    a = build_op("Relu", [x], name="a", out_names=["a"])
+    b = build_op("Mul", [y, wm], name="b", out_names=["b"])
+    c = build_op("Concat", [a.output, b.output], {"axis": 1}, name="c", out_names=["c"])
+    d = build_op("Relu", [c.output], name="d", out_names=["d"])
+    g.ops, g.outputs = [a, b, c, d], [d.output]
+    assert plan_graph(g).sub_offsets.get("b", 0) % 64      # what the planner would do
+    plan = plan_bundle(g, "x86_64")
+    assert not misaligned_values(g, plan.memory)
+    with pytest.raises(ValueError, match="64-byte alignment"):
+        make_layout(g, None, BundlePlan(plan_graph(g), {}, 1))
+    out = build(g, "x86_64", tmp_path / "odd", name="odd")
+    feeds = {"x": rng.standard_normal((1, 3, 5, 5)).astype(np.float32),
+             "y": rng.standard_normal((1, 16, 5, 5)).astype(np.float32)}
+    np.testing.assert_allclose(load(out, poison_arena=True).run(feeds)[0],
+                               run_graph(g, feeds)[0], rtol=1e-6)
 
 
 # ---- writing the directory -------------------------------------------------------------------
