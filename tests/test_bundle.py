@@ -446,6 +446,23 @@ def test_failed_build_leaves_existing_bundle_untouched(small, x86_bundle, tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dest", "k"]   # no temp dirs left
 
 
+def test_rebuilt_bundle_at_the_same_path_loads_the_new_code(tmp_path):
+    x = np.array([-1.0, 0.5, 2.0, -3.0], np.float32)
+    results = []
+    for kind in ("Relu", "Neg"):
+        g = Graph("same")
+        v = Value("x", TensorType("f32", (4,)))
+        g.inputs = [v]
+        op = build_op(kind, [v], name="k", out_names=["y"])
+        g.ops, g.outputs = [op], [op.output]
+        out = build(g, "x86_64", tmp_path / "same", name="same")
+        results.append(load(out).run([x])[0])      # the first library stays loaded
+    np.testing.assert_array_equal(results[0], np.maximum(x, 0))
+    np.testing.assert_array_equal(results[1], -x)
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".kernels")) == \
+        ["same"]                                 # the old directory was swapped out
+
+
 def test_refuses_to_replace_a_directory_that_is_not_a_bundle(small, tmp_path):
     g, _ = small
     home = tmp_path / "mine"
