@@ -94,7 +94,8 @@ def test_latency_benchmark_writes_results(tmp_path, zoo_path):
     assert lat["rounds"] == 1
     assert set(lat["ms"]) == {"onnxruntime", "edgecc-O3"}
     assert all(v > 0 for v in lat["ms"].values())
-    assert set(lat["ratio_vs_onnxruntime"]) == {"edgecc-O3"}
+    assert set(lat["ratio_vs_onnxruntime"]) == set(lat["ratio_of_min"]) == {"edgecc-O3"}
+    assert len(lat["loadavg"]) == 2 and "pct_sgemm_peak" not in lat     # --no-peak
     geo = res["summary"]["geomean edgecc-O3/onnxruntime"]["1"]
     assert geo["models"] == 1 and geo["value"] == pytest.approx(
         lat["ratio_vs_onnxruntime"]["edgecc-O3"], rel=1e-3)
