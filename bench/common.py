@@ -8,9 +8,9 @@ other can differ only because they ran in different phases. `interleaved` theref
 short batches of every candidate inside each round and keeps one per-call time per candidate
 per round. The order is a fresh (seeded) permutation per round, and each batch starts after a
 short idle gap: runtimes whose worker threads spin-wait after a run (onnxruntime, TVM, ours)
-would otherwise slow down whichever candidate always came right after them. Ratios are taken per round (both batches ran within a
-fraction of a second of each other, so a phase change hits both) and the median of those is
-reported; per-candidate medians are reported too.
+would otherwise slow down whichever candidate always came right after them. Ratios are taken
+per round (both batches ran within a fraction of a second of each other, so a phase change hits
+both) and the median of those is reported; per-candidate medians are reported too.
 """
 from __future__ import annotations
 
