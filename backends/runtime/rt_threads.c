@@ -1,9 +1,14 @@
 /* Parallel launch for TVM's parallel loops on a pthread pool, and the per-run lock.
  *
  * The pool is created once, outside the hot path: by <id>_set_num_threads(n) or by the first
- * run. A launch wakes the workers (participant p runs tasks p, p + n, ...; the caller is
- * participant 0) and waits for them; nothing is allocated per launch. Each participant gets
- * its own slice of the kernel's workspace region. */
+ * run. A launch publishes the job and wakes the workers; the caller (participant 0) and the
+ * workers claim task indices from one atomic ticket, so when a worker is slow to wake (an
+ * oversubscribed CPU) the others take its share instead of waiting for it. The caller returns
+ * when every task has finished. Nothing is allocated per launch. Each participant owns a
+ * slice of the kernel's workspace region for the tasks it runs.
+ *
+ * The ticket packs generation (32 bits) | participants (8) | tasks (12) | next task (12): a
+ * claim is one compare-and-swap that also proves the job is still the current one. */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <stdlib.h>
@@ -12,12 +17,17 @@
 #include "edgecc_runtime.h"
 
 #define SPIN_ROUNDS 20000   /* busy-wait this long before sleeping (short kernels are common) */
+#define MAX_TASKS 4095      /* tasks per launch the ticket can count */
+
+#define T_GEN(t) ((uint32_t)((t) >> 32))
+#define T_ACTIVE(t) ((int)(((t) >> 24) & 0xFF))
+#define T_NTASK(t) ((int)(((t) >> 12) & 0xFFF))
+#define T_NEXT(t) ((int)((t) & 0xFFF))
 
 typedef struct {
   FTVMParallelLambda fn;
   void *cdata;
   TVMParallelGroupEnv env;
-  int active;                       /* participants, caller included */
 } job_t;
 
 static pthread_mutex_t run_mu = PTHREAD_MUTEX_INITIALIZER;   /* one run at a time */
@@ -25,11 +35,12 @@ static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t start_cv = PTHREAD_COND_INITIALIZER;
 static pthread_cond_t done_cv = PTHREAD_COND_INITIALIZER;
 static pthread_t workers[EDGECC_MAX_THREADS];
-static unsigned long start_gen[EDGECC_MAX_THREADS];
+static uint32_t start_gen[EDGECC_MAX_THREADS];
 static int n_workers;                /* created so far (never shrinks) */
-static unsigned long generation;     /* bumped per launch, under pool_mu */
-static job_t job;
-static int pending;                  /* workers still in the current job (atomic) */
+static uint32_t generation;          /* of the latest launch; workers wait for it to change */
+static job_t job;                    /* stable while its tasks are unfinished */
+static uint64_t ticket;              /* atomic, see above */
+static int done_tasks;               /* tasks of the current launch finished (atomic) */
 static int failed;                   /* a task returned non-zero (atomic) */
 static edgecc_ws_stack slices[EDGECC_MAX_THREADS];
 static __thread int in_task;         /* nested launches run serially */
@@ -60,41 +71,55 @@ int edgecc_rt_num_threads(void) {
   return clamp_threads(sysconf(_SC_NPROCESSORS_ONLN));
 }
 
-static void run_tasks(int participant) {
-  int t, ok = 1;
+/* Claims the next task of launch `gen` for `participant`: its index, or -1 when none is left
+ * (or the launch is over, or the participant is not part of it). */
+static int claim(uint32_t gen, int participant, int *ntask) {
+  uint64_t t = __atomic_load_n(&ticket, __ATOMIC_ACQUIRE);
+  for (;;) {
+    if (T_GEN(t) != gen || participant >= T_ACTIVE(t) || T_NEXT(t) >= T_NTASK(t)) return -1;
+    if (__atomic_compare_exchange_n(&ticket, &t, t + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+      *ntask = T_NTASK(t);
+      return T_NEXT(t);
+    }
+  }
+}
+
+/* Runs tasks of launch `gen` until none is left to claim. */
+static void work(uint32_t gen, int participant) {
+  int t, ntask = 0;
   edgecc_ws_stack *saved = edgecc_rt_ws_current();
   edgecc_rt_ws_use(&slices[participant]);
   in_task = 1;
-  for (t = participant; t < job.env.num_task; t += job.active)
-    if (job.fn(t, &job.env, job.cdata) != 0) ok = 0;
-  in_task = 0;
-  edgecc_rt_ws_use(saved);
-  if (!ok) __atomic_store_n(&failed, 1, __ATOMIC_SEQ_CST);
-}
-
-static void *worker_main(void *arg) {
-  int id = (int)(intptr_t)arg;
-  unsigned long seen;
-  pthread_mutex_lock(&pool_mu);
-  seen = start_gen[id];
-  pthread_mutex_unlock(&pool_mu);
-  for (;;) {
-    int active, spins;
-    for (spins = 0; spins < SPIN_ROUNDS &&
-         __atomic_load_n(&generation, __ATOMIC_ACQUIRE) == seen; ++spins) {
-    }
-    pthread_mutex_lock(&pool_mu);
-    while (generation == seen) pthread_cond_wait(&start_cv, &pool_mu);
-    seen = generation;
-    active = job.active;
-    pthread_mutex_unlock(&pool_mu);
-    if (id >= active) continue;
-    run_tasks(id);
-    if (__atomic_sub_fetch(&pending, 1, __ATOMIC_ACQ_REL) == 0) {
+  while ((t = claim(gen, participant, &ntask)) >= 0) {
+    /* the job cannot change before this task is counted done */
+    if (job.fn(t, &job.env, job.cdata) != 0) __atomic_store_n(&failed, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_add_fetch(&done_tasks, 1, __ATOMIC_ACQ_REL) == ntask) {
       pthread_mutex_lock(&pool_mu);
       pthread_cond_signal(&done_cv);
       pthread_mutex_unlock(&pool_mu);
     }
+  }
+  in_task = 0;
+  edgecc_rt_ws_use(saved);
+}
+
+static void *worker_main(void *arg) {
+  int id = (int)(intptr_t)arg;
+  uint32_t seen;
+  pthread_mutex_lock(&pool_mu);
+  seen = start_gen[id];
+  pthread_mutex_unlock(&pool_mu);
+  for (;;) {
+    int spins;
+    for (spins = 0; spins < SPIN_ROUNDS &&
+         __atomic_load_n(&generation, __ATOMIC_ACQUIRE) == seen; ++spins) {
+    }
+    pthread_mutex_lock(&pool_mu);
+    while (__atomic_load_n(&generation, __ATOMIC_ACQUIRE) == seen)
+      pthread_cond_wait(&start_cv, &pool_mu);
+    seen = generation;
+    pthread_mutex_unlock(&pool_mu);
+    work(seen, id);
   }
   return NULL;
 }
@@ -104,7 +129,6 @@ static void after_fork_in_child(void) {
   pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
   pthread_cond_t fresh_cv = PTHREAD_COND_INITIALIZER;
   n_workers = 0;
-  pending = 0;
   pool_mu = fresh;
   run_mu = fresh;
   start_cv = fresh_cv;
@@ -149,6 +173,7 @@ void edgecc_rt_run_end(void) {
 
 static int launch(FTVMParallelLambda fn, void *cdata, int num_task) {
   int active = edgecc_rt_num_threads(), t, spins;
+  uint32_t gen;
   edgecc_ws_stack *ws = edgecc_rt_ws_current();
   size_t per_task = edgecc_rt_ws_per_task();
   if (active > n_workers + 1) active = n_workers + 1;
@@ -158,7 +183,7 @@ static int launch(FTVMParallelLambda fn, void *cdata, int num_task) {
   }
   if (num_task > 0 && num_task < active) active = num_task;
   if (num_task <= 0) num_task = active;      /* ours to choose: one task per participant */
-  if (active <= 1 || in_task) {      /* serial: same task split, one thread */
+  if (active <= 1 || in_task || num_task > MAX_TASKS) {   /* serial: same split, one thread */
     TVMParallelGroupEnv env;
     env.sync_handle = NULL;
     env.num_task = num_task;
@@ -171,28 +196,33 @@ static int launch(FTVMParallelLambda fn, void *cdata, int num_task) {
   job.cdata = cdata;
   job.env.sync_handle = NULL;
   job.env.num_task = num_task;
-  job.active = active;
   bar_count = 0;
   bar_sense = 0;
   __atomic_store_n(&failed, 0, __ATOMIC_SEQ_CST);
-  __atomic_store_n(&pending, active - 1, __ATOMIC_SEQ_CST);
+  __atomic_store_n(&done_tasks, 0, __ATOMIC_SEQ_CST);
+  gen = generation + 1;
+  __atomic_store_n(&ticket, ((uint64_t)gen << 32) | ((uint64_t)active << 24) |
+                   ((uint64_t)num_task << 12), __ATOMIC_RELEASE);
   pthread_mutex_lock(&pool_mu);
-  __atomic_store_n(&generation, generation + 1, __ATOMIC_RELEASE);
+  __atomic_store_n(&generation, gen, __ATOMIC_RELEASE);
   pthread_cond_broadcast(&start_cv);
   pthread_mutex_unlock(&pool_mu);
 
-  run_tasks(0);
+  work(gen, 0);
 
-  for (spins = 0; spins < SPIN_ROUNDS && __atomic_load_n(&pending, __ATOMIC_ACQUIRE); ++spins) {
+  for (spins = 0; spins < SPIN_ROUNDS &&
+       __atomic_load_n(&done_tasks, __ATOMIC_ACQUIRE) < num_task; ++spins) {
   }
   pthread_mutex_lock(&pool_mu);
-  while (__atomic_load_n(&pending, __ATOMIC_ACQUIRE) != 0) pthread_cond_wait(&done_cv, &pool_mu);
+  while (__atomic_load_n(&done_tasks, __ATOMIC_ACQUIRE) < num_task)
+    pthread_cond_wait(&done_cv, &pool_mu);
   pthread_mutex_unlock(&pool_mu);
   return __atomic_load_n(&failed, __ATOMIC_SEQ_CST) ? -1 : 0;
 }
 
-/* All tasks of the launch wait here until every one arrived (tasks run concurrently, one
- * per participant, when TVM uses a barrier: it only does so with num_task = 0). */
+/* All tasks of the launch wait here until every one arrived. TVM only uses it with
+ * num_task = 0, i.e. one task per participant; a participant claims another task only after
+ * finishing one, so every task of a barrier launch runs on its own thread. */
 static int barrier(int task_id, TVMParallelGroupEnv *penv) {
   int sense = __atomic_load_n(&bar_sense, __ATOMIC_ACQUIRE);
   (void)task_id;
