@@ -27,6 +27,10 @@ def _hashable(x):
         return ("graph", id(x))
     if isinstance(x, float) and x != x:
         return ("nan",)
+    try:
+        hash(x)
+    except TypeError:          # an attribute kind we do not know: equal only to itself
+        return ("object", id(x))
     return x
 
 
