@@ -362,6 +362,28 @@ def test_library_needs_no_heap_and_no_tvm_runtime(x86_bundle):
     assert not unexpected
 
 
+def test_pool_is_stable_over_many_runs_and_concurrent_callers(small, x86_bundle):
+    import threading
+    _, feeds = small
+    b = load(x86_bundle)
+    b.set_num_threads(4)
+    want = b.run(feeds)
+    for _ in range(100):
+        assert all(np.array_equal(g, w) for g, w in zip(b.run(feeds), want))
+    bad = []
+
+    def caller():                                # runs of one model are serialized in C
+        for _ in range(30):
+            if not all(np.array_equal(g, w) for g, w in zip(b.run(feeds), want)):
+                bad.append(1)
+    threads = [threading.Thread(target=caller) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not bad
+
+
 def test_env_var_overrides_the_default_thread_count(x86_bundle):
     code = ("import sys; from edgecc.backends.runner import load; "
             "b = load(sys.argv[1]); print(b.num_threads()); b.set_num_threads(1); "
