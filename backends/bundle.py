@@ -9,15 +9,18 @@
     model.c            generated host code; edgecc_runtime.h + rt_*.c: the runtime
     kernels.o          TVM-compiled kernels (prebuilt for the target)
     model_weights.bin  the weights, linked in through model_weights.S (.incbin)
-    libmodel.a         static library (one object; only the model_* symbols are global)
-    libmodel.so        shared library (same exports)
+    libmodel.a         static library: the code as one object whose only globals are the
+                       model_* API, plus the weights member (symbol model_weights)
+    libmodel.so        shared library (exports only the API)
     Makefile, CMakeLists.txt, model.map   how to rebuild / link
     example.c          a runner over raw files (the qemu path uses it; the user's template)
     bundle.json        metadata for edgecc.load (names, shapes, dtypes, target)
     report.json        when `report` is given
 
 Everything is written to a temporary directory beside `outdir` and moved into place only when
-the build succeeded. The bytes depend only on the inputs (no timestamps or paths; `ar D`).
+the build succeeded; an existing `outdir` is replaced only if it is empty or an earlier bundle.
+The libraries are built by the bundle's own Makefile, so the shipped recipe is the tested one.
+The bytes depend only on the inputs (no timestamps or paths; `ar D`; fixed CFLAGS).
 """
 from __future__ import annotations
 
