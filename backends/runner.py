@@ -107,9 +107,16 @@ class Bundle:
             self._lib.set_num_threads(n or 0)
 
     def num_threads(self) -> int:
+        """Threads the next run uses (emulated bundles: what was set, 0 = the C default)."""
         if self.in_process:
             return self._lib.get_num_threads()
-        return self._threads or int(os.environ.get("EDGECC_NUM_THREADS", "0") or 0)
+        env = os.environ.get("EDGECC_NUM_THREADS", "")
+        return self._threads or (int(env) if env.isdigit() else 0)
+
+    def __repr__(self) -> str:
+        how = "in-process" if self.in_process else "emulated"
+        return (f"Bundle({str(self.path)!r}, target={self.target}, {how}, "
+                f"inputs={self.input_names}, outputs={self.output_names})")
 
     def run(self, inputs) -> list[np.ndarray]:
         arrays = self._check_inputs(inputs)
