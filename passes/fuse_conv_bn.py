@@ -27,7 +27,7 @@ ANCHORS = ("Conv", "ConvTranspose", "Gemm")
 
 
 def affine(op):
-    """(x, s, t, constant operand) with op(x) = x*s + t per channel; a reason string when op
+    """(x, s, t) with op(x) = x*s + t per output channel; a reason string when op
     is an affine map that is not per-channel; None when op is not of the right form."""
     if op.kind == "BatchNormalization":
         x, scale, bias, mean, var = op.inputs
@@ -36,7 +36,7 @@ def affine(op):
             return "BatchNormalization statistics are not constants"
         scale, bias, mean, var = (a.astype(np.float64) for a in arrays)
         s = scale / np.sqrt(var + op.attrs["epsilon"])
-        return x, s, bias - mean * s, None
+        return x, s, bias - mean * s
     aff = as_affine(op)
     if aff is None:
         return None
@@ -46,8 +46,7 @@ def affine(op):
         return (f"constant %{cv.name} of shape {list(c.shape)} is not per-channel for the "
                 f"{list(op.output.type.shape)} result (only axis 1 may vary)")
     c = channel_vector(c.astype(np.float64), op.output.type.shape)
-    ones = np.ones_like(c)
-    return (x, c, 0 * c, cv) if kind == "Mul" else (x, ones, c, cv)
+    return (x, c, np.zeros_like(c)) if kind == "Mul" else (x, np.ones_like(c), c)
 
 
 def plan(graph, op):
@@ -60,7 +59,7 @@ def plan(graph, op):
         x = op.inputs[0] if const(op.inputs[0]) is None else op.inputs[1]
         anchor = x.producer
         return aff if anchor is not None and anchor.kind in ANCHORS else None
-    x, s, t, _ = aff
+    x, s, t = aff
     anchor = x.producer
     if anchor is None or anchor.kind not in ANCHORS:
         if op.kind == "BatchNormalization":
@@ -79,7 +78,7 @@ def plan(graph, op):
     return anchor, s, t
 
 
-def fold(graph, anchor, s, t):
+def fold(anchor, s, t):
     """New weights (W', B') with anchor'(x) = anchor(x)*s + t; s, t have one entry per
     output channel (float64)."""
     w = const(anchor.inputs[1]).astype(np.float64)
@@ -121,7 +120,7 @@ class FuseConvBN:
         return changed
 
     def rewrite(self, graph, op, anchor, s, t) -> bool:
-        w, b = fold(graph, anchor, s, t)
+        w, b = fold(anchor, s, t)
         x, wv = anchor.inputs[0], anchor.inputs[1]
         dtype = wv.type.np_dtype
         names = (suffixed(wv.name, "_folded"),
