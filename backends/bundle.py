@@ -45,8 +45,11 @@ RUNTIME_DIR = Path(__file__).parent / "runtime"
 
 def write_bundle(graph: Graph, kernel_library, plan: BundlePlan | None, outdir,
                  name: str = "model", target: Target | str | None = None,
-                 threads: int | None = None, report: dict | None = None) -> Path:
-    """Write and build the bundle of `graph` into `outdir` (replacing it only on success)."""
+                 threads: int | None = None, report: dict | None = None,
+                 tuning=None) -> Path:
+    """Write and build the bundle of `graph` into `outdir` (replacing it only on success).
+
+    plan=None plans here (pass the `tuning` the kernel library was built with)."""
     if not (name.isidentifier() and name.isascii()):
         raise UsageError(f"--name '{name}' must be a C identifier (letters, digits, _)")
     outdir = Path(outdir).absolute()
@@ -54,7 +57,7 @@ def write_bundle(graph: Graph, kernel_library, plan: BundlePlan | None, outdir,
     target = target or kernel_library.target
     target = make_target(target) if isinstance(target, str) else target
     if plan is None:
-        plan = plan_bundle(graph, target, threads)
+        plan = plan_bundle(graph, target, threads, tuning=tuning)
     layout = make_layout(graph, kernel_library, plan, name, threads)
 
     outdir.parent.mkdir(parents=True, exist_ok=True)

@@ -35,10 +35,13 @@ class BundlePlan:
     workspace_threads: int
 
 
-def plan_bundle(graph: Graph, target: Target | str, threads: int | None = None) -> BundlePlan:
-    """Memory plan of the bundle: activations, views, in-place and kernel scratch."""
+def plan_bundle(graph: Graph, target: Target | str, threads: int | None = None,
+                tuning=None) -> BundlePlan:
+    """Memory plan of the bundle: activations, views, in-place and kernel scratch.
+
+    `tuning`: the TuningRecords build_kernels will use (tuned kernels have their own scratch)."""
     target = make_target(target) if isinstance(target, str) else target
-    ws = kernel_workspace(graph, target)
+    ws = kernel_workspace(graph, target, tuning=tuning)
     ws_threads = max(threads or 0, WORKSPACE_THREADS)
     sizes = {i: w.bytes(ws_threads) for i, w in ws.items()}
     memory = plan_graph(graph, workspace=sizes)

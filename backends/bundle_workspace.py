@@ -36,11 +36,14 @@ class Workspace(NamedTuple):
         return self.top + threads * self.per_task
 
 
-def kernel_workspace(graph: Graph, target: Target | str, prefix: str = "") -> dict[int, Workspace]:
-    """{index into graph.ops: Workspace} for every kernel that allocates scratch."""
+def kernel_workspace(graph: Graph, target: Target | str, prefix: str = "",
+                     tuning=None) -> dict[int, Workspace]:
+    """{index into graph.ops: Workspace} for every kernel that allocates scratch.
+
+    `tuning` must be what build_kernels gets: a tuned schedule has its own scratch."""
     import tvm
     target = make_target(target) if isinstance(target, str) else target
-    calls, funcs = plan_kernels(graph, prefix)
+    calls, funcs = plan_kernels(graph, prefix, tuning)
     if not funcs:
         return {}
     host = _lowered_host_module(tvm.IRModule({n: f for n, (f, _) in funcs.items()}), target.tvm)
