@@ -497,3 +497,24 @@ def test_node_conformance_through_tvm():
             passed += 1
     print(f"\n{passed} node-conformance cases pass through TVM")
     assert not bad, "\n".join(bad)
+
+
+# ---- targets ---------------------------------------------------------------------------------
+
+def test_targets(tmp_path):
+    from edgecc.backends.targets import host_x86_level
+    from edgecc.errors import UsageError
+    arm = make_target("arm64", mattr="+dotprod")
+    assert arm.triple == "aarch64-linux-gnu" and arm.mattr == ("+neon", "+dotprod")
+    assert arm.tvm.attrs["mtriple"] == "aarch64-linux-gnu"
+    assert make_target("x86_64", mcpu="skylake-avx512").tvm.attrs["mcpu"] == "skylake-avx512"
+    assert make_target("x86_64") == make_target("x86_64")            # deterministic
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor : 0\nflags : fpu sse4_1 sse4_2 ssse3 popcnt cx16 avx avx2 "
+                       "bmi1 bmi2 fma movbe xsave\n")
+    assert host_x86_level(str(cpuinfo)) == "x86-64-v3"
+    assert host_x86_level(str(tmp_path / "missing")) == "x86-64-v3"
+    with pytest.raises(UsageError, match="unknown target"):
+        make_target("riscv")
+    with pytest.raises(UsageError, match="mattr"):
+        make_target("arm64", mattr="dotprod")
