@@ -167,7 +167,7 @@ def render_model_c(lay: Layout) -> str:
         "",
         f"#define DEFAULT_THREADS {lay.default_threads}",
         "",
-        f"extern const unsigned char {n}_weights[];   /* model_weights.S */",
+        f"extern const unsigned char {n}_weights[];   /* {n}_weights.S */",
     ]
     L += [f"int32_t {s}(void *, const TVMFFIAny *, int32_t, TVMFFIAny *);" for s in lay.symbols]
     L += [""]
