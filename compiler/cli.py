@@ -6,16 +6,13 @@ Exit codes: 0 ok, 1 usage, 2 unsupported/invalid model, 3 numeric mismatch, 4 re
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
-from .errors import EdgeccError, UsageError
-
-INTERNAL_ERROR = 70
+from .errors import UsageError, run_guarded
 
 COMPILE_EPILOG = """\
 examples:
@@ -68,6 +65,11 @@ def _compile_parser() -> argparse.ArgumentParser:
                    help="print the IR after the named pass; repeatable")
     p.add_argument("--check-numerics", action="store_true",
                    help="check every pass against the reference executor (slow)")
+    p.add_argument("--tune", type=int, default=0, metavar="TRIALS",
+                   help="tune the kernels holding 80%% of the FLOPs with this many MetaSchedule "
+                   "trials on this CPU (x86_64 host only); records are kept in the tuning cache")
+    p.add_argument("--tuning-cache", metavar="DIR", help="tuning records directory (default "
+                   "$XDG_CACHE_HOME/edgecc/tuning, used whenever it exists)")
     p.add_argument("--list-passes", action="store_true", help="print the passes of each -O level")
     p.add_argument("--version", action="version", version=f"edgecc {__version__}")
     return p
@@ -136,7 +138,8 @@ def _cmd_compile(argv: list[str]) -> int:
                    input_shapes=_input_shapes(args.input_shape), emit=args.emit, name=args.name,
                    threads=args.threads, max_arena=args.max_arena, report=args.report,
                    mcpu=args.mcpu, mattr=args.mattr, print_after_all=args.print_after_all,
-                   print_after=tuple(args.print_after), check_numerics=args.check_numerics)
+                   print_after=tuple(args.print_after), check_numerics=args.check_numerics,
+                   tune=args.tune, tuning_cache=args.tuning_cache)
     result = run_compile(args.model, opts, log=sys.stderr)
     where = getattr(result, "path", result)
     print(f"edgecc: wrote {where}")
@@ -165,26 +168,15 @@ def _cmd_check(argv: list[str]) -> int:
                        seed=args.seed, tolerance=args.tolerance)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _dispatch(argv: list[str]) -> int:
     commands = {"run": _cmd_run, "check": _cmd_check}
-    try:
-        if argv and argv[0] in commands:
-            return commands[argv[0]](argv[1:])
-        return _cmd_compile(argv)
-    except EdgeccError as e:
-        print(f"edgecc: error: {e.message}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("edgecc: interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # a bug in edgecc, not in the user's input
-        if os.environ.get("EDGECC_DEBUG"):
-            raise
-        print(f"edgecc: internal error: {type(e).__name__}: {e}\n"
-              f"(this is a bug in edgecc; rerun with EDGECC_DEBUG=1 for a traceback and report it)",
-              file=sys.stderr)
-        return INTERNAL_ERROR
+    if argv and argv[0] in commands:
+        return commands[argv[0]](argv[1:])
+    return _cmd_compile(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_guarded("edgecc", _dispatch, list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

@@ -40,3 +40,31 @@ class NumericError(EdgeccError):
 class ResourceError(EdgeccError):
     """A resource limit was exceeded, e.g. --max-arena (exit 4)."""
     exit_code = 4
+
+
+INTERNAL_ERROR = 70   # a bug in edgecc, not in the user's input
+
+
+def run_guarded(prog: str, command, argv: list[str]) -> int:
+    """Run a CLI command: EdgeccErrors become `prog: error: ...` and their exit code; any other
+    exception is reported as an internal error (exit 70) without a traceback unless
+    EDGECC_DEBUG is set."""
+    import os
+    import sys
+    try:
+        return command(argv)
+    except EdgeccError as e:
+        print(f"{prog}: error: {e.message}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:                   # e.g. `edgecc-opt x.eir | head`
+        sys.stderr.close()
+        return 0
+    except Exception as e:
+        if os.environ.get("EDGECC_DEBUG"):
+            raise
+        print(f"{prog}: internal error: {type(e).__name__}: {e}\n(this is a bug in edgecc; "
+              f"rerun with EDGECC_DEBUG=1 for a traceback and report it)", file=sys.stderr)
+        return INTERNAL_ERROR

@@ -7,14 +7,12 @@ it exists, else from a generator seeded by each param's name (see edgecc.textir)
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from pathlib import Path
 
-from .errors import EdgeccError, NumericError, UsageError
+from .errors import EdgeccError, NumericError, UsageError, run_guarded
 
-INTERNAL_ERROR = 70
 
 EPILOG = """\
 examples:
@@ -69,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--verify-diagnostics", action="store_true",
                    help="check errors against '// expected-error [@+N] {{message}}' comments "
                         "instead of failing on them (exit 1 on any mismatch)")
+    p.add_argument("--remarks", action="store_true",
+                   help="print why passes refused rewrites (stderr, one line each)")
     p.add_argument("--list-passes", action="store_true",
                    help="list the passes and the -O pipelines, then exit")
     return p
@@ -185,6 +185,9 @@ def run(argv: list[str]) -> int:
                          print_after=print_after, check_numerics=args.check_numerics,
                          stream=sys.stderr, seed=args.seed)
         graph = pm.run(graph)
+        if args.remarks:
+            for pass_name, where, reason in pm.ctx.refusals:
+                print(f"remark: {pass_name}: {where}: {reason}", file=sys.stderr)
         if args.output:
             save_module(graph, args.output)
             return ""
@@ -205,21 +208,7 @@ def run(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        return run(argv)
-    except EdgeccError as e:
-        print(f"edgecc-opt: error: {e.message}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("edgecc-opt: interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # a bug in edgecc (or in a pass), not in the user's input
-        if os.environ.get("EDGECC_DEBUG"):
-            raise
-        print(f"edgecc-opt: internal error: {type(e).__name__}: {e}\n(this is a bug in edgecc; "
-              f"rerun with EDGECC_DEBUG=1 for a traceback and report it)", file=sys.stderr)
-        return INTERNAL_ERROR
+    return run_guarded("edgecc-opt", run, list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":
