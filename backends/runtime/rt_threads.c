@@ -48,6 +48,7 @@ static __thread int in_task;         /* nested launches run serially */
 static int explicit_threads;         /* set_num_threads, 0 = default */
 static int default_threads;          /* --threads baked into the bundle, 0 = online CPUs */
 static int env_threads = -1;         /* EDGECC_NUM_THREADS, read on first use; 0 = unset */
+static int online_cpus;              /* sysconf, read on first use */
 
 /* barrier state (sense-reversing), reset per launch */
 static int bar_count;
@@ -68,7 +69,8 @@ int edgecc_rt_num_threads(void) {
   }
   if (env_threads > 0) return env_threads;
   if (default_threads > 0) return clamp_threads(default_threads);
-  return clamp_threads(sysconf(_SC_NPROCESSORS_ONLN));
+  if (online_cpus == 0) online_cpus = clamp_threads(sysconf(_SC_NPROCESSORS_ONLN));
+  return online_cpus;   /* cached: sysconf reads /sys, not for every launch */
 }
 
 /* Claims the next task of launch `gen` for `participant`: its index, or -1 when none is left
