@@ -119,3 +119,11 @@ def test_check_rejects_wrong_input_shape(tmp_path, zoo_path):
     proc = edgecc("check", zoo_path("ppocr_cls"), "--input-shape", "x=1,3,48,192",
                   "--input", f"x={tmp_path / 'x.npy'}")
     assert proc.returncode == 1 and "expects [1, 3, 48, 192]" in proc.stderr
+
+
+def test_readme_lists_the_pipelines_the_code_runs():
+    from edgecc.pass_manager import describe_pipelines
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    documented = [line for line in readme.splitlines() if line.startswith("  -O")]
+    actual = [line for line in describe_pipelines().splitlines() if line.startswith("  -O")]
+    assert documented == actual
