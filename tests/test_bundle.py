@@ -11,6 +11,7 @@ import ctypes
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -382,6 +383,29 @@ def test_pool_is_stable_over_many_runs_and_concurrent_callers(small, x86_bundle)
     for t in threads:
         t.join()
     assert not bad
+
+
+@pytest.mark.skipif(not shutil.which("valgrind"), reason="valgrind not installed")
+def test_runs_allocate_nothing_and_touch_no_bad_memory(small, tmp_path):
+    """Under valgrind (kernels built without AVX-512, which it cannot run): no memory errors,
+    and 1 or 20 runs (3 threads, poisoned arena) make the same number of heap allocations."""
+    from edgecc.backends.targets import make_target
+    g, feeds = small
+    target = make_target("x86_64", mcpu="x86-64-v3")
+    lib = build_kernels(g, target, tmp_path / "k")
+    out = write_bundle(g, lib, None, tmp_path / "vg", name="small", target=target)
+    subprocess.run(["make", "-s", "-C", str(out), "example"], check=True, capture_output=True)
+    files = [tmp_path / "x.raw", tmp_path / "ids.raw"] + [tmp_path / f"o{i}" for i in range(5)]
+    feeds["x"].tofile(files[0])
+    feeds["ids"].tofile(files[1])
+    allocs = []
+    for repeats in (1, 20):
+        proc = subprocess.run(["valgrind", "--error-exitcode=9", str(out / "example"), "-t", "3",
+                               "-p", "1", "-r", str(repeats), *map(str, files)],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        allocs.append(re.search(r"total heap usage: ([\d,]+) allocs", proc.stderr).group(1))
+    assert allocs[0] == allocs[1]
 
 
 def test_env_var_overrides_the_default_thread_count(x86_bundle):
