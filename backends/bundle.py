@@ -56,13 +56,16 @@ def write_bundle(graph: Graph, kernel_library, plan: BundlePlan | None, outdir,
     _check_replaceable(outdir)
     target = target or kernel_library.target
     target = make_target(target) if isinstance(target, str) else target
-    if plan is None:
-        plan = plan_bundle(graph, target, threads, tuning=tuning)
-    layout = make_layout(graph, kernel_library, plan, name, threads)
-
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
     try:
+        outdir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
+    except OSError as e:
+        raise UsageError(f"cannot write the bundle beside {outdir}: {e.strerror}; "
+                         f"choose another -o") from None
+    try:
+        if plan is None:
+            plan = plan_bundle(graph, target, threads, tuning=tuning)
+        layout = make_layout(graph, kernel_library, plan, name, threads)
         _write_sources(tmp, graph, layout, kernel_library, target)
         _build(tmp, layout, target)
         if report is not None:

@@ -509,6 +509,15 @@ def test_rebuilt_bundle_at_the_same_path_loads_the_new_code(tmp_path):
         ["same"]                                 # the old directory was swapped out
 
 
+def test_unwritable_destination_is_a_usage_error(small, tmp_path):
+    g, _ = small
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(UsageError, match="cannot write the bundle"):
+        write_bundle(g, None, BundlePlan(plan_graph(g), {}, 1), blocker / "sub" / "out",
+                     target="x86_64")
+
+
 def test_refuses_to_replace_a_directory_that_is_not_a_bundle(small, tmp_path):
     g, _ = small
     home = tmp_path / "mine"
