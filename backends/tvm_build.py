@@ -103,16 +103,17 @@ class KernelLibrary:
 
 
 def build_kernels(graph: Graph, target: Target | str, workdir: str | os.PathLike,
-                  prefix: str = "") -> KernelLibrary:
+                  prefix: str = "", tuning=None) -> KernelLibrary:
     """Lower and compile every kernel of `graph` for `target` into objects under `workdir`.
 
     `prefix` is prepended to every function name (e.g. the bundle's --name) so that two
-    models can be linked into one program.
+    models can be linked into one program. `tuning` (backends/tune.TuningRecords of this
+    target): kernels with a tuning record use the tuned schedule instead of the default.
     """
     import time
     start = time.perf_counter()
     target = make_target(target) if isinstance(target, str) else target
-    calls, funcs = plan_kernels(graph, prefix)
+    calls, funcs = plan_kernels(graph, prefix, tuning)
     executable = _compile(funcs, target)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -123,7 +124,8 @@ def build_kernels(graph: Graph, target: Target | str, workdir: str | os.PathLike
                          time.perf_counter() - start)
 
 
-def plan_kernels(graph: Graph, prefix: str = "") -> tuple[list[KernelCall], dict]:
+def plan_kernels(graph: Graph, prefix: str = "",
+                 tuning=None) -> tuple[list[KernelCall], dict]:
     """The calls of `graph` and {func name: (PrimFunc, representative op)} (deduplicated)."""
     problems = unsupported(graph.ops)
     if problems:
@@ -146,13 +148,17 @@ def plan_kernels(graph: Graph, prefix: str = "") -> tuple[list[KernelCall], dict
         if name is None:
             name = f"{prefix}k{len(funcs)}_{_label(op)}"
             by_key[key] = name
-            funcs[name] = (_lower(op, name), op)
+            funcs[name] = (_lower(op, name, tuning), op)
         calls.append(KernelCall(i, op.name, op.kind, "kernel", name, f"__tvm_ffi_{name}", args))
     return calls, funcs
 
 
-def _lower(op: Op, name: str):
+def _lower(op: Op, name: str, tuning=None):
     try:
+        # tuning hook (backends/tune.py): a recorded MetaSchedule schedule wins
+        tuned = tuning.schedule(op) if tuning is not None else None
+        if tuned is not None:
+            return tuned.with_attr("global_symbol", name)
         return lower_kernel(op, name)
     except ModelError:
         raise

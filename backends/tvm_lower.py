@@ -105,9 +105,15 @@ def lower_kernel(op: Op, func_name: str):
 
     f16 tensors are computed in f32 (loaded, widened, narrowed on store), like the reference
     executor; an explicit Cast to f16 still rounds."""
-    from tvm import te
-
     from .tvm_schedule import schedule
+    func = schedule(kernel_prim_func(op), anchor_kind(op))
+    return func.with_attr("global_symbol", func_name)
+
+
+def kernel_prim_func(op: Op):
+    """The unscheduled PrimFunc of `op` (te.create_prim_func): what lower_kernel schedules,
+    and the workload MetaSchedule tunes (backends/tune.py)."""
+    from tvm import te
     work = _promote_f16(op) if _uses_f16(op) else op
     placeholders, ins = [], []
     for i, v in enumerate(op.inputs):
@@ -129,8 +135,7 @@ def lower_kernel(op: Op, func_name: str):
             t = copy_tensor(t, f"out{i}_copy")
         seen.add(t)
         final.append(t)
-    func = schedule(te.create_prim_func(placeholders + final), anchor_kind(op))
-    return func.with_attr("global_symbol", func_name)
+    return te.create_prim_func(placeholders + final)
 
 
 def _cast(t, dtype: str, name: str):

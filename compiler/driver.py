@@ -41,6 +41,8 @@ class Options:
     print_after_all: bool = False
     print_after: tuple[str, ...] = ()
     check_numerics: bool = False
+    tune: int = 0                       # MetaSchedule trials (backends/tune.py); 0 = none
+    tuning_cache: str | None = None     # tuning records dir (default ~/.cache/edgecc/tuning)
 
     def validate(self) -> None:
         if self.target not in TARGETS:
@@ -55,6 +57,8 @@ class Options:
             raise UsageError("--threads must be at least 1")
         if self.max_arena is not None and self.max_arena < 0:
             raise UsageError("--max-arena must be a non-negative number of bytes")
+        if self.tune < 0:
+            raise UsageError("--tune must be a non-negative number of trials")
 
 
 def parse_input_shape(spec: str) -> tuple[str, tuple[int, ...]]:
@@ -173,12 +177,14 @@ def build_bundle(graph: Graph, opts: Options, outdir: Path, report: dict, t0: fl
     from .backends.bundle import plan_bundle, write_bundle
     from .backends.memory_plan import enforce_max_arena
     from .backends.targets import make_target
+    from .backends.tune import tuning_for
     from .backends.tvm_build import build_kernels
     target = make_target(opts.target, mcpu=opts.mcpu, mattr=opts.mattr)
-    plan = plan_bundle(graph, target, opts.threads)
+    tuning = tuning_for(graph, target, opts.tune, opts.tuning_cache, progress=log)
+    plan = plan_bundle(graph, target, opts.threads, tuning=tuning)
     enforce_max_arena(plan.memory, opts.max_arena)      # fail before the long part
     with tempfile.TemporaryDirectory(prefix="edgecc-build-") as work:
-        lib = build_kernels(graph, target, work)
+        lib = build_kernels(graph, target, work, tuning=tuning)
         report["kernels"] = sum(1 for i, c in enumerate(lib.calls)
                                 if c.kind == "kernel" and not plan.memory.is_noop(graph.ops[i]))
         report.update(plan.memory.report())

@@ -1,0 +1,499 @@
+"""MetaSchedule tuning of the kernels that carry the FLOPs, with records kept on disk.
+
+    records = tune_kernels(graph, make_target("x86_64"), trials=200, cache_dir=None,
+                           progress=sys.stderr)          # tunes, returns TuningRecords
+    records = tuning_for(graph, target, trials, cache_dir, progress)   # what the driver calls
+    lib = build_kernels(graph, target, workdir, tuning=records)
+
+Which kernels: the distinct kernels of the graph ordered by FLOPs (count_flops of the op times
+its launches); the top ones covering COVERAGE (80 %) of the graph's FLOPs are tuned, each with
+a share of the trial budget proportional to its FLOPs (at least MIN_TRIALS). Kernels that
+already have a record in the cache are not tuned again (delete the cache entry to re-tune).
+
+Records: one MetaSchedule JSONDatabase per target under `<cache_dir>/<target key>/`
+(database_workload.json + database_tuning_record.json). The target key is the edgecc target
+name plus a digest of the full LLVM target (triple, mcpu, mattr), so records made for one
+target never apply to another. The workload is the kernel's *unscheduled* PrimFunc
+(tvm_lower.kernel_prim_func), compared structurally: it does not depend on kernel names or
+the bundle's --name. After tuning, only the best measured schedule of a kernel is committed,
+and only when it beats edgecc's default schedule measured the same way. When a database holds
+several records for a workload (e.g. imported ones), the one with the lowest mean run time is
+used, ties broken by the trace text: builds from the same records are byte-identical.
+
+Default cache: $XDG_CACHE_HOME/edgecc/tuning, else ~/.cache/edgecc/tuning. Every build reads
+it when it exists; `--tuning-cache DIR` reads (and with --tune writes) DIR instead.
+
+Measuring happens in this process on this CPU (built with tvm.compile, timed with TVM's
+time_evaluator): tuning is possible only for the host's target (x86_64 on an x86_64 host).
+
+Tuning for an arm64 device (TVM RPC): MetaSchedule measures on the device itself.
+  1. On the device (aarch64 Linux with Python + apache-tvm 0.27 runtime):
+        python -m tvm.exec.rpc_server --host 0.0.0.0 --port 9090 --key edge
+     and on the build host a tracker: python -m tvm.exec.rpc_tracker --port 9190
+     (start the server with --tracker <host>:9190).
+  2. On the build host, export the workloads and tune them against the device:
+        from edgecc.backends.tune import device_tuning_tasks
+        from tvm.s_tir import meta_schedule as ms
+        tasks, db_dir = device_tuning_tasks(graph, make_target("arm64"), cache_dir, num_cores=4)
+        ms.tune_tasks(tasks=tasks, task_weights=[1.0] * len(tasks), work_dir="/tmp/ms",
+                      max_trials_global=64 * len(tasks), database=ms.database.JSONDatabase(
+                          work_dir=db_dir),
+                      runner=ms.runner.RPCRunner(ms.runner.RPCConfig(
+                          tracker_host="<host>", tracker_port=9190, tracker_key="edge")))
+     (the database is written straight into the cache layout edgecc reads.)
+  3. Build with the records: `edgecc model.onnx --target arm64 --tuning-cache <cache_dir>`.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgecc.errors import UsageError
+from edgecc.ir import Graph, Op
+
+from .targets import Target, make_target
+
+COVERAGE = 0.8            # tune the biggest kernels until they hold this share of the FLOPs
+MIN_TRIALS = 8            # fewer trials than this rarely beat the default schedule
+SEED = 0                  # MetaSchedule's random state (search order; records stay the choice)
+_NO_RESULT = 1e9          # MetaSchedule's run time for a failed candidate is 1e10
+
+
+# ---- where records live ---------------------------------------------------------------------
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "edgecc" / "tuning"
+
+
+def target_key(target: Target) -> str:
+    """Directory name of `target`'s records: name + digest of the exact LLVM target."""
+    digest = hashlib.sha256(str(target.tvm).encode()).hexdigest()[:16]
+    return f"{target.name}-{digest}"
+
+
+def _check_dir(path: Path, what: str, create: bool) -> Path:
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{what} '{path}' is a file, not a directory; give a directory "
+                         f"for the tuning records")
+    if not path.exists():
+        if not create:
+            raise UsageError(f"{what} '{path}' does not exist; give the directory that holds "
+                             f"the tuning records (or --tune N to create it)")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"{what} '{path}' cannot be created: {e.strerror}") from None
+    if create and not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} '{path}' is not writable; choose another --tuning-cache")
+    return path
+
+
+# ---- applying records -----------------------------------------------------------------------
+
+class TuningRecords:
+    """The tuned schedules of one target: `schedule(op)` -> tuned PrimFunc or None."""
+
+    def __init__(self, cache_dir: str | os.PathLike, target: Target):
+        from tvm.s_tir import meta_schedule as ms
+        self.cache_dir = Path(cache_dir)
+        self.target = target
+        self.path = self.cache_dir / target_key(target)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.database = ms.database.JSONDatabase(work_dir=str(self.path))
+        self.used: list[str] = []          # workload digests applied (for the report)
+
+    def ranked(self, func) -> list:
+        """The valid records of an unscheduled PrimFunc, best first: lowest mean run time,
+        ties broken by the trace's JSON text."""
+        mod = _workload_mod(func)
+        if not self.database.has_workload(mod):
+            return []
+        workload = self.database.commit_workload(mod)   # returns the stored entry
+        return _rank(self.database.get_top_k(workload, 1 << 30))
+
+    def schedule(self, op: Op):
+        """`op`'s kernel scheduled by its chosen record (no global symbol), or None."""
+        from tvm.s_tir import Schedule
+
+        from .tvm_lower import kernel_prim_func
+        func = kernel_prim_func(op)
+        for record in self.ranked(func):
+            sch = _replay(func, record.trace)
+            if sch is not None:
+                self.used.append(_digest(func))
+                return sch.mod["main"]
+        return None
+
+    def commit(self, func, trace, run_secs: list[float], target) -> None:
+        import tvm
+        from tvm.s_tir import meta_schedule as ms
+        from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+        workload = self.database.commit_workload(_workload_mod(func))
+        self.database.commit_tuning_record(ms.database.TuningRecord(
+            trace, workload, [tvm.tirx.FloatImm("float32", s) for s in run_secs], target,
+            ArgInfo.from_prim_func(func)))
+
+    def __len__(self) -> int:
+        return len(self.database)
+
+
+def tuning_for(graph: Graph, target: Target, trials: int, cache_dir: str | None,
+               progress=None) -> TuningRecords | None:
+    """The records a build should use: tune first when `trials` > 0; read `cache_dir`
+    (or the default cache when it exists); None when there is nothing to apply."""
+    if trials < 0:
+        raise UsageError("--tune must be a non-negative number of trials")
+    if trials > 0:
+        return tune_kernels(graph, target, trials, cache_dir, progress)
+    if cache_dir is not None:
+        path = _check_dir(Path(cache_dir), "--tuning-cache", create=False)
+    else:
+        path = default_cache_dir()
+        if not (path / target_key(target)).is_dir():
+            return None
+    return TuningRecords(path, target)
+
+
+# ---- tuning ---------------------------------------------------------------------------------
+
+@dataclass
+class KernelChoice:
+    name: str                 # the kernel's function name (plan_kernels)
+    op: Op
+    flops: int                # per inference (all launches)
+    share: float              # of the graph's kernel FLOPs
+    launch_flops: int = 0     # one launch
+    trials: int = 0
+
+
+def choose_kernels(graph: Graph, trials: int, coverage: float = COVERAGE) -> list[KernelChoice]:
+    """The biggest distinct kernels covering `coverage` of the FLOPs, with their trials."""
+    from edgecc.ops import count_flops
+
+    from .tvm_build import plan_kernels
+    calls, funcs = plan_kernels(graph)
+    flops: dict[str, int] = {}
+    for call in calls:
+        if call.kind == "kernel":
+            flops[call.func] = flops.get(call.func, 0) + count_flops(graph.ops[call.index])
+    total = sum(flops.values())
+    if total == 0:
+        return []
+    ranked = sorted(flops.items(), key=lambda kv: (-kv[1], kv[0]))
+    chosen, covered = [], 0
+    for name, f in ranked:
+        if covered >= coverage * total or f == 0:
+            break
+        op = funcs[name][1]
+        chosen.append(KernelChoice(name, op, f, f / total, count_flops(op)))
+        covered += f
+    # trials proportional to FLOPs, at least MIN_TRIALS each; drop the tail the budget misses
+    while chosen:
+        weight = sum(c.flops for c in chosen)
+        for c in chosen:
+            c.trials = int(trials * c.flops / weight)
+        if all(c.trials >= min(MIN_TRIALS, trials) for c in chosen) or len(chosen) == 1:
+            break
+        chosen.pop()
+    if chosen:
+        chosen[0].trials += trials - sum(c.trials for c in chosen)   # rounding remainder
+    return chosen
+
+
+def tune_kernels(graph: Graph, target: Target | str, trials: int,
+                 cache_dir: str | os.PathLike | None = None, progress=None) -> TuningRecords:
+    """Tune the kernels of `graph` that carry COVERAGE of its FLOPs with `trials` MetaSchedule
+    trials in all, measured on this CPU; commit the winners to the cache; return the records.
+    One progress line per kernel: name, FLOPs share, trials, GFLOP/s default -> tuned."""
+    target = make_target(target) if isinstance(target, str) else target
+    if not target.is_host:
+        raise UsageError(
+            f"--tune measures kernels on this machine, which cannot run {target.name} code. "
+            f"Tune on the device through TVM RPC (see the README section 'Tuning for a "
+            f"device' / backends/tune.py), then build with --tuning-cache <dir of the "
+            f"records>")
+    cache = _check_dir(Path(cache_dir) if cache_dir is not None else default_cache_dir(),
+                       "--tuning-cache", create=True)
+    try:
+        import psutil  # noqa: F401  (MetaSchedule counts cores with it)
+    except ImportError:
+        raise UsageError("--tune needs the psutil package: pip install psutil") from None
+    records = TuningRecords(cache, target)
+    out = progress or sys.stderr
+    choices = choose_kernels(graph, trials)
+    print(f"edgecc: tuning {len(choices)} kernel(s) with {trials} trials for "
+          f"{target.describe()}; records in {records.path}", file=out, flush=True)
+    from .tvm_lower import kernel_prim_func
+    for c in choices:
+        func = kernel_prim_func(c.op)
+        if records.ranked(func):
+            print(f"  {c.name:32s} {100 * c.share:5.1f}% FLOPs  cached record", file=out,
+                  flush=True)
+            continue
+        start = time.perf_counter()
+        found = _search(func, target, c.trials, c.name)
+        # the default schedule is a record too: the build takes the faster of the two, and
+        # both are timed here, interleaved (a shared machine's speed drifts during a search)
+        with target.tvm:                # default schedules read the target in scope
+            default = _default_schedule(func, c.op)
+        tuned = next((s for s in (_replay(func, r.trace) for r in found) if s is not None),
+                     None)
+        default_secs, tuned_secs = _time_interleaved(func, default, tuned, target)
+        tuning_target = _tuning_target(target, _cores())
+        records.commit(func, default.trace, default_secs, tuning_target)
+        if tuned is not None:
+            records.commit(func, tuned.trace, tuned_secs, tuning_target)
+        secs = time.perf_counter() - start
+        before = _gflops(c.launch_flops, float(np.mean(default_secs)))
+        after = _gflops(c.launch_flops, float(np.mean(tuned_secs))) if tuned_secs else 0.0
+        verdict = "tuned" if after > before else "the default schedule stays"
+        print(f"  {c.name:32s} {100 * c.share:5.1f}% FLOPs  {c.trials:4d} trials  "
+              f"{before:6.1f} -> {after:6.1f} GFLOP/s  ({verdict}, {secs:.0f} s)",
+              file=out, flush=True)
+    return records
+
+
+def device_tuning_tasks(graph: Graph, target: Target | str, cache_dir: str | os.PathLike,
+                        num_cores: int, coverage: float = COVERAGE):
+    """MetaSchedule TuneContexts of the kernels worth tuning, for tuning on a device through
+    RPC, and the directory their JSONDatabase must live in for edgecc to find it."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from .tvm_lower import kernel_prim_func
+    target = make_target(target) if isinstance(target, str) else target
+    _cpu_tensor_intrinsics()
+    tasks = [ms.TuneContext(mod=_workload_mod(kernel_prim_func(c.op)),
+                            target=_tuning_target(target, num_cores),
+                            space_generator="post-order-apply", search_strategy="evolutionary",
+                            task_name=c.name, rand_state=SEED).clone()
+             for c in choose_kernels(graph, 1, coverage)]
+    path = _check_dir(Path(cache_dir), "cache dir", create=True) / target_key(target)
+    return tasks, str(path)
+
+
+def _cpu_tensor_intrinsics() -> None:
+    """Register only the CPU tensor intrinsics MetaSchedule's CPU rules use. Importing
+    tvm.s_tir.tensor_intrin parses every intrinsic of every backend (CUDA, ROCm, Hexagon,
+    ...) through TVMScript: 30-45 s on a loaded 2-core machine, against ~1 s for these."""
+    import importlib
+    import types
+
+    import tvm.s_tir as s_tir
+    name = "tvm.s_tir.tensor_intrin"
+    if name not in sys.modules:
+        package = types.ModuleType(name)
+        package.__path__ = [os.path.join(s_tir.__path__[0], "tensor_intrin")]
+        package.__package__ = name
+        sys.modules[name] = package
+        s_tir.tensor_intrin = package
+    for sub in ("x86", "arm_cpu"):
+        importlib.import_module(f"{name}.{sub}")
+
+
+def _search(func, target: Target, trials: int, name: str):
+    """Run MetaSchedule on one workload; its valid records, best first."""
+    import logging
+
+    from tvm.s_tir import meta_schedule as ms
+    _cpu_tensor_intrinsics()
+    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
+    database = ms.database.MemoryDatabase()
+    per_iter = min(trials, 16)
+    with tempfile.TemporaryDirectory(prefix="edgecc-tune-") as work:
+        context = ms.TuneContext(
+            mod=_workload_mod(func), target=_tuning_target(target, _cores()),
+            space_generator="post-order-apply",
+            search_strategy=ms.search_strategy.EvolutionarySearch(
+                population_size=max(64, 8 * per_iter), init_min_unmeasured=per_iter),
+            task_name=name, rand_state=SEED, num_threads=_cores(),
+            logger=ms.logging.get_loggers_from_work_dir(work, [name])[0]).clone()
+        ms.tune_tasks(tasks=[context], task_weights=[1.0], work_dir=work,
+                      max_trials_global=trials, num_trials_per_iter=per_iter,
+                      builder=_InProcessBuilder(), runner=_InProcessRunner(),
+                      database=database, cost_model=_cost_model(),
+                      measure_callbacks=[ms.measure_callback.AddToDatabase(),
+                                         ms.measure_callback.UpdateCostModel()],
+                      task_scheduler="round-robin")
+    return _rank(database.get_all_tuning_records())
+
+
+def _rank(records) -> list:
+    return sorted((r for r in records if _valid(r)),
+                  key=lambda r: (_mean(r), str(r.trace.as_json())))
+
+
+def _replay(func, trace):
+    """A Schedule of `func` with `trace` applied, or None when the trace does not replay."""
+    from tvm.s_tir import Schedule
+    sch = Schedule(_workload_mod(func))
+    try:
+        trace.apply_to_schedule(sch, remove_postproc=False)
+    except Exception:       # defensive: a record made by another TVM version
+        return None
+    return sch
+
+
+# ---- measuring in this process --------------------------------------------------------------
+
+_MODULES: dict[str, object] = {}         # built candidates awaiting the runner, by token
+_EVAL = dict(number=3, repeat=3, min_repeat_ms=20)
+
+
+def _make_in_process():
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
+    from tvm.s_tir.meta_schedule.builder.local_builder import default_build
+    from tvm.s_tir.meta_schedule.runner import PyRunner
+    from tvm.s_tir.meta_schedule.runner.local_runner import LocalRunnerFuture
+    from tvm.ir.utils import derived_object
+
+    @derived_object
+    class Builder(PyBuilder):
+        """Compiles candidates with tvm.compile here (no worker processes: on a loaded
+        machine the pool's start-up alone exceeds MetaSchedule's build timeout)."""
+
+        def build(self, build_inputs):
+            results = []
+            for inp in build_inputs:
+                try:
+                    token = f"edgecc-in-process:{len(_MODULES)}:{id(inp)}"
+                    _MODULES[token] = default_build(inp.mod, inp.target, None)
+                    results.append(BuilderResult(token, None))
+                except Exception as e:   # an invalid candidate: report, keep searching
+                    results.append(BuilderResult(None, f"{type(e).__name__}: {e}"))
+            return results
+
+    @derived_object
+    class Runner(PyRunner):
+        """Times each built candidate on random inputs with TVM's time_evaluator."""
+
+        def run(self, runner_inputs):
+            futures = []
+            for inp in runner_inputs:
+                module = _MODULES.pop(inp.artifact_path, None)
+                try:
+                    args = [_random_tensor(a.as_json()) for a in inp.args_info]
+                    secs = _time(module, args)
+                    futures.append(LocalRunnerFuture(res=secs, error_message=None))
+                except Exception as e:
+                    futures.append(LocalRunnerFuture(res=None,
+                                                     error_message=f"{type(e).__name__}: {e}"))
+            return futures
+
+    return Builder, Runner
+
+
+def _InProcessBuilder():
+    return _make_in_process()[0]()
+
+
+def _InProcessRunner():
+    return _make_in_process()[1]()
+
+
+def _random_tensor(info):
+    import tvm
+    _, dtype, shape = info
+    rng = np.random.default_rng(0)
+    a = rng.uniform(-1, 1, [int(s) for s in shape]).astype(str(dtype))
+    return tvm.runtime.tensor(a, tvm.cpu(0))
+
+
+def _time(module, args) -> list[float]:
+    import tvm
+    ev = module.time_evaluator(module.entry_name, tvm.cpu(0), **_EVAL)
+    return [float(t) for t in ev(*args).results]
+
+
+def _default_schedule(func, op: Op):
+    """edgecc's default schedule of the workload as a traced Schedule (what
+    tvm_schedule.schedule does, keeping the Schedule so its trace can be a record)."""
+    from tvm.s_tir import Schedule
+
+    from .tvm_lower import anchor_kind
+    from .tvm_schedule import SCHEDULE_RULES, generic_schedule
+    rule = SCHEDULE_RULES.get(anchor_kind(op))
+    if rule is not None:
+        sch = Schedule(_workload_mod(func))
+        try:
+            rule(sch)
+            return sch
+        except Exception:       # the rule does not fit: the generic schedule, as in schedule()
+            pass
+    sch = Schedule(_workload_mod(func))
+    generic_schedule(sch)
+    return sch
+
+
+def _time_interleaved(func, first, second, target: Target, rounds: int = 3):
+    """Seconds per run of two schedules of `func` (second may be None), timed alternately."""
+    import tvm
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+    args = [_random_tensor(a.as_json()) for a in ArgInfo.from_prim_func(func)]
+    modules = [tvm.tirx.build(s.mod, target=target.tvm) for s in (first, second)
+               if s is not None]
+    times: list[list[float]] = [[] for _ in modules]
+    for _ in range(rounds):
+        for m, t in zip(modules, times):
+            t += _time(m, args)
+    return times[0], (times[1] if second is not None else [])
+
+
+# ---- small helpers --------------------------------------------------------------------------
+
+def _workload_mod(func):
+    """A fresh IRModule {"main": func}: a deep copy, because a Schedule edits the statements
+    of the module it is given in place (func itself would change)."""
+    import tvm
+    mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+    return tvm.ir.load_json(tvm.ir.save_json(mod))
+
+
+def _digest(func) -> str:
+    import tvm
+    return f"{tvm.ir.structural_hash(_workload_mod(func)):016x}"
+
+
+def _tuning_target(target: Target, cores: int):
+    import tvm
+    spec = dict(target.tvm.export())
+    spec["num-cores"] = cores           # MetaSchedule's parallel/unroll rules need it
+    return tvm.target.Target(spec)
+
+
+def _cores() -> int:
+    try:
+        import psutil
+        return psutil.cpu_count(logical=False) or 1
+    except ImportError:
+        return os.cpu_count() or 1
+
+
+def _cost_model():
+    try:
+        import xgboost  # noqa: F401
+        return "xgb"
+    except ImportError:      # MetaSchedule's learned model needs xgboost; search at random
+        return "random"
+
+
+def _valid(record) -> bool:
+    secs = record.run_secs
+    return bool(secs) and all(float(s) < _NO_RESULT for s in secs)
+
+
+def _mean(record) -> float:
+    return float(np.mean([float(s) for s in record.run_secs]))
+
+
+def _gflops(flops: int, secs: float) -> float:
+    return flops / secs / 1e9 if 0 < secs < math.inf else 0.0
