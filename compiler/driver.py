@@ -169,10 +169,11 @@ def run_compile(model_path: str, opts: Options, log=None):
             onnx.save(export_onnx(graph), str(tmp / dest.name))
         _maybe_report(opts, report)
         return dest
-    return build_bundle(graph, opts, Path(outdir), report, t0)
+    return build_bundle(graph, opts, Path(outdir), report, t0, log)
 
 
-def build_bundle(graph: Graph, opts: Options, outdir: Path, report: dict, t0: float):
+def build_bundle(graph: Graph, opts: Options, outdir: Path, report: dict, t0: float,
+                 log=None):
     """Plan memory, compile kernels with TVM, write and link the bundle; return it loaded."""
     from .backends.bundle import plan_bundle, write_bundle
     from .backends.memory_plan import enforce_max_arena
