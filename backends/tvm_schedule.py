@@ -30,7 +30,43 @@ FALLBACKS: list[tuple[str, str]] = []   # (anchor, reason) when a rule did not f
 
 PARALLEL_MIN_WORK = 1 << 14       # iterations below which threading costs more than it gains
 PARALLEL_MIN_EXTENT = 64          # fuse leading spatial loops until this many parallel chunks
-VECTOR_LANES = 8                  # f32 lanes of AVX2 (two NEON registers on arm64)
+VECTOR_LANES = 8                  # generic schedule's f32 vector width (AVX2; 2 NEON regs)
+
+
+def vector_lanes(target=None) -> int:
+    """f32 lanes of one vector register of `target` (default: the Target in scope, else the
+    host): AVX-512 16, AVX2 8, NEON/SSE 4 - from the target's triple, mcpu and mattr."""
+    target = _target(target)
+    if _is_arm(target):
+        return 4
+    attrs = target.attrs
+    mcpu = str(attrs.get("mcpu", ""))
+    mattr = {str(a) for a in attrs.get("mattr", [])}
+    if mcpu == "x86-64-v4" or "avx512" in mcpu or "+avx512f" in mattr:
+        return 16
+    if mcpu == "x86-64-v3" or "+avx2" in mattr or mcpu in ("haswell", "skylake", "znver2"):
+        return 8
+    return 4
+
+
+def vector_registers(target=None) -> int:
+    """Vector registers of `target`: 32 on AVX-512 and AArch64, 16 on AVX2/SSE."""
+    target = _target(target)
+    return 32 if _is_arm(target) or vector_lanes(target) == 16 else 16
+
+
+def _target(target=None):
+    if target is None:
+        import tvm
+        target = tvm.target.Target.current(allow_none=True)
+    if target is None:
+        from .targets import _host_name, make_target
+        target = make_target(_host_name() or "x86_64").tvm
+    return target
+
+
+def _is_arm(target) -> bool:
+    return str(target.attrs.get("mtriple", "")).startswith(("aarch64", "arm"))
 
 
 def schedule_rule(kind: str):
@@ -185,43 +221,6 @@ def _try(fn, *args):
         pass
 
 
-@schedule_rule("Conv")
-def conv_schedule(sch: Schedule) -> None:
-    """Direct NCHW convolution: the padded input is materialized (no bounds checks in the
-    inner loop); each thread computes tiles of [MI output channels x VW output columns]
-    held in registers (cache_write "local"), accumulating over (rc, kh, kw); the epilogue
-    (bias, activation, residual add) runs on the tile right after it is complete."""
-    inline_injective(sch, keep=("conv_pad",))
-    conv = sch.get_sblock("conv")
-    loops = sch.get_loops(conv)
-    if len(loops) != 7:                             # 2-D convolution only
-        raise ValueError("not a 2-D convolution")
-    n, m, h, w, rc, kh, kw = loops
-    n_m, n_w = _extents(sch, [m, w])
-    mi = next((f for f in (8, 4, 2) if n_m % f == 0), 1)
-    vw = next((f for f in (16, 8, 12, 14, 13, 11, 10, 9, 7, 6, 5, 4, 3, 2) if n_w % f == 0), 1)
-    mo, mi_l = sch.split(m, [None, mi])
-    wo, wi = sch.split(w, [None, vw])
-    sch.reorder(n, mo, h, wo, rc, kh, kw, mi_l, wi)
-    epilogue = list(sch.get_consumers(conv))
-    if not epilogue:
-        epilogue = [sch.cache_write(conv, 0, "local")]
-    else:
-        sch.set_scope(conv, 0, "local")
-    for blk in epilogue:
-        sch.reverse_compute_at(blk, wo)
-    fused = sch.fuse(n, mo, h)
-    sch.parallel(fused)
-    sch.vectorize(wi)
-    sch.unroll(mi_l)
-    for blk in epilogue:
-        _try(sch.vectorize, sch.get_loops(blk)[-1])
-    sch.decompose_reduction(conv, rc)
-    for blk in sch.get_child_blocks(sch.get_sblock("root")):
-        if sch.get(blk).name_hint == "conv_pad":
-            _schedule_injective(sch, blk)
-
-
 @schedule_rule("LSTM")
 def lstm_schedule(sch: Schedule) -> None:
     """Keep every per-step state (lstm_h*/lstm_c*) and product materialized: inlining them
@@ -231,3 +230,7 @@ def lstm_schedule(sch: Schedule) -> None:
             _schedule_reduction(sch, blk)
         else:
             _schedule_injective(sch, blk)
+
+
+# per-class rules register themselves with @schedule_rule on import
+from . import schedule_conv  # noqa: E402,F401

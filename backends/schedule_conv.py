@@ -1,0 +1,75 @@
+"""Default schedule of direct 2-D convolutions (dense, pointwise, grouped and depthwise), with
+the kernel's fused epilogue (bias, activation, residual add) applied per register tile.
+
+Loop nest per thread (the padded input is materialized first, so the inner loop has no
+bounds checks):
+
+    parallel n, m/MI, h:                     # output rows x channel blocks
+      for w/VW:                              # register tile: MI channels x VW columns
+        acc[MI][VW] = 0                      # cache_write "local": lives in registers
+        for rc, kh, kw:  acc[i][:] += x[rc, h+kh, w+kw : +VW] * wt[m+i, rc, kh, kw]
+        out[m:m+MI, h, w:w+VW] = epilogue(acc)
+
+VW (vectorized output columns) and MI (broadcast weights, unrolled) come from a register
+model of the target: the MI x ceil(VW/lanes) accumulators plus one input vector per column
+group and a broadcast weight must fit the vector register file (AVX-512 and NEON have 32,
+AVX2 16). VW divides the output width (no tail predicates in the vector loop): a multiple
+of the lanes up to 2 vectors, else the largest divisor up to one vector. Only output loops
+are parallel, so results do not depend on the thread count.
+"""
+from __future__ import annotations
+
+from tvm.s_tir import Schedule
+
+from .tvm_schedule import (_extents, _schedule_injective, _try, inline_injective,
+                           schedule_rule, vector_lanes, vector_registers)
+
+
+def conv_tile(out_channels: int, width: int, lanes: int, registers: int) -> tuple[int, int]:
+    """(MI, VW) for a conv with `out_channels` x `width` outputs per row on a target with
+    `lanes` f32 per vector and `registers` vector registers."""
+    # a multiple of the lanes up to 2 vectors, else at most one (partial) vector: wider odd
+    # vectors are split by LLVM into many small pieces (measured 10x slower at 27 columns)
+    fits = [d for d in range(1, min(width, 2 * lanes) + 1)
+            if width % d == 0 and (d % lanes == 0 or d <= lanes)]
+    vw = max(fits, key=lambda d: (d % lanes == 0, d))
+    groups = -(-vw // lanes)                     # vector registers per accumulator row
+    budget = registers - groups - 2              # input vectors + a broadcast + spare
+    mi = max((d for d in range(1, min(out_channels, 16) + 1)
+              if out_channels % d == 0 and d * groups <= budget), default=1)
+    return mi, vw
+
+
+@schedule_rule("Conv")
+def conv_schedule(sch: Schedule) -> None:
+    inline_injective(sch, keep=("conv_pad",))
+    conv = sch.get_sblock("conv")
+    loops = sch.get_loops(conv)
+    if len(loops) != 7:                             # 2-D convolution only
+        raise ValueError("not a 2-D convolution")
+    n, m, h, w, rc, kh, kw = loops
+    n_m, n_w = _extents(sch, [m, w])
+    lanes = vector_lanes()
+    mi, vw = conv_tile(n_m, n_w, lanes, vector_registers())
+    mo, mi_l = sch.split(m, [None, mi])
+    wo, wi = sch.split(w, [None, vw])
+    sch.reorder(n, mo, h, wo, rc, kh, kw, mi_l, wi)
+    epilogue = list(sch.get_consumers(conv))
+    if not epilogue:
+        epilogue = [sch.cache_write(conv, 0, "local")]
+    else:
+        sch.set_scope(conv, 0, "local")
+    for blk in epilogue:
+        sch.reverse_compute_at(blk, wo)
+    sch.parallel(sch.fuse(n, mo, h))
+    if vw > 1:
+        sch.vectorize(wi)
+    if mi > 1:
+        sch.unroll(mi_l)
+    for blk in epilogue:
+        if vw > 1:
+            _try(sch.vectorize, sch.get_loops(blk)[-1])
+    sch.decompose_reduction(conv, rc)
+    for blk in sch.get_child_blocks(sch.get_sblock("root")):
+        if sch.get(blk).name_hint == "conv_pad":
+            _schedule_injective(sch, blk)

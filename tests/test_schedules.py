@@ -1,0 +1,134 @@
+"""Default per-class schedules (backends/tvm_schedule.py rules): every rule's kernels match the
+reference executor on several shapes (odd sizes, vector tails, strides, groups, fused
+epilogues), the rule is really applied (no fallback), and each rule builds for arm64."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgecc.backends import tvm_schedule
+from edgecc.backends.tvm_build import build_kernels, run_kernels_in_tvm
+from edgecc.ir import Graph, TensorType, Value
+from edgecc.kernels.executor import run_graph
+from edgecc.opdef import build_op
+
+RNG = np.random.default_rng(7)
+
+
+def randn(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+def one_op_graph(cases):
+    """A graph of independent single ops: cases = [(kind, arrays, attrs, param positions)]."""
+    g, feeds = Graph("sched"), {}
+    for i, (kind, arrays, attrs, params) in enumerate(cases):
+        vals = []
+        for j, a in enumerate(arrays):
+            if a is None:
+                vals.append(None)
+            elif j in params:
+                vals.append(g.add_param(f"c{i}_p{j}", a))
+            else:
+                v = Value(f"c{i}_in{j}", TensorType.of(a))
+                g.inputs.append(v)
+                feeds[v.name] = a
+                vals.append(v)
+        op = build_op(kind, vals, attrs, name=f"c{i}_{kind}")
+        g.ops.append(op)
+        g.outputs += op.outputs
+    return g, feeds
+
+
+def check(cases, tol=1e-3):
+    tvm_schedule.FALLBACKS.clear()
+    g, feeds = one_op_graph(cases)
+    ref = run_graph(g, feeds)
+    got = run_kernels_in_tvm(g, feeds)
+    for (kind, arrays, attrs, _), r, o in zip(cases, ref, got):
+        scale = max(1.0, float(np.max(np.abs(r))))
+        err = float(np.max(np.abs(r.astype(np.float64) - o)))
+        assert o.shape == r.shape and err <= tol * scale, \
+            (kind, [None if a is None else a.shape for a in arrays], attrs, err)
+    assert tvm_schedule.FALLBACKS == []
+    return g
+
+
+def conv(cin, cout, hw, k, stride=1, pad=None, group=1, bias=True):
+    h, w = hw if isinstance(hw, tuple) else (hw, hw)
+    p = k // 2 if pad is None else pad
+    arrays = [randn(1, cin, h, w), randn(cout, cin // group, k, k)]
+    arrays += [randn(cout)] if bias else []
+    return ("Conv", arrays, {"strides": [stride] * 2, "pads": [p] * 4, "group": group},
+            (1, 2))
+
+
+CONVS = [conv(16, 32, 13, 3), conv(3, 64, 111, 3, stride=2, pad=0), conv(5, 7, (9, 17), 3),
+         conv(24, 40, 20, 3, stride=2), conv(64, 16, 55, 1, bias=False), conv(33, 20, 7, 1),
+         conv(48, 96, (10, 23), 1, stride=2, pad=0), conv(12, 24, 11, 3, group=3)]
+DEPTHWISE = [conv(32, 32, 24, 3, group=32), conv(19, 19, 13, 5, stride=2, group=19),
+             conv(16, 16, (7, 30), 3, stride=1, group=16, bias=False)]
+CONV_T = [("ConvTranspose", [randn(1, 8, 9, 9), randn(8, 6, 2, 2), randn(6)],
+           {"strides": [2, 2]}, (1, 2)),
+          ("ConvTranspose", [randn(1, 4, 5, 7), randn(4, 3, 3, 3), randn(3)],
+           {"strides": [2, 2], "pads": [1, 1, 1, 1], "output_padding": [1, 1]}, (1,)),
+          ("ConvTranspose", [randn(1, 4, 5, 5), randn(4, 2, 3, 3)],
+           {"strides": [3, 2], "group": 2, "dilations": [1, 2]}, (1,))]
+
+
+def test_direct_and_pointwise_conv_rules():
+    check(CONVS)
+
+
+def test_depthwise_conv_rule():
+    check(DEPTHWISE)
+
+
+def test_conv_transpose_phases():
+    check(CONV_T)
+
+
+def test_fused_conv_epilogue():
+    """Conv + bias + Relu + residual Add as one Fused kernel (the anchor rule schedules it)."""
+    from edgecc.pass_manager import PassManager, pipeline
+    x = Value("x", TensorType("f32", (1, 20, 15, 15)))
+    r = Value("r", TensorType("f32", (1, 24, 15, 15)))
+    g = Graph("fused", [x, r])
+    wv = g.add_param("w", randn(24, 20, 3, 3))
+    bv = g.add_param("b", randn(24))
+    c = build_op("Conv", [x, wv, bv], {"pads": [1] * 4})
+    a = build_op("Relu", [c.outputs[0]], {})
+    s = build_op("Add", [a.outputs[0], r], {})
+    g.ops = [c, a, s]
+    g.outputs = s.outputs
+    fused = PassManager(pipeline(3)).run(g)
+    assert [op.kind for op in fused.ops] == ["Fused"]
+    feeds = {"x": randn(1, 20, 15, 15), "r": randn(1, 24, 15, 15)}
+    tvm_schedule.FALLBACKS.clear()
+    np.testing.assert_allclose(run_kernels_in_tvm(fused, feeds)[0], run_graph(g, feeds)[0],
+                               rtol=1e-4, atol=1e-3)
+    assert tvm_schedule.FALLBACKS == []
+
+
+def test_rules_build_for_arm64(tmp_path):
+    g, _ = one_op_graph([CONVS[0], CONVS[4], DEPTHWISE[0], CONV_T[0]])
+    tvm_schedule.FALLBACKS.clear()
+    lib = build_kernels(g, "arm64", tmp_path)
+    data = lib.objects[0].read_bytes()
+    assert data[:4] == b"\x7fELF" and int.from_bytes(data[18:20], "little") == 183  # aarch64
+    assert tvm_schedule.FALLBACKS == []
+
+
+def test_lanes_follow_the_target():
+    from edgecc.backends.targets import make_target
+    assert tvm_schedule.vector_lanes(make_target("x86_64", mcpu="x86-64-v4").tvm) == 16
+    assert tvm_schedule.vector_lanes(make_target("x86_64", mcpu="x86-64-v3").tvm) == 8
+    assert tvm_schedule.vector_lanes(make_target("arm64").tvm) == 4
+
+
+@pytest.mark.parametrize("case", [CONVS[1]])
+def test_rule_is_parallel_and_vectorized(case):
+    from edgecc.backends.tvm_lower import lower_kernel
+    g, _ = one_op_graph([case])
+    script = lower_kernel(g.ops[0], "k").script()
+    assert "T.parallel" in script and "T.vectorized" in script
