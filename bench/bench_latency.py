@@ -84,13 +84,14 @@ def code_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def build_edgecc(model_path, name: str, level: int, shapes: dict, workdir: Path) -> tuple:
-    """(loaded bundle or None, build record)."""
+def build_edgecc(model_path, name: str, level: int, shapes: dict, workdir: Path,
+                 **options) -> tuple:
+    """(loaded bundle or None, build record); options go to edgecc.compile (e.g. tune=N)."""
     outdir = workdir / f"{name}.O{level}.x86_64"
     t0 = time.perf_counter()
     try:
         art = edgecc.compile(str(model_path), target="x86_64", opt_level=level,
-                             outdir=str(outdir), input_shapes=shapes)
+                             outdir=str(outdir), input_shapes=shapes, **options)
     except Exception as e:      # an unsupported model is a result, not a crash
         return None, {"ok": False, "seconds": round(time.perf_counter() - t0, 2),
                       "error": f"{type(e).__name__}: {' '.join(str(e).split())[:400]}"}
@@ -102,6 +103,14 @@ def build_edgecc(model_path, name: str, level: int, shapes: dict, workdir: Path)
         rec.update({k: r.get(k) for k in ("kernels", "nodes_before", "nodes_after",
                                           "flops_after", "arena_bytes")})
     return art, rec
+
+
+def compile_options(args) -> dict:
+    """Extra edgecc.compile options from the command line (only those that were given)."""
+    opts = {"tune": args.tune} if args.tune else {}
+    if args.tune and args.tuning_cache:
+        opts["tuning_cache"] = args.tuning_cache
+    return opts
 
 
 def bench_model(name: str, args, workdir: Path) -> dict:
@@ -117,7 +126,7 @@ def bench_model(name: str, args, workdir: Path) -> dict:
     engines = {}                     # candidate -> (one inference, set its thread count)
     ref = ort_session(path, 1).run(None, feeds)
     for level in levels:
-        art, rec = build_edgecc(path, name, level, shapes, workdir)
+        art, rec = build_edgecc(path, name, level, shapes, workdir, **compile_options(args))
         key = f"edgecc-O{level}"
         row["edgecc"][key] = rec
         if art is None:
@@ -253,6 +262,10 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=9, help="interleaved rounds per thread count")
     ap.add_argument("--budget", type=float, default=90.0,
                     help="stop a thread count's rounds after this many seconds (min 3 rounds)")
+    ap.add_argument("--tune", type=int, default=0,
+                    help="MetaSchedule trials per edgecc build (edgecc --tune; build time "
+                         "includes tuning unless the records are cached)")
+    ap.add_argument("--tuning-cache", default=None, help="edgecc --tuning-cache DIR")
     ap.add_argument("--no-tvm", dest="tvm", action="store_false")
     ap.add_argument("--tvm-timeout", type=float, default=600.0, help="per-model TVM build limit")
     ap.add_argument("--no-peak", dest="peak", action="store_false",
@@ -273,6 +286,7 @@ def main(argv=None) -> int:
     main_key = f"edgecc-O{max(args.opt)}"
     config = {"models": models, "threads": args.threads, "opt": args.opt,
               "repeat": args.repeat, "budget_seconds": args.budget,
+              "edgecc_options": compile_options(args),
               "batch_seconds": common.BATCH_SECONDS, "main": main_key,
               "tvm": tvm_onnx.PIPELINE if args.tvm else None, "tvm_timeout": args.tvm_timeout,
               "per_kernel_timing": "not measured: bundles expose no per-kernel timing"}
