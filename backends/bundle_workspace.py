@@ -43,8 +43,9 @@ def kernel_workspace(graph: Graph, target: Target | str, prefix: str = "",
     `tuning` must be what build_kernels gets: a tuned schedule has its own scratch."""
     import tvm
     target = make_target(target) if isinstance(target, str) else target
-    calls, funcs = plan_kernels(graph, prefix) if tuning is None else \
-        plan_kernels(graph, prefix, tuning)
+    with target.tvm:            # the same default schedules build_kernels makes
+        calls, funcs = plan_kernels(graph, prefix) if tuning is None else \
+            plan_kernels(graph, prefix, tuning)
     if not funcs:
         return {}
     host = _lowered_host_module(tvm.IRModule({n: f for n, (f, _) in funcs.items()}), target.tvm)

@@ -113,7 +113,8 @@ def build_kernels(graph: Graph, target: Target | str, workdir: str | os.PathLike
     import time
     start = time.perf_counter()
     target = make_target(target) if isinstance(target, str) else target
-    calls, funcs = plan_kernels(graph, prefix, tuning)
+    with target.tvm:            # default schedules size their tiles for this target
+        calls, funcs = plan_kernels(graph, prefix, tuning)
     executable = _compile(funcs, target)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -271,7 +272,8 @@ def run_kernels_in_tvm(graph: Graph, feeds: dict[str, np.ndarray], target: str =
     t = make_target(target) if isinstance(target, str) else target
     if not t.is_host:
         raise ModelError(f"run_kernels_in_tvm runs host code only; {t.name} is not this host")
-    calls, funcs = plan_kernels(graph)
+    with t.tvm:
+        calls, funcs = plan_kernels(graph)
     executable = _compile(funcs, t)
     env: dict[str, np.ndarray] = {v.name: a for v, a in zip(graph.inputs,
                                                              check_feeds(graph, feeds))}
