@@ -2,7 +2,7 @@
 
 A small hand-built graph (Conv/Relu/MaxPool/Flatten/Gemm, a view between two caller buffers,
 an i64 path, an intermediate that is also an output) is compiled once per target and checked
-against the reference executor; zoo models (slow) also against onnxruntime. arm64 bundles run
+against the reference executor. Whole zoo models are tested in tests/test_models_e2e.py. arm64 bundles run
 under qemu-aarch64 (marked qemu; skipped only when the tools are missing).
 """
 from __future__ import annotations
@@ -551,44 +551,3 @@ def test_arm64_bundle_under_qemu(small, tmp_path):
         assert f"{threads} thread(s)" in b.last_log
         for o, w in zip(got, want):
             assert_close(o, w)
-
-
-# ---- zoo models ------------------------------------------------------------------------------
-
-def _zoo_case(name, zoo_path):
-    """The model as users get it: imported and optimized at -O3 (fused kernels)."""
-    from edgecc import zoo
-    from edgecc.driver import Options, optimize
-    from edgecc.onnx_import import import_onnx
-    path = zoo_path(name)
-    graph = import_onnx(str(path), zoo.default_input_shapes(name))
-    graph, _ = optimize(graph, Options(opt_level=3))
-    return path, graph, zoo.sample_inputs(name, seed=0)
-
-
-def _onnxruntime(path, feeds):
-    import onnxruntime as ort
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["squeezenet", "ppocr_cls"])
-def test_zoo_x86_bundle_matches_reference_and_onnxruntime(name, zoo_path, tmp_path):
-    path, graph, feeds = _zoo_case(name, zoo_path)
-    out = build(graph, "x86_64", tmp_path / name, name="model")
-    got = load(out, poison_arena=True).run(feeds)
-    for o, r, w in zip(got, run_graph(graph, feeds), _onnxruntime(path, feeds)):
-        assert_close(o, r)
-        assert_close(o, w.reshape(o.shape))
-
-
-@pytest.mark.slow
-@pytest.mark.qemu
-@needs_qemu
-@pytest.mark.parametrize("name", ["squeezenet", "ppocr_cls"])
-def test_zoo_arm64_bundle_under_qemu(name, zoo_path, tmp_path):
-    path, graph, feeds = _zoo_case(name, zoo_path)
-    out = build(graph, "arm64", tmp_path / name, name="model")
-    got = load(out, poison_arena=True).run(feeds)
-    for o, w in zip(got, _onnxruntime(path, feeds)):
-        assert_close(o, w.reshape(o.shape))
