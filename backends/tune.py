@@ -349,9 +349,8 @@ _EVAL = dict(number=3, repeat=3, min_repeat_ms=20)
 
 
 def _make_in_process():
-    from tvm.s_tir import meta_schedule as ms
+    import tvm
     from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
-    from tvm.s_tir.meta_schedule.builder.local_builder import default_build
     from tvm.s_tir.meta_schedule.runner import PyRunner
     from tvm.s_tir.meta_schedule.runner.local_runner import LocalRunnerFuture
     from tvm.ir.utils import derived_object
@@ -366,7 +365,7 @@ def _make_in_process():
             for inp in build_inputs:
                 try:
                     token = f"edgecc-in-process:{len(_MODULES)}:{id(inp)}"
-                    _MODULES[token] = default_build(inp.mod, inp.target, None)
+                    _MODULES[token] = tvm.tirx.build(inp.mod, target=inp.target)
                     results.append(BuilderResult(token, None))
                 except Exception as e:   # an invalid candidate: report, keep searching
                     results.append(BuilderResult(None, f"{type(e).__name__}: {e}"))
@@ -460,7 +459,7 @@ def _workload_mod(func):
 
 def _digest(func) -> str:
     import tvm
-    return f"{tvm.ir.structural_hash(_workload_mod(func)):016x}"
+    return hashlib.sha256(tvm.ir.save_json(_workload_mod(func)).encode()).hexdigest()[:16]
 
 
 def _tuning_target(target: Target, cores: int):

@@ -1,0 +1,166 @@
+"""--tune / --tuning-cache: MetaSchedule records are written, reused without tuning, applied
+deterministically, and the tuned bundle still computes the model (vs the reference executor).
+
+One small conv kernel (16->16 channels, 3x3, 16x16) tuned once with 8 trials per session.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import edgecc
+from edgecc.backends import tune
+from edgecc.backends.targets import make_target
+from edgecc.backends.tvm_build import plan_kernels
+from edgecc.backends.tvm_lower import kernel_prim_func
+from edgecc.cli import main
+from edgecc.driver import Options, optimize, run_compile
+from edgecc.errors import UsageError
+from edgecc.kernels import run_graph
+from edgecc.onnx_import import import_onnx
+
+pytest.importorskip("psutil")       # MetaSchedule counts cores with it
+
+TRIALS = 8
+
+
+def _conv_model(path: Path, channels=16, size=16) -> Path:
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((channels, channels, 3, 3)).astype(np.float32) * 0.1
+    b = rng.standard_normal(channels).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["c"], ["y"])],
+        "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                [1, channels, size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels, size, size])],
+        [helper.make_tensor("w", TensorProto.FLOAT, w.shape, w.ravel()),
+         helper.make_tensor("b", TensorProto.FLOAT, b.shape, b)])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    """(model path, cache dir, the tuned bundle, tuning progress text)."""
+    import io
+    root = tmp_path_factory.mktemp("tune")
+    model = _conv_model(root / "conv.onnx")
+    cache = root / "cache"
+    log = io.StringIO()
+    art = run_compile(str(model), Options(
+        outdir=str(root / "tuned"), tune=TRIALS, tuning_cache=str(cache)), log=log)
+    return model, cache, art, log.getvalue()
+
+
+def _feeds():
+    return {"x": np.random.default_rng(1).standard_normal((1, 16, 16, 16)).astype(np.float32)}
+
+
+def test_tuning_writes_records(tuned):
+    model, cache, art, log = tuned
+    key = tune.target_key(make_target("x86_64"))
+    records = (cache / key / "database_tuning_record.json").read_text().splitlines()
+    # the default schedule and the best tuned candidate are both measured records
+    assert 1 <= len(records) <= 2
+    assert "8 trials" in log and "GFLOP/s" in log and "100.0% FLOPs" in log, log
+
+
+def test_tuned_bundle_matches_reference(tuned):
+    model, cache, art, _ = tuned
+    graph = import_onnx(str(model))
+    want = run_graph(graph, _feeds())[0]
+    got = art.run(_feeds())[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+
+
+def test_records_reused_without_tuning_and_builds_identical(tuned, tmp_path, monkeypatch):
+    model, cache, _, _ = tuned
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("a build with records must not tune")
+    monkeypatch.setattr(tune, "_search", no_search)
+    objs = []
+    for i in range(2):
+        out = tmp_path / f"b{i}"
+        edgecc.compile(str(model), outdir=str(out), tuning_cache=str(cache))
+        objs.append((out / "kernels.o").read_bytes())
+    assert objs[0] == objs[1]
+    # --tune N with every chosen kernel already recorded: still no search
+    edgecc.compile(str(model), outdir=str(tmp_path / "b2"), tune=TRIALS,
+                   tuning_cache=str(cache))
+    assert (tmp_path / "b2" / "kernels.o").read_bytes() == objs[0]
+
+
+def test_build_applies_the_best_record(tuned):
+    model, cache, _, _ = tuned
+    graph = optimize(import_onnx(str(model)), Options())[0]
+    target = make_target("x86_64")
+    records = tune.tuning_for(graph, target, 0, str(cache))
+    plan_kernels(graph, tuning=records)
+    assert len(records.used) == 1           # the conv kernel came from a record
+    conv = next(op for op in graph.ops if op.kind in ("Conv", "Fused"))
+    ranked = records.ranked(kernel_prim_func(conv))
+    means = [tune._mean(r) for r in ranked]
+    assert means == sorted(means)
+
+
+def test_records_never_apply_to_another_target(tuned):
+    model, cache, _, _ = tuned
+    graph = import_onnx(str(model))
+    other = make_target("x86_64", mcpu="x86-64-v2")
+    assert tune.target_key(other) != tune.target_key(make_target("x86_64"))
+    records = tune.TuningRecords(cache, other)
+    plan_kernels(graph, tuning=records)
+    assert records.used == []
+
+
+def test_arm64_tuning_explains_the_rpc_workflow(tmp_path):
+    model = _conv_model(tmp_path / "conv.onnx")
+    with pytest.raises(UsageError, match="RPC.*--tuning-cache"):
+        edgecc.compile(str(model), target="arm64", outdir=str(tmp_path / "o"), tune=TRIALS,
+                       tuning_cache=str(tmp_path / "cache"))
+    assert main([str(model), "--target", "arm64", "--tune", "4", "-o",
+                 str(tmp_path / "o2")]) == 1
+
+
+def test_bad_cache_dir_is_a_usage_error(tmp_path):
+    model = _conv_model(tmp_path / "conv.onnx")
+    afile = tmp_path / "file"
+    afile.write_text("")
+    with pytest.raises(UsageError, match="is a file"):
+        edgecc.compile(str(model), outdir=str(tmp_path / "o"), tuning_cache=str(afile))
+    with pytest.raises(UsageError, match="does not exist"):
+        edgecc.compile(str(model), outdir=str(tmp_path / "o"),
+                       tuning_cache=str(tmp_path / "missing"))
+    with pytest.raises(UsageError, match="non-negative"):
+        edgecc.compile(str(model), outdir=str(tmp_path / "o"), tune=-1)
+    assert main([str(model), "--tuning-cache", str(afile), "-o", str(tmp_path / "o3")]) == 1
+
+
+def test_choose_kernels_covers_the_flops(tmp_path):
+    from edgecc.ir import Graph, TensorType, Value
+    from edgecc.opdef import build_op
+    g = Graph("g")
+    x = Value("x", TensorType("f32", (1, 8, 32, 32)))
+    g.inputs.append(x)
+    big = build_op("Conv", [x, g.add_param("w1", np.zeros((32, 8, 3, 3), np.float32))],
+                   {"pads": [1, 1, 1, 1]}, name="big")
+    small = build_op("Conv", [big.outputs[0], g.add_param("w2", np.zeros((2, 32, 1, 1),
+                                                                         np.float32))],
+                     {}, name="small")
+    relu = build_op("Relu", [small.outputs[0]], {}, name="relu")
+    g.ops += [big, small, relu]
+    g.outputs.append(relu.outputs[0])
+    chosen = tune.choose_kernels(g, 100)
+    assert [c.op.name for c in chosen] == ["big"]      # 97% of the FLOPs: enough alone
+    assert chosen[0].trials == 100 and chosen[0].share > 0.9
+    both = tune.choose_kernels(g, 1000, coverage=0.99)
+    assert [c.op.name for c in both] == ["big", "small"]
+    assert sum(c.trials for c in both) == 1000 and all(c.trials >= 8 for c in both)
+    # a kernel whose share of the budget is below MIN_TRIALS is left to the default
+    assert [c.op.name for c in tune.choose_kernels(g, 100, coverage=0.99)] == ["big"]
