@@ -15,10 +15,12 @@ Records: one MetaSchedule JSONDatabase per target under `<cache_dir>/<target key
 name plus a digest of the full LLVM target (triple, mcpu, mattr), so records made for one
 target never apply to another. The workload is the kernel's *unscheduled* PrimFunc
 (tvm_lower.kernel_prim_func), compared structurally: it does not depend on kernel names or
-the bundle's --name. After tuning, only the best measured schedule of a kernel is committed,
-and only when it beats edgecc's default schedule measured the same way. When a database holds
-several records for a workload (e.g. imported ones), the one with the lowest mean run time is
-used, ties broken by the trace text: builds from the same records are byte-identical.
+the bundle's --name. After a kernel's search, two records are committed: edgecc's default
+schedule (its traced tvm_schedule rule) and the best tuned candidate, timed alternately right
+then (the machine's speed drifts). A build uses, per kernel, the valid record with the lowest
+mean run time, ties broken by the trace text, so builds from the same records are
+byte-identical, and a kernel whose search did not beat the default keeps the default. Records
+pin the schedule: after changing edgecc's default schedules, re-tune (or delete the cache).
 
 Default cache: $XDG_CACHE_HOME/edgecc/tuning, else ~/.cache/edgecc/tuning. Every build reads
 it when it exists; `--tuning-cache DIR` reads (and with --tune writes) DIR instead.
@@ -26,22 +28,30 @@ it when it exists; `--tuning-cache DIR` reads (and with --tune writes) DIR inste
 Measuring happens in this process on this CPU (built with tvm.compile, timed with TVM's
 time_evaluator): tuning is possible only for the host's target (x86_64 on an x86_64 host).
 
-Tuning for an arm64 device (TVM RPC): MetaSchedule measures on the device itself.
-  1. On the device (aarch64 Linux with Python + apache-tvm 0.27 runtime):
-        python -m tvm.exec.rpc_server --host 0.0.0.0 --port 9090 --key edge
-     and on the build host a tracker: python -m tvm.exec.rpc_tracker --port 9190
-     (start the server with --tracker <host>:9190).
-  2. On the build host, export the workloads and tune them against the device:
+Tuning for an arm64 device (TVM RPC; not exercised here - no device): MetaSchedule builds
+the candidates on the host and measures them on the device.
+  1. Device (aarch64 Linux, Python + apache-tvm 0.27, and g++ since it links what it gets):
+        python -m tvm.exec.rpc_server --tracker <host>:9190 --key edge
+     Build host: python -m tvm.exec.rpc_tracker --host 0.0.0.0 --port 9190
+  2. Build host: the kernels of the graph exactly as the build will see them (same model,
+     --input-shape and -O level), tuned against the device:
+        from edgecc.driver import Options, load_model, optimize
+        from edgecc.backends.targets import make_target
         from edgecc.backends.tune import device_tuning_tasks
         from tvm.s_tir import meta_schedule as ms
-        tasks, db_dir = device_tuning_tasks(graph, make_target("arm64"), cache_dir, num_cores=4)
+        graph = optimize(load_model("model.onnx", {"x": (1, 3, 320, 320)})[0],
+                         Options(target="arm64", opt_level=3))[0]
+        tasks, db_dir = device_tuning_tasks(graph, make_target("arm64"), "records/",
+                                            num_cores=4)          # the device's cores
         ms.tune_tasks(tasks=tasks, task_weights=[1.0] * len(tasks), work_dir="/tmp/ms",
-                      max_trials_global=64 * len(tasks), database=ms.database.JSONDatabase(
-                          work_dir=db_dir),
+                      max_trials_global=64 * len(tasks), num_trials_per_iter=16,
+                      builder=ms.builder.LocalBuilder(timeout_sec=120),
                       runner=ms.runner.RPCRunner(ms.runner.RPCConfig(
-                          tracker_host="<host>", tracker_port=9190, tracker_key="edge")))
-     (the database is written straight into the cache layout edgecc reads.)
-  3. Build with the records: `edgecc model.onnx --target arm64 --tuning-cache <cache_dir>`.
+                          tracker_host="<host>", tracker_port=9190, tracker_key="edge")),
+                      database=ms.database.JSONDatabase(work_dir=db_dir))
+     db_dir is records/<target key>/, the layout edgecc reads (same --mcpu/--mattr needed).
+  3. Build with the records (copy records/ to any build machine):
+        edgecc model.onnx --target arm64 --input-shape x=1,3,320,320 --tuning-cache records/
 """
 from __future__ import annotations
 
@@ -275,7 +285,7 @@ def device_tuning_tasks(graph: Graph, target: Target | str, cache_dir: str | os.
                             target=_tuning_target(target, num_cores),
                             space_generator="post-order-apply", search_strategy="evolutionary",
                             task_name=c.name, rand_state=SEED).clone()
-             for c in choose_kernels(graph, 1, coverage)]
+             for c in choose_kernels(graph, 1 << 20, coverage)]   # no budget cut
     path = _check_dir(Path(cache_dir), "cache dir", create=True) / target_key(target)
     return tasks, str(path)
 

@@ -164,3 +164,17 @@ def test_choose_kernels_covers_the_flops(tmp_path):
     assert sum(c.trials for c in both) == 1000 and all(c.trials >= 8 for c in both)
     # a kernel whose share of the budget is below MIN_TRIALS is left to the default
     assert [c.op.name for c in tune.choose_kernels(g, 100, coverage=0.99)] == ["big"]
+
+
+def test_device_tuning_tasks_for_arm64(tmp_path):
+    """The RPC workflow's first step: tuning tasks of the arm64 kernels and the cache
+    directory an arm64 build reads (the search itself needs a device)."""
+    model = _conv_model(tmp_path / "conv.onnx")
+    graph = optimize(import_onnx(str(model)), Options(target="arm64"))[0]
+    target = make_target("arm64")
+    tasks, db_dir = tune.device_tuning_tasks(graph, target, tmp_path / "records", num_cores=4)
+    assert len(tasks) == 1 and "aarch64" in str(tasks[0].target)
+    assert Path(db_dir) == tmp_path / "records" / tune.target_key(target)
+    # an arm64 build reads that directory (empty: the default schedules, no error)
+    records = tune.tuning_for(graph, target, 0, str(tmp_path / "records"))
+    assert records is not None and len(records) == 0
