@@ -66,6 +66,12 @@ def _conv_transpose(op, ins):
     kshape = [int(k) for k in w.shape[2:]]
     isz = [int(d) for d in x.shape[2:]]
     rc = te.reduce_axis((0, c_g), name="rc")
+    if (all(d == 1 for d in dil) and kshape == list(strides) and not any(pads)
+            and all(shape[2 + i] == isz[i] * strides[i] for i in range(nsp))):
+        y = _conv_transpose_phases(x, w, shape, rc, group, c_g, m_g, kshape)
+        if b is None:
+            return [y]
+        return [te.compute(shape, lambda n, m, *o: y(n, m, *o) + b[m], name="convT_bias")]
     # With dilation 1 only the taps k = (o + pad) mod s + s*j (j < ceil(K/s)) reach output o:
     # reduce over j instead of k (s^nsp times fewer terms, no modulo test in the inner loop);
     # the skipped terms are exact zeros, so the sum is unchanged.
@@ -98,6 +104,23 @@ def _conv_transpose(op, ins):
     if b is None:
         return [y]
     return [te.compute(shape, lambda n, m, *o: y(n, m, *o) + b[m], name="convT_bias")]
+
+
+def _conv_transpose_phases(x, w, shape, rc, group, c_g, m_g, kshape):
+    """ConvTranspose with kernel == stride, no pads (upsampling): every output pixel gets
+    exactly one tap, so it is a 1x1 convolution per kernel phase (a GEMM over channels on
+    contiguous input rows) followed by an interleaving copy. Same terms, same order."""
+    nsp = len(kshape)
+    zshape = list(shape[:2]) + kshape + [int(d) for d in x.shape[2:]]
+
+    def phase(n, m, *rq):
+        c = rc if group == 1 else (m // m_g) * c_g + rc
+        return te.sum(x(n, c, *rq[nsp:]) * w(c, m % m_g if group > 1 else m, *rq[:nsp]),
+                      axis=rc)
+    z = te.compute(zshape, phase, name="convT_phase")
+    return te.compute(shape, lambda n, m, *o: z(n, m, *[o[i] % kshape[i] for i in range(nsp)],
+                                                 *[o[i] // kshape[i] for i in range(nsp)]),
+                      name="convT")
 
 
 @lowering("Gemm")

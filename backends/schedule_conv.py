@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from tvm.s_tir import Schedule
 
-from .tvm_schedule import (_extents, _schedule_injective, _try, inline_injective,
+from .tvm_schedule import (_extents, _schedule_injective, _try, generic_schedule,
+                           inline_injective,
                            schedule_rule, vector_lanes, vector_registers)
 
 
@@ -48,28 +49,55 @@ def conv_schedule(sch: Schedule) -> None:
     if len(loops) != 7:                             # 2-D convolution only
         raise ValueError("not a 2-D convolution")
     n, m, h, w, rc, kh, kw = loops
+    register_tiled(sch, conv, [n], m, [h], w, [rc, kh, kw], own_consumers=True)
+    for blk in sch.get_child_blocks(sch.get_sblock("root")):
+        if sch.get(blk).name_hint == "conv_pad":
+            _schedule_injective(sch, blk)
+
+
+@schedule_rule("ConvTranspose")
+def conv_transpose_schedule(sch: Schedule) -> None:
+    """The per-phase 1x1 convolution (lower_nn._conv_transpose_phases) register-tiled like a
+    conv; the interleaving output copy (with the epilogue inlined) scheduled generically."""
+    names = {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
+    if "convT_phase" not in names:                 # the general form: a gather per tap
+        generic_schedule(sch)
+        return
+    inline_injective(sch)
+    phase = sch.get_sblock("convT_phase")
+    loops = sch.get_loops(phase)
+    if len(loops) != 7:
+        raise ValueError("not a 2-D kernel == stride transposed convolution")
+    n, m, ph, pw, qh, qw, rc = loops
+    register_tiled(sch, phase, [n], m, [ph, pw, qh], qw, [rc], own_consumers=False)
+    for blk in sch.get_child_blocks(sch.get_sblock("root")):
+        if not sch.get(blk).name_hint.startswith("convT_phase"):
+            _schedule_injective(sch, blk)
+
+
+def register_tiled(sch: Schedule, blk, lead, m, rows, w, reduce_, own_consumers: bool):
+    """Tile a conv-like reduction block [lead, m, rows, w | reduce_] into MI x VW register
+    tiles (conv_tile), parallel over (lead, m blocks, rows). With `own_consumers` the block's
+    elementwise consumers (the fused epilogue) run on each finished tile, else the tile is
+    written back from a local accumulator."""
     n_m, n_w = _extents(sch, [m, w])
-    lanes = vector_lanes()
-    mi, vw = conv_tile(n_m, n_w, lanes, vector_registers())
+    mi, vw = conv_tile(n_m, n_w, vector_lanes(), vector_registers())
     mo, mi_l = sch.split(m, [None, mi])
     wo, wi = sch.split(w, [None, vw])
-    sch.reorder(n, mo, h, wo, rc, kh, kw, mi_l, wi)
-    epilogue = list(sch.get_consumers(conv))
+    sch.reorder(*lead, mo, *rows, wo, *reduce_, mi_l, wi)
+    epilogue = list(sch.get_consumers(blk)) if own_consumers else []
     if not epilogue:
-        epilogue = [sch.cache_write(conv, 0, "local")]
+        epilogue = [sch.cache_write(blk, 0, "local")]
     else:
-        sch.set_scope(conv, 0, "local")
-    for blk in epilogue:
-        sch.reverse_compute_at(blk, wo)
-    sch.parallel(sch.fuse(n, mo, h))
+        sch.set_scope(blk, 0, "local")
+    for e in epilogue:
+        sch.reverse_compute_at(e, wo)
+    sch.parallel(sch.fuse(*lead, mo, *rows))
     if vw > 1:
         sch.vectorize(wi)
     if mi > 1:
         sch.unroll(mi_l)
-    for blk in epilogue:
+    for e in epilogue:
         if vw > 1:
-            _try(sch.vectorize, sch.get_loops(blk)[-1])
-    sch.decompose_reduction(conv, rc)
-    for blk in sch.get_child_blocks(sch.get_sblock("root")):
-        if sch.get(blk).name_hint == "conv_pad":
-            _schedule_injective(sch, blk)
+            _try(sch.vectorize, sch.get_loops(e)[-1])
+    sch.decompose_reduction(blk, reduce_[0])

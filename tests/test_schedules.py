@@ -88,22 +88,26 @@ def test_conv_transpose_phases():
     check(CONV_T)
 
 
-def test_fused_conv_epilogue():
-    """Conv + bias + Relu + residual Add as one Fused kernel (the anchor rule schedules it)."""
+@pytest.mark.parametrize("kind,wshape,attrs,out", [
+    ("Conv", (24, 20, 3, 3), {"pads": [1] * 4}, (1, 24, 15, 15)),
+    ("ConvTranspose", (20, 24, 2, 2), {"strides": [2, 2]}, (1, 24, 30, 30))])
+def test_fused_epilogue(kind, wshape, attrs, out):
+    """Conv/ConvTranspose + bias + Relu + residual Add as one Fused kernel (the anchor's rule
+    schedules it)."""
     from edgecc.pass_manager import PassManager, pipeline
     x = Value("x", TensorType("f32", (1, 20, 15, 15)))
-    r = Value("r", TensorType("f32", (1, 24, 15, 15)))
+    r = Value("r", TensorType("f32", out))
     g = Graph("fused", [x, r])
-    wv = g.add_param("w", randn(24, 20, 3, 3))
+    wv = g.add_param("w", randn(*wshape))
     bv = g.add_param("b", randn(24))
-    c = build_op("Conv", [x, wv, bv], {"pads": [1] * 4})
+    c = build_op(kind, [x, wv, bv], attrs)
     a = build_op("Relu", [c.outputs[0]], {})
     s = build_op("Add", [a.outputs[0], r], {})
     g.ops = [c, a, s]
     g.outputs = s.outputs
     fused = PassManager(pipeline(3)).run(g)
     assert [op.kind for op in fused.ops] == ["Fused"]
-    feeds = {"x": randn(1, 20, 15, 15), "r": randn(1, 24, 15, 15)}
+    feeds = {"x": randn(1, 20, 15, 15), "r": randn(*out)}
     tvm_schedule.FALLBACKS.clear()
     np.testing.assert_allclose(run_kernels_in_tvm(fused, feeds)[0], run_graph(g, feeds)[0],
                                rtol=1e-4, atol=1e-3)
