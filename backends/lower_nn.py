@@ -29,6 +29,22 @@ def pad_tensor(x, begins, ends, value=0.0, name="pad"):
     return te.compute(shape, body, name=name)
 
 
+def _pad_deinterleave(x, begins, ends, s):
+    """x zero-padded on its spatial axes, last axis split by phase: [N, C, ..., s, ceil(W/s)]
+    with out[..., p, j] = padded[..., j*s + p] (named conv_pad: the Conv schedule keeps it)."""
+    lead = len(x.shape) - len(begins)
+    sizes = [int(d) for d in x.shape[lead:]]
+    padded = [d + b + e for d, b, e in zip(sizes, begins, ends)]
+    shape = list(x.shape[:lead]) + padded[:-1] + [s, -(-padded[-1] // s)]
+
+    def body(*idx):
+        sp = list(idx[lead:lead + len(sizes) - 1]) + [idx[-1] * s + idx[-2]]
+        src = [j - b for j, b in zip(sp, begins)]
+        conds = [tirx.all(v >= 0, v < d) for v, d in zip(src, sizes)]
+        return tirx.if_then_else(tirx.all(*conds), x(*idx[:lead], *src), const(0.0, x.dtype))
+    return te.compute(shape, body, name="conv_pad")
+
+
 @lowering("Conv")
 def _conv(op, ins):
     x, w, b = ins[0], ins[1], ins[2] if len(ins) > 2 else None
@@ -39,14 +55,28 @@ def _conv(op, ins):
     cin_g = int(w.shape[1])
     m_g = shape[1] // group
     kshape = [int(k) for k in w.shape[2:]]
-    xp = pad_tensor(x, pads[:nsp], pads[nsp:], name="conv_pad")
     rc = te.reduce_axis((0, cin_g), name="rc")
     rk = [te.reduce_axis((0, k), name=f"rk{i}") for i, k in enumerate(kshape)]
+    s_w = strides[-1]
+    if nsp >= 2 and s_w > 1 and dil[-1] == 1:
+        # strided along W: pad into a [.., H, phase, W/s] layout so that the taps of
+        # consecutive output columns are contiguous (vector loads instead of gathers)
+        xq = _pad_deinterleave(x, pads[:nsp], pads[nsp:], s_w)
+
+        def load(n, c, sp):
+            return xq(n, c, *sp[:-1], sp[-1] % s_w, sp[-1] // s_w)
+    else:
+        xp = pad_tensor(x, pads[:nsp], pads[nsp:], name="conv_pad")
+
+        def load(n, c, sp):
+            return xp(n, c, *sp)
 
     def body(n, m, *o):
         c = rc if group == 1 else (m // m_g) * cin_g + rc
         sp = [o[i] * strides[i] + rk[i] * dil[i] for i in range(nsp)]
-        return te.sum(xp(n, c, *sp) * w(m, rc, *rk), axis=[rc] + rk)
+        if nsp >= 2 and s_w > 1 and dil[-1] == 1:    # o*s + k = (o + k//s)*s + k%s
+            sp[-1] = (o[-1] + rk[-1] // s_w) * s_w + rk[-1] % s_w
+        return te.sum(load(n, c, sp) * w(m, rc, *rk), axis=[rc] + rk)
     y = te.compute(shape, body, name="conv")
     if b is None:
         return [y]
