@@ -117,7 +117,7 @@ class TuningRecords:
         self.cache_dir = Path(cache_dir)
         self.target = target
         self.path = self.cache_dir / target_key(target)
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.path.mkdir(parents=True, exist_ok=True)    # a no-op when reading records
         self.database = ms.database.JSONDatabase(work_dir=str(self.path))
         self.used: list[str] = []          # workload digests applied (for the report)
 
@@ -168,8 +168,8 @@ def tuning_for(graph: Graph, target: Target, trials: int, cache_dir: str | None,
         path = _check_dir(Path(cache_dir), "--tuning-cache", create=False)
     else:
         path = default_cache_dir()
-        if not (path / target_key(target)).is_dir():
-            return None
+    if not (path / target_key(target)).is_dir():    # no records for this target
+        return None
     return TuningRecords(path, target)
 
 
@@ -287,6 +287,7 @@ def device_tuning_tasks(graph: Graph, target: Target | str, cache_dir: str | os.
                             task_name=c.name, rand_state=SEED).clone()
              for c in choose_kernels(graph, 1 << 20, coverage)]   # no budget cut
     path = _check_dir(Path(cache_dir), "cache dir", create=True) / target_key(target)
+    path.mkdir(exist_ok=True)
     return tasks, str(path)
 
 

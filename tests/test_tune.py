@@ -178,3 +178,4 @@ def test_device_tuning_tasks_for_arm64(tmp_path):
     # an arm64 build reads that directory (empty: the default schedules, no error)
     records = tune.tuning_for(graph, target, 0, str(tmp_path / "records"))
     assert records is not None and len(records) == 0
+    assert tune.tuning_for(graph, make_target("x86_64"), 0, str(tmp_path / "records")) is None
