@@ -58,29 +58,77 @@ def _conv(op, ins):
     rc = te.reduce_axis((0, cin_g), name="rc")
     rk = [te.reduce_axis((0, k), name=f"rk{i}") for i, k in enumerate(kshape)]
     s_w = strides[-1]
+    # the row is computed over a width rounded up to whole vectors (extra input columns are
+    # zero padding, the extra outputs are dropped): no odd-sized vector loads and stores
+    wide = _vector_width(shape[-1]) if nsp == 2 else shape[-1]
+    ends = list(pads[nsp:])
+    ends[-1] += (wide - shape[-1]) * s_w
     if nsp >= 2 and s_w > 1 and dil[-1] == 1:
         # strided along W: pad into a [.., H, phase, W/s] layout so that the taps of
         # consecutive output columns are contiguous (vector loads instead of gathers)
-        xq = _pad_deinterleave(x, pads[:nsp], pads[nsp:], s_w)
+        xq = _pad_deinterleave(x, pads[:nsp], ends, s_w)
 
         def load(n, c, sp):
             return xq(n, c, *sp[:-1], sp[-1] % s_w, sp[-1] // s_w)
     else:
-        xp = pad_tensor(x, pads[:nsp], pads[nsp:], name="conv_pad")
+        xp = pad_tensor(x, pads[:nsp], ends, name="conv_pad")
 
         def load(n, c, sp):
             return xp(n, c, *sp)
+
+    wp, mi = _pack_weights(w, shape[1], wide) if nsp == 2 and group == 1 else (None, 1)
+
+    def weight(m, rk):
+        return w(m, rc, *rk) if wp is None else wp(m // mi, rc, *rk, m % mi)
 
     def body(n, m, *o):
         c = rc if group == 1 else (m // m_g) * cin_g + rc
         sp = [o[i] * strides[i] + rk[i] * dil[i] for i in range(nsp)]
         if nsp >= 2 and s_w > 1 and dil[-1] == 1:    # o*s + k = (o + k//s)*s + k%s
             sp[-1] = (o[-1] + rk[-1] // s_w) * s_w + rk[-1] % s_w
-        return te.sum(load(n, c, sp) * w(m, rc, *rk), axis=[rc] + rk)
-    y = te.compute(shape, body, name="conv")
-    if b is None:
-        return [y]
-    return [te.compute(shape, lambda n, m, *o: y(n, m, *o) + b[m], name="conv_bias")]
+        return te.sum(load(n, c, sp) * weight(m, rk), axis=[rc] + rk)
+    y = te.compute(list(shape[:-1]) + [wide], body, name="conv")
+    if b is not None:
+        return [te.compute(shape, lambda n, m, *o: y(n, m, *o) + b[m], name="conv_bias")]
+    if wide != shape[-1]:
+        return [te.compute(shape, lambda *i: y(*i), name="conv_crop")]
+    return [y]
+
+
+L1_SETS, LINE_BYTES = 64, 64    # a 4 KiB way: x86 L1D and Cortex-A L1D alike
+MAX_STREAMS_PER_SET = 8          # L1 associativity (8-12) less room for the input lines
+
+
+def _pack_weights(w, out_channels: int, width: int):
+    """(packed weights [M/MI, C, kh, kw, MI], MI) when the conv schedule's MI weight rows,
+    read in step, would map to too few L1 sets (row length a multiple of 4 KiB: 1x1 convs
+    with 1024+ input channels; measured 3x slower), else (None, 1). Packed, the MI
+    broadcasts of a reduction step share one cache line. The copy is a stage of the kernel
+    (named conv_wpack; the schedule materializes it), about 1/HW of the conv's work."""
+    import math
+    from collections import Counter
+
+    from .schedule_conv import conv_tile
+    from .tvm_schedule import vector_lanes, vector_registers
+    mi, _ = conv_tile(out_channels, width, vector_lanes(), vector_registers())
+    row = 4 * math.prod(int(d) for d in w.shape[1:])
+    per_set = Counter((i * row // LINE_BYTES) % L1_SETS for i in range(mi))
+    if mi == 1 or max(per_set.values()) <= MAX_STREAMS_PER_SET:
+        return None, 1
+    shape = [out_channels // mi] + [int(d) for d in w.shape[1:]] + [mi]
+    return te.compute(shape, lambda mo, *r: w(mo * mi + r[-1], *r[:-1]),
+                      name="conv_wpack"), mi
+
+
+def _vector_width(width: int) -> int:
+    """`width` rounded up to a multiple of min(8, f32 lanes of the target), unless it is a
+    multiple of the lanes already or narrower than half a vector."""
+    from .tvm_schedule import vector_lanes
+    lanes = vector_lanes()
+    q = min(8, lanes)
+    if width % lanes == 0 or width % q == 0 or 2 * width < q:
+        return width
+    return -(-width // q) * q
 
 
 @lowering("ConvTranspose")

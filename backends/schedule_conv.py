@@ -33,7 +33,7 @@ def conv_tile(out_channels: int, width: int, lanes: int, registers: int) -> tupl
     # vectors are split by LLVM into many small pieces (measured 10x slower at 27 columns)
     fits = [d for d in range(1, min(width, 2 * lanes) + 1)
             if width % d == 0 and (d % lanes == 0 or d <= lanes)]
-    vw = max(fits, key=lambda d: (d % lanes == 0, d))
+    vw = max(fits, key=lambda d: (d % lanes == 0, d % min(8, lanes) == 0, d))
     groups = -(-vw // lanes)                     # vector registers per accumulator row
     budget = registers - groups - 2              # input vectors + a broadcast + spare
     mi = max((d for d in range(1, min(out_channels, 16) + 1)
@@ -43,7 +43,7 @@ def conv_tile(out_channels: int, width: int, lanes: int, registers: int) -> tupl
 
 @schedule_rule("Conv")
 def conv_schedule(sch: Schedule) -> None:
-    inline_injective(sch, keep=("conv_pad",))
+    inline_injective(sch, keep=("conv_pad", "conv_wpack"))
     conv = sch.get_sblock("conv")
     loops = sch.get_loops(conv)
     if len(loops) != 7:                             # 2-D convolution only
@@ -51,7 +51,7 @@ def conv_schedule(sch: Schedule) -> None:
     n, m, h, w, rc, kh, kw = loops
     register_tiled(sch, conv, [n], m, [h], w, [rc, kh, kw], own_consumers=True)
     for blk in sch.get_child_blocks(sch.get_sblock("root")):
-        if sch.get(blk).name_hint == "conv_pad":
+        if sch.get(blk).name_hint in ("conv_pad", "conv_wpack"):
             _schedule_injective(sch, blk)
 
 
@@ -75,24 +75,47 @@ def conv_transpose_schedule(sch: Schedule) -> None:
             _schedule_injective(sch, blk)
 
 
+L1_BYTES = 32 << 10          # a conservative L1 data cache (x86 32-48 KiB, Cortex-A 32-64)
+MIN_PARALLEL_BLOCKS = 8      # channel blocks needed to parallelize over them alone
+
+
 def register_tiled(sch: Schedule, blk, lead, m, rows, w, reduce_, own_consumers: bool):
     """Tile a conv-like reduction block [lead, m, rows, w | reduce_] into MI x VW register
     tiles (conv_tile), parallel over (lead, m blocks, rows). With `own_consumers` the block's
     elementwise consumers (the fused epilogue) run on each finished tile, else the tile is
-    written back from a local accumulator."""
+    written back from a local accumulator.
+
+    When one block's weights (MI x reduction) overflow L1, the first reduction loop is split
+    into L1-sized chunks outside the rows: every row then reuses the chunk from L1 and the
+    block's [MI, rows, W] partial sums live in a local buffer (summation order unchanged)."""
     n_m, n_w = _extents(sch, [m, w])
     mi, vw = conv_tile(n_m, n_w, vector_lanes(), vector_registers())
+    red_ext = _extents(sch, reduce_)
+    per_channel = 4 * mi * (red_ext[0] and 1)
+    for e in red_ext:
+        per_channel *= e
+    chunk = None
+    if per_channel > L1_BYTES and n_m // mi >= MIN_PARALLEL_BLOCKS:
+        inner = per_channel // red_ext[0]                 # bytes per input channel
+        chunk = max((d for d in range(1, red_ext[0] + 1)
+                     if red_ext[0] % d == 0 and d * inner <= L1_BYTES // 2), default=None)
     mo, mi_l = sch.split(m, [None, mi])
     wo, wi = sch.split(w, [None, vw])
-    sch.reorder(*lead, mo, *rows, wo, *reduce_, mi_l, wi)
+    if chunk is not None and chunk < red_ext[0]:
+        rco, rci = sch.split(reduce_[0], [None, chunk])
+        sch.reorder(*lead, mo, rco, *rows, wo, rci, *reduce_[1:], mi_l, wi)
+        at, par, init_at = mo, [*lead, mo], rco
+    else:
+        sch.reorder(*lead, mo, *rows, wo, *reduce_, mi_l, wi)
+        at, par, init_at = wo, [*lead, mo, *rows], reduce_[0]
     epilogue = list(sch.get_consumers(blk)) if own_consumers else []
     if not epilogue:
         epilogue = [sch.cache_write(blk, 0, "local")]
     else:
         sch.set_scope(blk, 0, "local")
     for e in epilogue:
-        sch.reverse_compute_at(e, wo)
-    sch.parallel(sch.fuse(*lead, mo, *rows))
+        sch.reverse_compute_at(e, at)
+    sch.parallel(sch.fuse(*par))
     if vw > 1:
         sch.vectorize(wi)
     if mi > 1:
@@ -100,4 +123,4 @@ def register_tiled(sch: Schedule, blk, lead, m, rows, w, reduce_, own_consumers:
     for e in epilogue:
         if vw > 1:
             _try(sch.vectorize, sch.get_loops(e)[-1])
-    sch.decompose_reduction(blk, reduce_[0])
+    sch.decompose_reduction(blk, init_at)
