@@ -250,7 +250,11 @@ def tune_kernels(graph: Graph, target: Target | str, trials: int,
                   flush=True)
             continue
         start = time.perf_counter()
-        found = _search(func, target, c.trials, c.name)
+        verdict = "tuned"
+        try:
+            found = _search(func, target, c.trials, c.name)
+        except Exception as e:          # MetaSchedule cannot handle this workload
+            found, verdict = [], f"search failed: {type(e).__name__}: {_last_line(e)}"
         # the default schedule is a record too: the build takes the faster of the two, and
         # both are timed here, interleaved (a shared machine's speed drifts during a search)
         with target.tvm:                # default schedules read the target in scope
@@ -265,7 +269,8 @@ def tune_kernels(graph: Graph, target: Target | str, trials: int,
         secs = time.perf_counter() - start
         before = _gflops(c.launch_flops, float(np.mean(default_secs)))
         after = _gflops(c.launch_flops, float(np.mean(tuned_secs))) if tuned_secs else 0.0
-        verdict = "tuned" if after > before else "the default schedule stays"
+        if after <= before and verdict == "tuned":
+            verdict = "the default schedule stays"
         print(f"  {c.name:32s} {100 * c.share:5.1f}% FLOPs  {c.trials:4d} trials  "
               f"{before:6.1f} -> {after:6.1f} GFLOP/s  ({verdict}, {secs:.0f} s)",
               file=out, flush=True)
@@ -494,6 +499,11 @@ def _cost_model():
         return "xgb"
     except ImportError:      # MetaSchedule's learned model needs xgboost; search at random
         return "random"
+
+
+def _last_line(e: Exception) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[-1][:200] if lines else ""
 
 
 def _valid(record) -> bool:

@@ -179,3 +179,22 @@ def test_device_tuning_tasks_for_arm64(tmp_path):
     records = tune.tuning_for(graph, target, 0, str(tmp_path / "records"))
     assert records is not None and len(records) == 0
     assert tune.tuning_for(graph, make_target("x86_64"), 0, str(tmp_path / "records")) is None
+
+
+def test_failed_search_keeps_the_default_schedule(tmp_path, monkeypatch):
+    import io
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("no design space for this block")
+    monkeypatch.setattr(tune, "_search", boom)
+    model = _conv_model(tmp_path / "conv.onnx")
+    graph = optimize(import_onnx(str(model)), Options())[0]
+    log = io.StringIO()
+    records = tune.tune_kernels(graph, "x86_64", TRIALS, tmp_path / "cache", progress=log)
+    assert "search failed: RuntimeError: no design space" in log.getvalue()
+    assert len(records) == 1                    # the default schedule's record
+    calls, funcs = plan_kernels(graph, tuning=records)
+    _, default = plan_kernels(graph)
+    import tvm
+    for name in funcs:
+        tvm.ir.assert_structural_equal(funcs[name][0], default[name][0])
