@@ -25,7 +25,7 @@ pin the schedule: after changing edgecc's default schedules, re-tune (or delete 
 Default cache: $XDG_CACHE_HOME/edgecc/tuning, else ~/.cache/edgecc/tuning. Every build reads
 it when it exists; `--tuning-cache DIR` reads (and with --tune writes) DIR instead.
 
-Measuring happens in this process on this CPU (built with tvm.compile, timed with TVM's
+Measuring happens in this process on this CPU (built with tvm.tirx.build, timed with TVM's
 time_evaluator): tuning is possible only for the host's target (x86_64 on an x86_64 host).
 
 Tuning for an arm64 device (TVM RPC; not exercised here - no device): MetaSchedule builds
@@ -132,8 +132,6 @@ class TuningRecords:
 
     def schedule(self, op: Op):
         """`op`'s kernel scheduled by its chosen record (no global symbol), or None."""
-        from tvm.s_tir import Schedule
-
         from .tvm_lower import kernel_prim_func
         func = kernel_prim_func(op)
         for record in self.ranked(func):
@@ -324,6 +322,7 @@ def _search(func, target: Target, trials: int, name: str):
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
     database = ms.database.MemoryDatabase()
     per_iter = min(trials, 16)
+    builder, runner = _in_process_measurers()
     with tempfile.TemporaryDirectory(prefix="edgecc-tune-") as work:
         context = ms.TuneContext(
             mod=_workload_mod(func), target=_tuning_target(target, _cores()),
@@ -334,7 +333,7 @@ def _search(func, target: Target, trials: int, name: str):
             logger=ms.logging.get_loggers_from_work_dir(work, [name])[0]).clone()
         ms.tune_tasks(tasks=[context], task_weights=[1.0], work_dir=work,
                       max_trials_global=trials, num_trials_per_iter=per_iter,
-                      builder=_InProcessBuilder(), runner=_InProcessRunner(),
+                      builder=builder, runner=runner,
                       database=database, cost_model=_cost_model(),
                       measure_callbacks=[ms.measure_callback.AddToDatabase(),
                                          ms.measure_callback.UpdateCostModel()],
@@ -364,7 +363,10 @@ _MODULES: dict[str, object] = {}         # built candidates awaiting the runner,
 _EVAL = dict(number=3, repeat=3, min_repeat_ms=20)
 
 
-def _make_in_process():
+def _in_process_measurers():
+    """(builder, runner) for MetaSchedule that build and time candidates in this process.
+    A candidate that crashed would take the compiler down with it; MetaSchedule's CPU
+    schedules are bounds-safe (they only reorder the workload's loops)."""
     import tvm
     from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
     from tvm.s_tir.meta_schedule.runner import PyRunner
@@ -373,8 +375,8 @@ def _make_in_process():
 
     @derived_object
     class Builder(PyBuilder):
-        """Compiles candidates with tvm.compile here (no worker processes: on a loaded
-        machine the pool's start-up alone exceeds MetaSchedule's build timeout)."""
+        """Compiles candidates with tvm.tirx.build here (no worker processes: on a loaded
+        machine a worker's start-up alone exceeds MetaSchedule's build timeout)."""
 
         def build(self, build_inputs):
             results = []
@@ -404,15 +406,7 @@ def _make_in_process():
                                                      error_message=f"{type(e).__name__}: {e}"))
             return futures
 
-    return Builder, Runner
-
-
-def _InProcessBuilder():
-    return _make_in_process()[0]()
-
-
-def _InProcessRunner():
-    return _make_in_process()[1]()
+    return Builder(), Runner()
 
 
 def _random_tensor(info):
