@@ -69,9 +69,10 @@ def _is_arm(target) -> bool:
     return str(target.attrs.get("mtriple", "")).startswith(("aarch64", "arm"))
 
 
-def schedule_rule(kind: str):
+def schedule_rule(*kinds: str):
     def register(fn):
-        SCHEDULE_RULES[kind] = fn
+        for kind in kinds:
+            SCHEDULE_RULES[kind] = fn
         return fn
     return register
 
@@ -233,4 +234,4 @@ def lstm_schedule(sch: Schedule) -> None:
 
 
 # per-class rules register themselves with @schedule_rule on import
-from . import schedule_conv  # noqa: E402,F401
+from . import schedule_conv, schedule_pool  # noqa: E402,F401

@@ -77,6 +77,17 @@ CONV_T = [("ConvTranspose", [randn(1, 8, 9, 9), randn(8, 6, 2, 2), randn(6)],
            {"strides": [3, 2], "group": 2, "dilations": [1, 2]}, (1,))]
 
 
+GLOBAL_POOLS = [("GlobalAveragePool", [randn(1, 48, 3, 96)], {}, ()),
+                ("GlobalAveragePool", [randn(2, 40, 20, 20)], {}, ()),
+                ("GlobalAveragePool", [randn(1, 19, 13, 13)], {}, ()),
+                ("GlobalAveragePool", [randn(1, 7, 5, 3)], {}, ()),       # narrow: generic
+                ("GlobalMaxPool", [randn(1, 9, 6, 16)], {}, ())]
+
+
+def test_global_pool_rule():
+    check(GLOBAL_POOLS)
+
+
 def test_direct_and_pointwise_conv_rules():
     check(CONVS)
 
@@ -116,7 +127,7 @@ def test_fused_epilogue(kind, wshape, attrs, out):
 
 
 def test_rules_build_for_arm64(tmp_path):
-    g, _ = one_op_graph([CONVS[0], CONVS[4], DEPTHWISE[0], CONV_T[0]])
+    g, _ = one_op_graph([CONVS[0], CONVS[4], DEPTHWISE[0], CONV_T[0], GLOBAL_POOLS[0]])
     tvm_schedule.FALLBACKS.clear()
     lib = build_kernels(g, "arm64", tmp_path)
     data = lib.objects[0].read_bytes()

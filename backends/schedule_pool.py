@@ -1,0 +1,59 @@
+"""Default schedule of global average pooling: one output per (n, c) summed over the whole
+H x W plane. (GlobalMaxPool keeps the generic schedule: rfactor does not recognize the
+lowering's max reducer.)
+
+The generic schedule reduces each plane with a scalar loop. Here the innermost reduction
+loop (along W, contiguous) is split into VL lanes and rfactor'ed: VL partial results are
+accumulated with vector loads, then combined; (n, c) planes are spread over threads. The
+order of the additions differs from a sequential sum (lane-wise partial sums), but it is
+fixed: results do not depend on the thread count.
+"""
+from __future__ import annotations
+
+from tvm.s_tir import Schedule
+
+from .tvm_schedule import (_extents, _is_reduction, _iter_types, _parallelize,
+                           _schedule_injective, generic_schedule, inline_injective, schedule_rule,
+                           vector_lanes)
+
+
+def lane_split(width: int, lanes: int) -> int:
+    """The widest divisor of `width` up to `lanes` (so a vector never straddles rows)."""
+    return max(d for d in range(1, min(width, lanes) + 1) if width % d == 0)
+
+
+@schedule_rule("GlobalAveragePool")
+def global_pool_schedule(sch: Schedule) -> None:
+    inline_injective(sch)
+    root = sch.get_sblock("root")
+    reductions = [b for b in sch.get_child_blocks(root) if _is_reduction(sch, b)]
+    if len(reductions) != 1:
+        raise ValueError("expected one reduction block")
+    red = reductions[0]
+    loops, kinds = sch.get_loops(red), _iter_types(sch, red)
+    spatial = [lp for lp, k in zip(loops, kinds) if k == 0]
+    reduce_ = [lp for lp, k in zip(loops, kinds) if k != 0]
+    if len(spatial) + len(reduce_) != len(loops) or not reduce_:
+        raise ValueError("not a plain reduction nest")
+    f = lane_split(_extents(sch, reduce_[-1:])[0], vector_lanes())
+    if f < 4:                                    # rows too narrow to vectorize
+        generic_schedule(sch)
+        return
+    ro, ri = sch.split(reduce_[-1], [None, f])
+    rf = sch.rfactor(ri, factor_axis=len(spatial))
+    rf_loops = sch.get_loops(rf)                 # spatial..., reduce_[:-1], ro, ri
+    sch.reorder(*rf_loops[:len(spatial)], *rf_loops[len(spatial):-1], rf_loops[-1])
+    rf_loops = sch.get_loops(rf)
+    work = 1
+    for e in _extents(sch, rf_loops):
+        work *= e
+    outer = _parallelize(sch, rf_loops[:len(spatial)], _extents(sch, rf_loops[:len(spatial)]),
+                         work)
+    sch.vectorize(sch.get_loops(rf)[-1])
+    sch.reverse_compute_at(red, outer)
+    for blk in sch.get_child_blocks(root):
+        if sch.get(blk).name_hint not in (sch.get(red).name_hint, sch.get(rf).name_hint):
+            try:
+                sch.reverse_compute_at(blk, outer)
+            except Exception:          # an output stage that cannot move: its own loops
+                _schedule_injective(sch, blk)
