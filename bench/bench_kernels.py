@@ -7,7 +7,8 @@ Per model (zoo inputs, -O3 pipeline): compiles the kernels for the host (backend
 times every distinct kernel with TVM's runtime on random inputs (best of a few short batches,
 per call, times the number of launches in the graph), counts its FLOPs (edgecc.ops.count_flops)
 and reports GFLOP/s and % of the sgemm peak (numpy 2048^2 fp32 matmul on all cores, measured
-in the same run before and after, the best kept, scaled by threads / cores). Rows are sorted by share of the model's kernel time.
+in the same run before and after, the best kept, scaled by threads / cores). Rows are sorted
+by share of the model's kernel time.
 `--generic` also times each kernel built with the generic schedule (no per-class rule),
 interleaved with the default one, and reports the speedup of the rule.
 The in-process TVM thread pool is very sensitive to other load on this 2-core VM: --threads 1
