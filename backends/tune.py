@@ -17,7 +17,8 @@ target never apply to another. The workload is the kernel's *unscheduled* PrimFu
 (tvm_lower.kernel_prim_func), compared structurally: it does not depend on kernel names or
 the bundle's --name. After a kernel's search, two records are committed: edgecc's default
 schedule (its traced tvm_schedule rule) and the best tuned candidate, timed alternately right
-then (the machine's speed drifts). A build uses, per kernel, the valid record with the lowest
+then (the machine's speed drifts); the tuned one only when it is MARGIN (3 %) faster, so
+noise does not switch schedules. A build uses, per kernel, the valid record with the lowest
 mean run time, ties broken by the trace text, so builds from the same records are
 byte-identical, and a kernel whose search did not beat the default keeps the default. Records
 pin the schedule: after changing edgecc's default schedules, re-tune (or delete the cache).
@@ -73,6 +74,7 @@ from .targets import Target, make_target
 
 COVERAGE = 0.8            # tune the biggest kernels until they hold this share of the FLOPs
 MIN_TRIALS = 8            # fewer trials than this rarely beat the default schedule
+MARGIN = 0.03             # a tuned schedule must be this much faster than the default to count
 SEED = 0                  # MetaSchedule's random state (search order; records stay the choice)
 _NO_RESULT = 1e9          # MetaSchedule's run time for a failed candidate is 1e10
 
@@ -262,13 +264,13 @@ def tune_kernels(graph: Graph, target: Target | str, trials: int,
         default_secs, tuned_secs = _time_interleaved(func, default, tuned, target)
         tuning_target = _tuning_target(target, _cores())
         records.commit(func, default.trace, default_secs, tuning_target)
-        if tuned is not None:
+        if tuned is not None and np.mean(tuned_secs) < (1 - MARGIN) * np.mean(default_secs):
             records.commit(func, tuned.trace, tuned_secs, tuning_target)
+        elif verdict == "tuned":
+            verdict = f"the default schedule stays: tuned not {100 * MARGIN:.0f}% faster"
         secs = time.perf_counter() - start
         before = _gflops(c.launch_flops, float(np.mean(default_secs)))
         after = _gflops(c.launch_flops, float(np.mean(tuned_secs))) if tuned_secs else 0.0
-        if after <= before and verdict == "tuned":
-            verdict = "the default schedule stays"
         print(f"  {c.name:32s} {100 * c.share:5.1f}% FLOPs  {c.trials:4d} trials  "
               f"{before:6.1f} -> {after:6.1f} GFLOP/s  ({verdict}, {secs:.0f} s)",
               file=out, flush=True)
