@@ -99,6 +99,20 @@ def dir_bytes(path, patterns=("*",)) -> int:
     return sum(p.stat().st_size for p in seen)
 
 
+def source_revision() -> str | None:
+    """The edgecc git commit the numbers were measured at (+ "-dirty" with local changes)."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain",
+                                "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("-dirty" if dirty else "")
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -121,6 +135,7 @@ def machine_info() -> dict:
     import edgecc
     from edgecc.backends.targets import host_x86_level, make_target
     info["edgecc"] = edgecc.__version__
+    info["edgecc_revision"] = source_revision()
     if platform.machine().lower() in ("x86_64", "amd64"):      # what bundles are built for
         info["x86_level"] = host_x86_level()
         info["llvm_target"] = str(make_target("x86_64").tvm)

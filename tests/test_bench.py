@@ -84,6 +84,7 @@ def test_latency_benchmark_writes_results(tmp_path, zoo_path):
     res = json.loads(out.read_text())
     assert {"machine", "config", "models", "summary"} <= set(res)
     assert res["machine"]["onnxruntime"] and res["machine"]["cores"] == os.cpu_count()
+    assert "edgecc_revision" in res["machine"]
     (row,) = res["models"]
     assert row["model"] == "ppocr_cls" and row["tvm"] is None
     build = row["edgecc"]["edgecc-O3"]
