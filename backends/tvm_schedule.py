@@ -14,7 +14,13 @@ non-elementwise op, e.g. "Conv"), else the generic CPU schedule:
 Only spatial loops are parallelized or vectorized, so every output element is computed by
 one thread in a fixed order: results do not depend on the thread count.
 
-Add a tuned schedule for an op class with
+Per-class rules (one file each, imported at the end of this module):
+  schedule_conv.py   Conv (direct, pointwise, grouped, depthwise) and ConvTranspose with
+                     kernel == stride: MI x VW register tiles sized from the target;
+  schedule_pool.py   GlobalAveragePool: vectorized partial sums (rfactor).
+Rules size tiles for the target in scope (`with target.tvm:`, as build_kernels does;
+default: the host): vector_lanes() / vector_registers(). A rule that raises falls back to
+the generic schedule (recorded in FALLBACKS). Add one for an op class with
 
     @schedule_rule("Conv")
     def conv_schedule(sch: Schedule) -> None: ...
