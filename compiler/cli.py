@@ -65,11 +65,13 @@ def _compile_parser() -> argparse.ArgumentParser:
                    help="print the IR after the named pass; repeatable")
     p.add_argument("--check-numerics", action="store_true",
                    help="check every pass against the reference executor (slow)")
-    p.add_argument("--tune", type=int, default=0, metavar="TRIALS",
+    p.add_argument("--tune", type=int, metavar="TRIALS",
                    help="tune the kernels holding 80%% of the FLOPs with this many MetaSchedule "
-                   "trials on this CPU (x86_64 host only); records are kept in the tuning cache")
-    p.add_argument("--tuning-cache", metavar="DIR", help="tuning records directory (default "
-                   "$XDG_CACHE_HOME/edgecc/tuning, used whenever it exists)")
+                   "trials on this CPU (x86_64 host only) and build with the tuning cache's "
+                   "records; --tune 0 reuses the records without new trials")
+    p.add_argument("--tuning-cache", metavar="DIR", help="build with the tuning records in DIR "
+                   "(default with --tune: $XDG_CACHE_HOME/edgecc/tuning); without --tune or "
+                   "--tuning-cache no records are read, so builds depend only on their flags")
     p.add_argument("--list-passes", action="store_true", help="print the passes of each -O level")
     p.add_argument("--version", action="version", version=f"edgecc {__version__}")
     return p

@@ -41,7 +41,7 @@ class Options:
     print_after_all: bool = False
     print_after: tuple[str, ...] = ()
     check_numerics: bool = False
-    tune: int = 0                       # MetaSchedule trials (backends/tune.py); 0 = none
+    tune: int | None = None             # MetaSchedule trials (backends/tune.py); None = no records
     tuning_cache: str | None = None     # tuning records dir (default ~/.cache/edgecc/tuning)
 
     def validate(self) -> None:
@@ -57,7 +57,7 @@ class Options:
             raise UsageError("--threads must be at least 1")
         if self.max_arena is not None and self.max_arena < 0:
             raise UsageError("--max-arena must be a non-negative number of bytes")
-        if self.tune < 0:
+        if self.tune is not None and self.tune < 0:
             raise UsageError("--tune must be a non-negative number of trials")
 
 
@@ -181,7 +181,9 @@ def build_bundle(graph: Graph, opts: Options, outdir: Path, report: dict, t0: fl
     from .backends.tune import tuning_for
     from .backends.tvm_build import build_kernels
     target = make_target(opts.target, mcpu=opts.mcpu, mattr=opts.mattr)
-    tuning = tuning_for(graph, target, opts.tune, opts.tuning_cache, progress=log)
+    tuning = None
+    if opts.tune is not None or opts.tuning_cache is not None:   # never a hidden input
+        tuning = tuning_for(graph, target, opts.tune or 0, opts.tuning_cache, progress=log)
     plan = plan_bundle(graph, target, opts.threads, tuning=tuning)
     enforce_max_arena(plan.memory, opts.max_arena)      # fail before the long part
     with tempfile.TemporaryDirectory(prefix="edgecc-build-") as work:
