@@ -24,7 +24,6 @@ The bytes depend only on the inputs (no timestamps or paths; `ar D`; fixed CFLAG
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -33,6 +32,7 @@ from pathlib import Path
 
 from edgecc.errors import UsageError
 from edgecc.ir import Graph
+from edgecc.report import format_report
 
 from . import bundle_csrc as C
 from .bundle_layout import BundlePlan, Layout, make_layout, plan_bundle, weights_blob
@@ -69,7 +69,7 @@ def write_bundle(graph: Graph, kernel_library, plan: BundlePlan | None, outdir,
         _write_sources(tmp, graph, layout, kernel_library, target)
         _build(tmp, layout, target)
         if report is not None:
-            (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+            (tmp / "report.json").write_text(format_report(report))
         os.chmod(tmp, 0o755)
         _replace_dir(tmp, outdir)
     except BaseException:

@@ -184,7 +184,6 @@ def _arg_reduce(op, ins):
     axis, keep = int(op.attrs["axis"]), int(op.attrs["keepdims"])
     last = int(op.attrs["select_last_index"])
     is_max = op.kind == "ArgMax"
-    dt = x.dtype
 
     def better(v1, v0):
         return v1 > v0 if is_max else v1 < v0

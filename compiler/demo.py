@@ -15,12 +15,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 from . import zoo
 from .check import onnxruntime_outputs
 from .driver import relative_error
 from .errors import EdgeccError
+from .report import format_report
 
 
 def _default_model() -> str:
@@ -77,7 +77,7 @@ def _run(name: str, opt_level: int, work: Path) -> int:
                   f"(rel to scale {rel:.3g})")
     report = json.loads((Path(art.path) / "report.json").read_text())
     print("\nreport.json (arm64):")
-    print(json.dumps(report, indent=2))
+    print(format_report(report), end="")
     ok = worst <= 1e-3
     print(f"\n{'OK' if ok else 'MISMATCH'}: worst error relative to output scale {worst:.3g}")
     return 0 if ok else 3

@@ -7,7 +7,6 @@ and never touches what the user had.
 """
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -20,6 +19,7 @@ import numpy as np
 from . import __version__
 from .errors import UsageError
 from .ir import Graph
+from .report import format_report
 
 TARGETS = ("x86_64", "arm64")
 EMITS = ("bundle", "onnx", "ir")
@@ -235,7 +235,7 @@ def _maybe_report(opts: Options, report: dict) -> None:
 
 
 def write_report(report: dict, path: Path) -> None:
-    path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
+    path.write_text(format_report(report))
 
 
 # ---- check: reference executor vs onnxruntime ----------------------------------------------
