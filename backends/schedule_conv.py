@@ -26,12 +26,14 @@ from .tvm_schedule import (_extents, _schedule_injective, _try, generic_schedule
                            schedule_rule, vector_lanes, vector_registers)
 
 
-def conv_tile(out_channels: int, width: int, lanes: int, registers: int) -> tuple[int, int]:
+def conv_tile(out_channels: int, width: int, lanes: int, registers: int,
+              depthwise: bool = False) -> tuple[int, int]:
     """(MI, VW) for a conv with `out_channels` x `width` outputs per row on a target with
-    `lanes` f32 per vector and `registers` vector registers."""
+    `lanes` f32 per vector and `registers` vector registers. A depthwise conv loads its own
+    input per channel, so one vector per row is enough (2 measured 1.17x slower)."""
     # a multiple of the lanes up to 2 vectors, else at most one (partial) vector: wider odd
     # vectors are split by LLVM into many small pieces (measured 10x slower at 27 columns)
-    fits = [d for d in range(1, min(width, 2 * lanes) + 1)
+    fits = [d for d in range(1, min(width, lanes if depthwise else 2 * lanes) + 1)
             if width % d == 0 and (d % lanes == 0 or d <= lanes)]
     vw = max(fits, key=lambda d: (d % lanes == 0, d % min(8, lanes) == 0, d))
     groups = -(-vw // lanes)                     # vector registers per accumulator row
@@ -49,10 +51,27 @@ def conv_schedule(sch: Schedule) -> None:
     if len(loops) != 7:                             # 2-D convolution only
         raise ValueError("not a 2-D convolution")
     n, m, h, w, rc, kh, kw = loops
-    register_tiled(sch, conv, [n], m, [h], w, [rc, kh, kw], own_consumers=True)
+    if pointwise_plane(sch, conv):
+        register_tiled(sch, conv, [n], m, [], sch.fuse(h, w), [rc, kh, kw],
+                       own_consumers=True, plane=True)
+    else:
+        register_tiled(sch, conv, [n], m, [h], w, [rc, kh, kw], own_consumers=True)
     for blk in sch.get_child_blocks(sch.get_sblock("root")):
         if sch.get(blk).name_hint in ("conv_pad", "conv_wpack"):
             _schedule_injective(sch, blk)
+
+
+def pointwise_plane(sch: Schedule, conv) -> bool:
+    """A 1x1, stride-1 conv reading the unpadded input whose H*W plane is a multiple of 8
+    (lower_nn keeps its rows unpadded then): the plane is contiguous in input and output, so
+    it is tiled as one flattened loop (a GEMM [M, C] x [C, H*W])."""
+    n, m, h, w, rc, kh, kw = sch.get_loops(conv)
+    ext = _extents(sch, [h, w, kh, kw])
+    reads = sch.get(conv).reads
+    return (ext[2] == ext[3] == 1 and (ext[0] * ext[1]) % 8 == 0
+            and not any(sch.get(p).name_hint == "conv_pad" for p in sch.get_producers(conv))
+            and any([int(d) for d in r.source.shape[2:]] == ext[:2] for r in reads
+                    if len(r.source.shape) == 4))
 
 
 @schedule_rule("ConvTranspose")
@@ -75,14 +94,16 @@ def conv_transpose_schedule(sch: Schedule) -> None:
             _schedule_injective(sch, blk)
 
 
-def register_tiled(sch: Schedule, blk, lead, m, rows, w, reduce_, own_consumers: bool):
+def register_tiled(sch: Schedule, blk, lead, m, rows, w, reduce_, own_consumers: bool,
+                   plane: bool = False):
     """Tile a conv-like reduction block [lead, m, rows, w | reduce_] into MI x VW register
     tiles (conv_tile), parallel over (lead, m blocks, rows). With `own_consumers` the block's
     elementwise consumers (the fused epilogue) run on each finished tile, else the tile is
     written back from a local accumulator. (Chunking the reduction for L1 was measured
     to make no difference on resnet50's 1024-2048-channel layers, so there is none.)"""
     n_m, n_w = _extents(sch, [m, w])
-    mi, vw = conv_tile(n_m, n_w, vector_lanes(), vector_registers())
+    depthwise = _extents(sch, reduce_[:1]) == [1]          # one input channel per output
+    mi, vw = conv_tile(n_m, n_w, vector_lanes(), vector_registers(), depthwise)
     for p in sch.get_producers(blk):               # weights packed by the lowering for MI
         if sch.get(p).name_hint == "conv_wpack":
             mi = _extents(sch, sch.get_loops(p))[-1]          # its innermost loop: MI
@@ -95,7 +116,9 @@ def register_tiled(sch: Schedule, blk, lead, m, rows, w, reduce_, own_consumers:
     else:
         sch.set_scope(blk, 0, "local")
     for e in epilogue:
-        sch.reverse_compute_at(e, wo)
+        # a flattened plane's tile is not a box of (h, w): the epilogue runs per channel
+        # block on the whole plane (region analysis would widen a tile to whole rows)
+        sch.reverse_compute_at(e, mo if plane else wo)
     sch.parallel(sch.fuse(*lead, mo, *rows))
     if vw > 1:
         sch.vectorize(wi)
