@@ -16,14 +16,20 @@ group and a broadcast weight must fit the vector register file (AVX-512 and NEON
 AVX2 16). VW divides the output width (no tail predicates in the vector loop): a multiple
 of the lanes up to 2 vectors, else the largest divisor up to one vector. Only output loops
 are parallel, so results do not depend on the thread count.
+
+The lowering (lower_nn._conv) prepares the data this nest wants: rows computed over a width
+rounded up to whole vectors (extra outputs dropped), W-strided inputs split by phase so a
+tile's taps are contiguous, weights packed [M/MI, C, kh, kw, MI] when MI weight rows would
+collide in L1 sets; pointwise convs with a whole-vector H*W plane are tiled over the
+flattened plane. ConvTranspose with kernel == stride is a per-phase pointwise conv tiled
+the same way.
 """
 from __future__ import annotations
 
 from tvm.s_tir import Schedule
 
 from .tvm_schedule import (_extents, _schedule_injective, _try, generic_schedule,
-                           inline_injective,
-                           schedule_rule, vector_lanes, vector_registers)
+                           inline_injective, schedule_rule, vector_lanes, vector_registers)
 
 
 def conv_tile(out_channels: int, width: int, lanes: int, registers: int,
