@@ -66,18 +66,25 @@ def forward(graph: Graph, old: Value, new: Value) -> None:
     graph.replace_all_uses(old, new)
 
 
-def prune(graph: Graph) -> int:
-    """Delete ops whose results nobody reads and weights nobody uses; returns ops removed."""
+def remove_dead_ops(graph: Graph) -> bool:
+    """One backward sweep: keep an op iff it feeds a live value. Returns whether ops changed."""
     live = set(graph.outputs)
     kept = []
     for op in reversed(graph.ops):
         if any(v in live for v in op.outputs):
             kept.append(op)
             live.update(v for v in op.inputs if v is not None)
-    removed = len(graph.ops) - len(kept)
+    changed = len(kept) != len(graph.ops)
     graph.ops = kept[::-1]
+    return changed
+
+
+def prune(graph: Graph) -> int:
+    """Delete ops whose results nobody reads and weights nobody uses; returns ops removed."""
+    n = len(graph.ops)
+    remove_dead_ops(graph)
     graph.remove_unused_params()
-    return removed
+    return n - len(graph.ops)
 
 
 def insert_before(graph: Graph, anchor: Op, new_ops: list[Op]) -> None:

@@ -10,18 +10,7 @@ from dataclasses import dataclass
 from edgecc.ir import Graph
 from edgecc.pass_manager import register_pass
 
-
-def remove_dead_ops(graph: Graph) -> bool:
-    """One backward sweep: keep an op iff it feeds a live value. Returns whether ops changed."""
-    live = set(graph.outputs)
-    kept = []
-    for op in reversed(graph.ops):
-        if any(v in live for v in op.outputs):
-            kept.append(op)
-            live.update(v for v in op.inputs if v is not None)
-    changed = len(kept) != len(graph.ops)
-    graph.ops = kept[::-1]
-    return changed
+from ._rewrite import remove_dead_ops
 
 
 @register_pass
