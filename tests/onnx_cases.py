@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from edgecc.dtypes import dtype_to_onnx, numpy_to_dtype
@@ -32,6 +33,17 @@ class Case:
         m.ir_version = 8 if self.opset <= 17 else 9
         return m
 
+
+def ort_run(model, feeds) -> list:
+    """onnxruntime's (CPU) outputs for a model given as a path or a ModelProto."""
+    src = model if isinstance(model, str) else model.SerializeToString()
+    return ort.InferenceSession(src, providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def rel_err(ref, got) -> float:
+    """Largest absolute error relative to the largest |ref|."""
+    ref = np.asarray(ref, np.float64)
+    return float(np.abs(ref - got).max() / max(np.abs(ref).max(), 1e-30))
 
 def _r(*shape, seed=0, lo=-1.0, hi=1.0):
     return np.random.default_rng(seed + sum(shape)).uniform(lo, hi, shape).astype(np.float32)

@@ -2,7 +2,6 @@
 onnxruntime; hand-made IR for what importing cannot produce (Fused, Gelu, pass-through outputs)."""
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 
 from edgecc import zoo
@@ -11,19 +10,9 @@ from edgecc.ir import Graph, TensorType, Value
 from edgecc.onnx_export import export_onnx
 from edgecc.onnx_import import import_onnx
 from edgecc.opdef import build_op
-from tests.onnx_cases import CASES
+from tests.onnx_cases import CASES, ort_run, rel_err
 
 FAST_ZOO = ("squeezenet", "ppocr_cls")
-
-
-def _run(model, feeds):
-    src = model if isinstance(model, str) else model.SerializeToString()
-    return ort.InferenceSession(src, providers=["CPUExecutionProvider"]).run(None, feeds)
-
-
-def _rel_err(ref, got) -> float:
-    ref = np.asarray(ref, np.float64)
-    return float(np.abs(ref - got).max() / max(np.abs(ref).max(), 1e-30))
 
 
 def _export_checked(graph, opset=17) -> onnx.ModelProto:
@@ -41,12 +30,12 @@ def test_small_case_round_trip(case, opset):
         with pytest.raises(ModelError, match="LayerNormalization needs ONNX opset >= 17"):
             export_onnx(graph, opset)
         return
-    ref = _run(model, case.inputs)
-    got = _run(_export_checked(graph, opset), case.inputs)
+    ref = ort_run(model, case.inputs)
+    got = ort_run(_export_checked(graph, opset), case.inputs)
     assert [o.name for o in export_onnx(graph, opset).graph.output] == case.outputs
     for r, o in zip(ref, got):
         assert r.shape == o.shape and r.dtype == o.dtype
-        assert _rel_err(r, o) <= 1e-6
+        assert rel_err(r, o) <= 1e-6
 
 
 def test_bad_opset():
@@ -80,7 +69,7 @@ def test_gelu(approximate, opset):
     from math import erf, sqrt, tanh, pi
     g, x = _graph_x()
     g.outputs = [_emit(g, "Gelu", [x], {"approximate": approximate})]
-    (got,) = _run(_export_checked(g, opset), {"x": X})
+    (got,) = ort_run(_export_checked(g, opset), {"x": X})
     if approximate == "none":
         want = [0.5 * v * (1 + erf(v / sqrt(2))) for v in X.flat]
     else:
@@ -93,7 +82,7 @@ def test_gelu(approximate, opset):
 def test_hardswish_at_opset13():
     g, x = _graph_x()
     g.outputs = [_emit(g, "HardSwish", [x])]
-    (got,) = _run(_export_checked(g, 13), {"x": X})
+    (got,) = ort_run(_export_checked(g, 13), {"x": X})
     np.testing.assert_allclose(got, X * np.clip(X / 6 + 0.5, 0, 1), rtol=1e-6, atol=1e-7)
 
 
@@ -114,7 +103,7 @@ def test_fused_is_inlined():
     g.outputs = [fused.outputs[0], _emit(g, "Neg", [fused.outputs[1]]), fused.outputs[2]]
     model = _export_checked(g)
     assert "Fused" not in {n.op_type for n in model.graph.node}
-    y, nw, y2 = _run(model, {"x": X})
+    y, nw, y2 = ort_run(model, {"x": X})
     w_np = w.data
     np.testing.assert_allclose(y, np.maximum(X * w_np, 0) + X, rtol=1e-6)
     np.testing.assert_allclose(nw, -w_np)
@@ -126,7 +115,7 @@ def test_outputs_that_are_inputs_or_weights():
     w = g.add_param("w", np.ones((3,), np.float32))
     g.outputs = [x, w]
     model = _export_checked(g)
-    got = _run(model, {"x": X})
+    got = ort_run(model, {"x": X})
     np.testing.assert_array_equal(got[0], X)
     np.testing.assert_array_equal(got[1], w.data)
 
@@ -143,7 +132,7 @@ def test_slice_negative_step_to_start_and_resize_sizes():
     from edgecc.kernels import run_graph
     xv = np.arange(15, dtype=np.float32).reshape(1, 1, 3, 5)
     want = run_graph(g, {"x": xv})
-    got = _run(_export_checked(g), {"x": xv})
+    got = ort_run(_export_checked(g), {"x": xv})
     np.testing.assert_array_equal(got[0], xv[..., ::-1])
     assert got[1].shape == (1, 1, 7, 10)
     np.testing.assert_array_equal(got[0], want[0])
@@ -154,7 +143,7 @@ def test_pad_wrap_needs_opset19():
     g.outputs = [_emit(g, "Pad", [x], {"pads": [0, 1, 0, 2], "mode": "wrap"}, name="p")]
     with pytest.raises(ModelError, match="node 'p' \\(Pad\\).*opset >= 19"):
         export_onnx(g, 18)
-    (got,) = _run(_export_checked(g, 19), {"x": X})
+    (got,) = ort_run(_export_checked(g, 19), {"x": X})
     np.testing.assert_array_equal(got, np.pad(X, [(0, 0), (1, 2)], mode="wrap"))
 
 
@@ -175,10 +164,10 @@ def _feeds(name):
 def test_zoo_round_trip(name, zoo_path):
     path = str(zoo_path(name))
     feeds = _feeds(name)
-    ref = _run(path, feeds)
-    got = _run(export_onnx(import_onnx(path, zoo.default_input_shapes(name))), feeds)
+    ref = ort_run(path, feeds)
+    got = ort_run(export_onnx(import_onnx(path, zoo.default_input_shapes(name))), feeds)
     for r, o in zip(ref, got):
-        assert _rel_err(r, o) <= 1e-5
+        assert rel_err(r, o) <= 1e-5
 
 
 @pytest.mark.parametrize("name", _zoo_params())
@@ -190,10 +179,10 @@ def test_zoo_optimized_round_trip(name, zoo_path):
     PassManager(pipeline(3)).run(graph)
     assert "Fused" in graph.op_counts()
     model = _export_checked(graph)
-    ref = _run(path, feeds)
-    got = _run(model, feeds)
+    ref = ort_run(path, feeds)
+    got = ort_run(model, feeds)
     for r, o in zip(ref, got):
-        assert _rel_err(r, o) <= 1e-4
+        assert rel_err(r, o) <= 1e-4
 
 
 def test_quantized_values_are_refused():

@@ -6,27 +6,16 @@ import zlib
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgecc import zoo
 from edgecc.errors import ModelError, UnsupportedOpsError, UsageError
 from edgecc.onnx_import import import_onnx
-from tests.onnx_cases import CASES, Case
+from tests.onnx_cases import CASES, Case, ort_run, rel_err
 
 N = helper.make_node
 FAST_ZOO = ("squeezenet", "ppocr_cls")
-
-
-def _ort(model_or_path, feeds):
-    src = model_or_path if isinstance(model_or_path, str) else model_or_path.SerializeToString()
-    return ort.InferenceSession(src, providers=["CPUExecutionProvider"]).run(None, feeds)
-
-
-def _rel_err(ref, got) -> float:
-    ref = np.asarray(ref, np.float64)
-    return float(np.abs(ref - got).max() / max(np.abs(ref).max(), 1e-30))
 
 
 def _model(nodes, inputs, outputs, inits=(), opset=13, ir=8):
@@ -99,12 +88,12 @@ def test_ppocr_det_binding_changes_shapes(zoo_source):
 def test_small_case_matches_onnxruntime(case: Case):
     from edgecc.kernels import run_graph
     model = case.model()
-    ref = _ort(model, case.inputs)
+    ref = ort_run(model, case.inputs)
     g = import_onnx(model)
     got = run_graph(g, case.inputs)
     for r, o, name in zip(ref, got, case.outputs):
         assert o.shape == r.shape and o.dtype == r.dtype, name
-        assert _rel_err(r, o) <= 1e-5, name
+        assert rel_err(r, o) <= 1e-5, name
 
 
 def test_fold_removes_shape_ops():
@@ -133,10 +122,10 @@ def test_zoo_reference_matches_onnxruntime(name, zoo_path):
         (x,) = shapes
         feeds.append({x: zoo.text_image(*shapes[x][2:])})
     for k, f in enumerate(feeds):
-        ref = _ort(path, f)
+        ref = ort_run(path, f)
         got = run_graph(g, f)
         for r, o in zip(ref, got):
-            err = _rel_err(r, o)
+            err = rel_err(r, o)
             print(f"{name} feed {k}: rel err {err:.2e}")
             # the PP-OCR detector on noise outputs probabilities ~1e-3: its error relative to
             # that tiny maximum is the logits' absolute float32 error, so allow 3e-4 there
