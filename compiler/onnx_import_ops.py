@@ -210,13 +210,19 @@ def _window(ctx, n: int, kernel) -> tuple[list[int], list[int], list[int]]:
     return kernel, strides, dilations
 
 
-@converter("Conv")
-def _conv(ctx):
+def _conv_operands(ctx):
+    """Conv / ConvTranspose: X, W, B, the number of spatial axes and the checked window."""
     x, w, b = ctx.input(0, "X"), ctx.input(1, "W"), ctx.input(2)
     n = x.type.rank - 2
     if n < 1 or w.type.rank != x.type.rank:
         raise ctx.error(f"expects X and W of the same rank >= 3, got {x.type} and {w.type}")
     kernel, strides, dil = _window(ctx, n, ctx.attr("kernel_shape", w.type.shape[2:]))
+    return x, w, b, n, kernel, strides, dil
+
+
+@converter("Conv")
+def _conv(ctx):
+    x, w, b, _, kernel, strides, dil = _conv_operands(ctx)
     pads = _spatial_pads(ctx, x.type.shape[2:], kernel, strides, dil)
     return ctx.emit("Conv", [x, w, b], dict(kernel_shape=kernel, strides=strides, pads=pads,
                                               dilations=dil, group=int(ctx.attr("group", 1))),
@@ -225,11 +231,7 @@ def _conv(ctx):
 
 @converter("ConvTranspose")
 def _conv_transpose(ctx):
-    x, w, b = ctx.input(0, "X"), ctx.input(1, "W"), ctx.input(2)
-    n = x.type.rank - 2
-    if n < 1 or w.type.rank != x.type.rank:
-        raise ctx.error(f"expects X and W of the same rank >= 3, got {x.type} and {w.type}")
-    kernel, strides, dil = _window(ctx, n, ctx.attr("kernel_shape", w.type.shape[2:]))
+    x, w, b, n, kernel, strides, dil = _conv_operands(ctx)
     out_pad = [int(p) for p in ctx.attr("output_padding", [0] * n)]
     if len(out_pad) != n:
         raise ctx.error(f"output_padding {out_pad} must have {n} entries")
