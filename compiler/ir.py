@@ -8,13 +8,21 @@ backends never see computed shapes. The canonical op set is documented in compil
 """
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import numpy as np
 
 from .dtypes import dtype_to_numpy, numpy_to_dtype
+
+
+def unique_name(base: str, taken: set[str]) -> str:
+    """`base`, else the first free `base_1`, `base_2`, ...; the name returned joins `taken`."""
+    name, k = base, 1
+    while name in taken:
+        name, k = f"{base}_{k}", k + 1
+    taken.add(name)
+    return name
 
 
 @dataclass(frozen=True)
@@ -140,13 +148,7 @@ class Graph:
 
     # ---- building ------------------------------------------------------------------------
     def fresh_name(self, base: str) -> str:
-        taken = {v.name for v in self.values()}
-        if base not in taken:
-            return base
-        for i in itertools.count(1):
-            if f"{base}_{i}" not in taken:
-                return f"{base}_{i}"
-        raise AssertionError
+        return unique_name(base, {v.name for v in self.values()})
 
     def add_param(self, name: str, data: np.ndarray) -> Value:
         data = np.asarray(data)

@@ -18,7 +18,7 @@ from onnx import helper, numpy_helper
 
 from .dtypes import dtype_to_numpy, dtype_to_onnx
 from .errors import ModelError, UsageError
-from .ir import Graph, Op, Value
+from .ir import Graph, Op, Value, unique_name
 
 MIN_EXPORT_OPSET, MAX_EXPORT_OPSET = 13, 21
 _INT64_MIN = int(np.iinfo(np.int64).min)
@@ -51,11 +51,7 @@ class _Exporter:
 
     # ---- naming / emitting -------------------------------------------------------------------
     def fresh(self, base: str) -> str:
-        name, k = base, 1
-        while name in self.taken:
-            name, k = f"{base}_{k}", k + 1
-        self.taken.add(name)
-        return name
+        return unique_name(base, self.taken)
 
     def name(self, v: Value | None) -> str:
         return "" if v is None else self.names[v]

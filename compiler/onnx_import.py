@@ -22,7 +22,7 @@ from onnx import helper
 
 from .dtypes import onnx_to_dtype
 from .errors import EdgeccError, ModelError, UnsupportedOpsError, UsageError
-from .ir import Graph, TensorType, Value
+from .ir import Graph, TensorType, Value, unique_name
 from .onnx_import_check import (DEFAULT_DOMAINS, MAX_ELEMENTS, check_structure, default_opset,
                                 dtype_name, load_model, node_label, tensor_to_array)
 from .onnx_import_ops import CONVERTERS, unsupported_hint
@@ -146,11 +146,7 @@ class _Importer:
 
     # ---- naming ----------------------------------------------------------------------------
     def fresh(self, base: str) -> str:
-        name, k = base, 1
-        while name in self.taken:
-            name, k = f"{base}_{k}", k + 1
-        self.taken.add(name)
-        return name
+        return unique_name(base, self.taken)
 
     def _assign_names(self):
         onnx_names = [t.name for t in self.g.initializer] + [i.name for i in self.g.input]
