@@ -45,6 +45,7 @@ from edgecc import zoo
 from edgecc.backends.memory_alloc import lower_bound
 from edgecc.backends.memory_liveness import liveness
 from edgecc.backends.memory_plan import plan_graph
+from edgecc.driver import parse_input_shape
 from edgecc.onnx_import import import_onnx
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "memory.json")
@@ -162,10 +163,7 @@ def _tvm_child(argv) -> int:
     ap.add_argument("model")
     ap.add_argument("--input-shape", action="append", default=[])
     a = ap.parse_args(argv)
-    shapes = {}
-    for spec in a.input_shape:
-        inp, _, dims = spec.rpartition("=")
-        shapes[inp] = [int(d) for d in dims.split(",")]
+    shapes = {inp: list(dims) for inp, dims in map(parse_input_shape, a.input_shape)}
     res = {}
     try:
         import onnx

@@ -81,10 +81,8 @@ def _child(argv=None) -> int:
     ap.add_argument("out_so")
     ap.add_argument("--input-shape", action="append", default=[])
     a = ap.parse_args(argv)
-    shapes = {}
-    for spec in a.input_shape:
-        name, _, dims = spec.rpartition("=")
-        shapes[name] = [int(d) for d in dims.split(",")]
+    from edgecc.driver import parse_input_shape
+    shapes = {name: list(dims) for name, dims in map(parse_input_shape, a.input_shape)}
     t0 = time.perf_counter()
     stage = "import (relax.frontend.onnx.from_onnx)"
     try:
