@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from edgecc.ir import Graph, Op, Value
+from edgecc.opdef import build_op
 
 # Ops that only reinterpret the shape of a contiguous buffer (no kernel at run time).
 VIEW_KINDS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
@@ -167,3 +168,22 @@ def settle_names(graph: Graph, values: list[Value], names: list[str]) -> None:
         if v.name != name and name not in taken:
             v.name = name
             taken.add(name)
+
+
+def replace_with_folded(graph: Graph, op: Op, absorbed: Op, template: Op, x: Value,
+                        weights: list[np.ndarray], names: list[str], attrs: dict) -> Op | None:
+    """Replace `op` by a `template.kind` op (named like `template`, with `attrs`) reading `x`
+    and the new weights `weights` (wanted names `names`), and delete `absorbed`, the op folded
+    into it. Returns the new op; None, with the graph untouched, when its result cannot stand
+    for op's."""
+    params = [graph.add_param(n, a) for n, a in zip(names, weights)]
+    new = build_op(template.kind, [x, *params], attrs, name=template.name,
+                   out_names=[graph.fresh_name(template.output.name)])
+    if new.output.type != op.output.type or not replace(graph, op, [new], [new.output]):
+        for p in params:
+            graph.params.remove(p)
+        return None
+    graph.ops.remove(absorbed)
+    graph.remove_unused_params()
+    settle_names(graph, params, names)
+    return new

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgecc.opdef import build_op
 from edgecc.pass_manager import register_pass
 
-from ._rewrite import (channel_vector, const, num_uses, per_channel, record_refusal, replace,
-                       settle_names, suffixed)
+from ._rewrite import (channel_vector, const, num_uses, per_channel, record_refusal,
+                       replace_with_folded, suffixed)
 from .simplify_algebra import as_affine
 
 
@@ -87,15 +86,6 @@ class FoldAffineIntoConv:
         new_b = bias + (w * shift).reshape(w.shape[0], -1).sum(axis=1)
         dtype = wv.type.np_dtype
         names = [suffixed(wv.name, "_scaled"), suffixed(conv.name or conv.output.name, "_bias")]
-        nw = graph.add_param(names[0], new_w.astype(dtype))
-        nb = graph.add_param(names[1], new_b.astype(dtype))
-        new = build_op("Conv", [x, nw, nb], dict(conv.attrs), name=conv.name,
-                       out_names=[graph.fresh_name(conv.output.name)])
-        if not replace(graph, conv, [new], [new.output]):
-            graph.params.remove(nw)
-            graph.params.remove(nb)
-            return None
-        graph.ops.remove(producer)
-        graph.remove_unused_params()
-        settle_names(graph, [nw, nb], names)
-        return new
+        return replace_with_folded(graph, conv, producer, conv, x,
+                                   [new_w.astype(dtype), new_b.astype(dtype)], names,
+                                   dict(conv.attrs))

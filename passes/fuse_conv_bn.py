@@ -16,11 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgecc.opdef import build_op
 from edgecc.pass_manager import register_pass
 
 from ._rewrite import (FLOAT_DTYPES, channel_vector, const, num_uses, per_channel,
-                       record_refusal, replace, settle_names, suffixed)
+                       record_refusal, replace_with_folded, suffixed)
 from .simplify_algebra import as_affine
 
 ANCHORS = ("Conv", "ConvTranspose", "Gemm")
@@ -125,18 +124,8 @@ class FuseConvBN:
         dtype = wv.type.np_dtype
         names = (suffixed(wv.name, "_folded"),
                  suffixed(anchor.name or anchor.output.name, "_bias"))
-        nw = graph.add_param(names[0], w.astype(dtype))
-        nb = graph.add_param(names[1], b.astype(dtype))
         attrs = dict(anchor.attrs)
         if anchor.kind == "Gemm":
             attrs["beta"] = 1.0
-        new = build_op(anchor.kind, [x, nw, nb], attrs, name=anchor.name,
-                       out_names=[graph.fresh_name(anchor.output.name)])
-        if new.output.type != op.output.type or not replace(graph, op, [new], [new.output]):
-            graph.params.remove(nw)
-            graph.params.remove(nb)
-            return False
-        graph.ops.remove(anchor)
-        graph.remove_unused_params()
-        settle_names(graph, [nw, nb], names)
-        return True
+        return replace_with_folded(graph, op, anchor, anchor, x,
+                                   [w.astype(dtype), b.astype(dtype)], names, attrs) is not None
