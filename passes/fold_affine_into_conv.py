@@ -16,8 +16,8 @@ import numpy as np
 
 from edgecc.pass_manager import register_pass
 
-from ._rewrite import (channel_vector, const, num_uses, per_channel, record_refusal,
-                       replace_with_folded, suffixed)
+from ._rewrite import (ROUNDING_TOLERANCE, channel_vector, const, num_uses, per_channel,
+                       record_refusal, replace_with_folded, suffixed)
 from .simplify_algebra import as_affine
 
 
@@ -56,9 +56,7 @@ def plan(graph, conv):
 @dataclass(frozen=True)
 class FoldAffineIntoConv:
     name = "fold-affine-into-conv"
-    # rounding-level (ulps per element), amplified by deep nets: 1.6e-5 measured on
-    # ppocr_det, whose sigmoid output is ~1e-5 in scale on random inputs
-    tolerance = 5e-5
+    tolerance = ROUNDING_TOLERANCE
 
     def run(self, graph, ctx) -> bool:
         changed = False

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from edgecc.opdef import build_op
 from edgecc.pass_manager import register_pass
 
-from ._rewrite import const, is_close, num_uses, replace, scalar
+from ._rewrite import ROUNDING_TOLERANCE, const, is_close, num_uses, replace, scalar
 
 
 def _const_operand(op, want: float):
@@ -83,9 +83,7 @@ def match(op):
 @dataclass(frozen=True)
 class FuseHardSwish:
     name = "fuse-hardswish"
-    # rounding-level (ulps per element), amplified by deep nets: 1.6e-5 measured on
-    # ppocr_det, whose sigmoid output is ~1e-5 in scale on random inputs
-    tolerance = 5e-5
+    tolerance = ROUNDING_TOLERANCE
 
     def run(self, graph, ctx) -> bool:
         changed = False

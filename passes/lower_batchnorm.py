@@ -12,16 +12,14 @@ import numpy as np
 from edgecc.opdef import build_op
 from edgecc.pass_manager import register_pass
 
-from ._rewrite import const, record_refusal, replace
+from ._rewrite import ROUNDING_TOLERANCE, const, record_refusal, replace
 
 
 @register_pass
 @dataclass(frozen=True)
 class LowerBatchNorm:
     name = "lower-batchnorm"
-    # rounding-level (ulps per element), amplified by deep nets: 1.6e-5 measured on
-    # ppocr_det, whose sigmoid output is ~1e-5 in scale on random inputs
-    tolerance = 5e-5
+    tolerance = ROUNDING_TOLERANCE
 
     def run(self, graph, ctx) -> bool:
         changed = False

@@ -17,7 +17,8 @@ import numpy as np
 from edgecc.opdef import build_op
 from edgecc.pass_manager import register_pass
 
-from ._rewrite import FLOAT_DTYPES, can_forward, const, forward, num_uses, prune, replace
+from ._rewrite import (FLOAT_DTYPES, ROUNDING_TOLERANCE, can_forward, const, forward, num_uses,
+                       prune, replace)
 
 
 def as_affine(op):
@@ -52,9 +53,7 @@ def _neutral(kind, c) -> bool:
 @dataclass(frozen=True)
 class SimplifyAlgebra:
     name = "simplify-algebra"
-    # rounding-level (ulps per element), amplified by deep nets: 1.6e-5 measured on
-    # ppocr_det, whose sigmoid output is ~1e-5 in scale on random inputs
-    tolerance = 5e-5
+    tolerance = ROUNDING_TOLERANCE
 
     def run(self, graph, ctx) -> bool:
         changed = False
