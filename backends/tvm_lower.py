@@ -48,9 +48,10 @@ def tvm_dtype(short: str) -> str:
 
 
 def _load() -> None:
-    if not LOWERINGS:
-        from . import (lower_data, lower_elementwise, lower_nn, lower_pool,  # noqa: F401
-                       lower_rnn)
+    # always import (cached by Python): one lowering module imported on its own elsewhere
+    # must not make the others look registered
+    from . import (lower_data, lower_elementwise, lower_nn, lower_pool,  # noqa: F401
+                   lower_rnn)
 
 
 def supported_kinds() -> frozenset[str]:
