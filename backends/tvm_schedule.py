@@ -17,7 +17,8 @@ one thread in a fixed order: results do not depend on the thread count.
 Per-class rules (one file each, imported at the end of this module):
   schedule_conv.py   Conv (direct, pointwise, grouped, depthwise) and ConvTranspose with
                      kernel == stride: MI x VW register tiles sized from the target;
-  schedule_pool.py   GlobalAveragePool: vectorized partial sums (rfactor).
+  schedule_pool.py   GlobalAveragePool: vectorized partial sums (rfactor);
+  schedule_dense.py  Gemm, MatMul: K-vectorized matrix-vector, else MI x VW register tiles.
 Rules size tiles for the target in scope (`with target.tvm:`, as build_kernels does;
 default: the host): vector_lanes() / vector_registers(). A rule that raises falls back to
 the generic schedule (recorded in FALLBACKS). Add one for an op class with
@@ -240,4 +241,4 @@ def lstm_schedule(sch: Schedule) -> None:
 
 
 # per-class rules register themselves with @schedule_rule on import
-from . import schedule_conv, schedule_pool  # noqa: E402,F401
+from . import schedule_conv, schedule_dense, schedule_pool  # noqa: E402,F401

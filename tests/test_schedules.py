@@ -152,3 +152,70 @@ def test_rule_is_parallel_and_vectorized(case, packed):
     script = lower_kernel(g.ops[0], "k").script()
     assert "T.parallel" in script and "T.vectorized" in script
     assert ("conv_wpack" in script) == packed
+
+
+# Gemm / MatMul (schedule_dense): matrix-vector with K-vectorized weights (M == 1, transB),
+# register tiles otherwise; transposes/alpha/beta/broadcast C, batches, odd N and K tails.
+DENSE = [("Gemm", [randn(1, 100), randn(37, 100), randn(37)], {"transB": 1}, (1, 2)),
+         ("Gemm", [randn(1, 256), randn(40, 256), randn(40)], {"transB": 1}, (1, 2)),
+         ("Gemm", [randn(1, 9), randn(9, 23), randn(1, 23)], {"beta": 0.5}, (1, 2)),
+         ("Gemm", [randn(5, 33), randn(33, 19), randn(19)], {"alpha": 0.5, "beta": 2.0}, (1, 2)),
+         ("Gemm", [randn(33, 6), randn(21, 33), randn(6, 1)],
+          {"transA": 1, "transB": 1, "beta": 0.7}, (1, 2)),
+         ("Gemm", [randn(12, 40), randn(24, 40)], {"transB": 1, "alpha": 2.0}, (1,)),
+         ("MatMul", [randn(2, 3, 17, 24), randn(3, 24, 40)], {}, ()),
+         ("MatMul", [randn(64, 48), randn(48, 35)], {}, (1,)),
+         ("MatMul", [randn(1, 200), randn(200, 2)], {}, (1,)),
+         ("MatMul", [randn(7), randn(7, 5)], {}, ()),
+         ("MatMul", [randn(4, 7), randn(7)], {}, ())]
+
+
+def test_dense_rule():
+    check(DENSE)
+
+
+def test_dense_rule_shapes_the_loops():
+    """M == 1 with [N, K] weights reduces K in vector lanes (rfactor); M > 1 uses register
+    tiles with B transposed to [K, N]; both parallel over outputs."""
+    from edgecc.backends.tvm_lower import lower_kernel
+    g, _ = one_op_graph([("Gemm", [randn(1, 512), randn(256, 512), randn(256)],
+                          {"transB": 1}, (1, 2)),
+                         ("Gemm", [randn(64, 128), randn(96, 128)], {"transB": 1}, (1,))])
+    gemv, tiled = (lower_kernel(op, "k").script() for op in g.ops)
+    assert "gemm_rf" in gemv and "T.vectorized" in gemv and "T.parallel" in gemv
+    assert "gemm_rf" not in tiled and "T.vectorized" in tiled and "T.parallel" in tiled
+    assert "T.unroll" in tiled
+
+
+@pytest.mark.parametrize("m,kind", [(1, "Gemm"), (6, "Gemm"), (6, "MatMul")])
+def test_dense_fused_epilogue(m, kind):
+    """Gemm/MatMul + bias + Relu as one Fused kernel scheduled by the dense rule."""
+    from edgecc.pass_manager import PassManager, pipeline
+    x = Value("x", TensorType("f32", (m, 70)))
+    g = Graph("fused_dense", [x])
+    if kind == "Gemm":
+        op = build_op("Gemm", [x, g.add_param("w", randn(45, 70)), g.add_param("b", randn(45))],
+                      {"transB": 1})
+        y = op
+    else:
+        op = build_op("MatMul", [x, g.add_param("w", randn(70, 45))], {})
+        y = build_op("Add", [op.outputs[0], g.add_param("b", randn(45))], {})
+    r = build_op("Relu", [y.outputs[0]], {})
+    g.ops = [op] + ([y] if y is not op else []) + [r]
+    g.outputs = r.outputs
+    fused = PassManager(pipeline(3)).run(g)
+    assert [o.kind for o in fused.ops] == ["Fused"]
+    feeds = {"x": randn(m, 70)}
+    tvm_schedule.FALLBACKS.clear()
+    np.testing.assert_allclose(run_kernels_in_tvm(fused, feeds)[0], run_graph(g, feeds)[0],
+                               rtol=1e-4, atol=1e-3)
+    assert tvm_schedule.FALLBACKS == []
+
+
+def test_dense_rule_builds_for_arm64(tmp_path):
+    g, _ = one_op_graph([DENSE[1], DENSE[4], DENSE[7], DENSE[8]])
+    tvm_schedule.FALLBACKS.clear()
+    lib = build_kernels(g, "arm64", tmp_path)
+    data = lib.objects[0].read_bytes()
+    assert data[:4] == b"\x7fELF" and int.from_bytes(data[18:20], "little") == 183  # aarch64
+    assert tvm_schedule.FALLBACKS == []

@@ -1,0 +1,175 @@
+"""Default schedule of dense products (Gemm, MatMul), with the kernel's fused epilogue (alpha,
+C / bias, activation) applied on each finished tile.
+
+Two shapes of loop nest, chosen from the single reduction block [batch..., (i), j | k]:
+
+matrix-vector (M == 1, B read as [N, K]: Gemm transB, the batch-1 FC layers of alexnet/vgg):
+memory bound, streaming the weights once. The K loop is split into VL lanes and rfactor'ed,
+so each output column is VL vector partial sums over contiguous weights, combined at the end:
+
+    parallel j/JC:                              # JC output columns per chunk
+      part[JC][VL] = 0                          # local: registers
+      for ko:  part[c][:] += a[ko*VL : +VL] * w[j+c, ko*VL : +VL]     (c unrolled)
+      out[j:j+JC] = epilogue(sum(part[c][:]))
+
+everything else (M > 1, or B read as [K, N]): MI x VW register tiles over (i, j), VW lanes
+contiguous in B's N axis, K innermost (schedule_conv.conv_tile sizes the tile). B read as
+[N, K] is first copied to [K, N] (one pass over B, amortized over M rows):
+
+    parallel batch, i/MI, j/VW:
+      acc[MI][VW] = 0
+      for k:  acc[r][:] += a[i+r, k] * b[k, j : j+VW]                  (r unrolled)
+      out[i:i+MI, j:j+VW] = epilogue(acc)
+
+Only output loops are parallel; each output's summation order is fixed, so results do not
+depend on the thread count (the rfactor order is lane-wise partial sums, like schedule_pool).
+"""
+from __future__ import annotations
+
+from tvm.s_tir import Schedule
+
+from .schedule_conv import conv_tile
+from .schedule_pool import lane_split
+from .tvm_schedule import (_extents, _is_reduction, _iter_types, _schedule_injective, _try,
+                           inline_injective, schedule_rule, vector_lanes, vector_registers)
+
+GEMV_COLUMNS = 4          # output columns per matrix-vector chunk (independent FMA chains)
+PARALLEL_MIN_WORK = 1 << 14
+
+
+@schedule_rule("Gemm", "MatMul")
+def dense_schedule(sch: Schedule) -> None:
+    inline_injective(sch)
+    root = sch.get_sblock("root")
+    reds = [b for b in sch.get_child_blocks(root) if _is_reduction(sch, b)]
+    if len(reds) != 1:
+        raise ValueError("expected one product block")
+    blk = reds[0]
+    loops, kinds = sch.get_loops(blk), _iter_types(sch, blk)
+    if len(loops) != len(kinds) or kinds[-1] == 0 or any(k != 0 for k in kinds[:-1]):
+        raise ValueError("not a [spatial..., k] product nest")
+    spatial, k = loops[:-1], loops[-1]
+    if not spatial:                                   # vector . vector: one output
+        _try(sch.decompose_reduction, blk, k)
+        return
+    _, b_read = _operands(sch, blk)
+    lanes = vector_lanes()
+    if _rows(sch, blk) == 1 and b_read is not None and _contiguous_in_k(sch, blk, b_read):
+        _gemv_k_vectorized(sch, blk, lanes)
+    else:
+        _register_tiled(sch, blk, lanes)
+
+
+def _operands(sch, blk):
+    """(a, b) read regions of the product (b: the one indexed by the output's last axis)."""
+    reads = list(sch.get(blk).reads)
+    if len(reads) != 2:
+        return None, None
+    return reads[0], reads[1]
+
+
+def _contiguous_in_k(sch, blk, b_read) -> bool:
+    """True when B's innermost index is the reduction variable k (weights stored [N, K])."""
+    k_var = sch.get(blk).iter_vars[-1].var
+    last = b_read.region[-1].min
+    return last.same_as(k_var) and len(b_read.region) >= 2
+
+
+def _gemv_k_vectorized(sch, blk, lanes):
+    loops = sch.get_loops(blk)
+    spatial, k = loops[:-1], loops[-1]
+    n_k = _extents(sch, [k])[0]
+    vl = lane_split(n_k, lanes)
+    if vl < 4 or n_k < 2 * vl:                        # K too short/ragged: tile over N
+        _register_tiled(sch, blk, lanes)
+        return
+    ko, ki = sch.split(k, [None, vl])
+    rf = sch.rfactor(ki, factor_axis=len(spatial))    # rf[..., j, lane] over ko
+    # the combining block (blk) owns the output loops; rf is computed per chunk of columns
+    out_loops = sch.get_loops(blk)[:len(spatial)]
+    n_j = _extents(sch, out_loops[-1:])[0]
+    jc = max(d for d in range(1, GEMV_COLUMNS + 1) if n_j % d == 0)
+    jo, ji = sch.split(out_loops[-1], [None, jc])
+    lead = out_loops[:-1]
+    par = sch.fuse(*lead, jo) if lead else jo
+    epilogue = list(sch.get_consumers(blk))
+    for e in epilogue:
+        sch.reverse_compute_at(e, par)
+    sch.compute_at(rf, par)
+    sch.set_scope(rf, 0, "local")
+    # below par, in the rf block's iter order: [lane, j (if jc > 1), ko] (+ unit loops)
+    rf_loops = sch.get_loops(rf)
+    below = rf_loops[[sch.get(lp).same_as(sch.get(par)) for lp in rf_loops].index(True) + 1:]
+    rl = [lp for lp, e in zip(below, _extents(sch, below)) if e != 1]
+    if _extents(sch, rl) != [vl] + ([jc] if jc > 1 else []) + [n_k // vl]:
+        raise ValueError("unexpected rfactor loop nest")
+    sch.reorder(rl[-1], *rl[1:-1], rl[0])              # ko, (j,) lane
+    if jc > 1:
+        sch.unroll(rl[1])
+    if n_j * n_k >= PARALLEL_MIN_WORK:
+        sch.parallel(par)
+    sch.vectorize(rl[0])
+    sch.decompose_reduction(rf, rl[-1])
+    for e in epilogue:
+        _try(sch.vectorize, sch.get_loops(e)[-1])
+
+
+def _register_tiled(sch, blk, lanes):
+    """MI x VW tiles over the last two output axes (a 1-row product tiles N only)."""
+    _, b_read = _operands(sch, blk)
+    if b_read is not None and _contiguous_in_k(sch, blk, b_read) and _rows(sch, blk) > 1:
+        _transpose_b(sch, blk)
+    loops = sch.get_loops(blk)
+    spatial, k = loops[:-1], loops[-1]
+    ext = _extents(sch, spatial)
+    if len(spatial) >= 2:
+        lead, i, j = spatial[:-2], spatial[-2], spatial[-1]
+        n_i, n_j = ext[-2], ext[-1]
+    else:
+        lead, i, j = [], None, spatial[-1]
+        n_i, n_j = 1, ext[-1]
+    mi, vw = conv_tile(n_i, n_j, lanes, vector_registers())
+    jo, ji = sch.split(j, [None, vw])
+    if i is not None:
+        io, ii = sch.split(i, [None, mi])
+        sch.reorder(*lead, io, jo, k, ii, ji)
+        outer = [*lead, io, jo]
+    else:
+        ii = None
+        sch.reorder(*lead, jo, k, ji)
+        outer = [*lead, jo]
+    epilogue = list(sch.get_consumers(blk))
+    if epilogue:
+        sch.set_scope(blk, 0, "local")
+    else:
+        epilogue = [sch.cache_write(blk, 0, "local")]
+    for e in epilogue:
+        sch.reverse_compute_at(e, jo)
+    work = 1
+    for e in _extents(sch, sch.get_loops(blk)):
+        work *= e
+    par = sch.fuse(*outer) if len(outer) > 1 else outer[0]
+    if work >= PARALLEL_MIN_WORK:
+        sch.parallel(par)
+    if vw > 1:
+        sch.vectorize(ji)
+    if ii is not None and mi > 1:
+        sch.unroll(ii)
+    for e in epilogue:
+        if vw > 1:
+            _try(sch.vectorize, sch.get_loops(e)[-1])
+    sch.decompose_reduction(blk, k)
+
+
+def _rows(sch, blk) -> int:
+    ext = _extents(sch, sch.get_loops(blk))
+    return ext[-3] if len(ext) >= 3 else 1
+
+
+def _transpose_b(sch, blk):
+    """Copy B ([..., N, K]) to [..., K, N] so a tile's VW columns are one vector load."""
+    cache = sch.cache_read(blk, 1, "global")
+    sch.transform_layout(cache, ("write", 0), lambda *idx: (*idx[:-2], idx[-1], idx[-2]))
+    loops = sch.get_loops(cache)
+    sch.reorder(*loops[:-2], loops[-1], loops[-2])
+    _schedule_injective(sch, cache)
