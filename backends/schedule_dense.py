@@ -170,6 +170,17 @@ def _transpose_b(sch, blk):
     """Copy B ([..., N, K]) to [..., K, N] so a tile's VW columns are one vector load."""
     cache = sch.cache_read(blk, 1, "global")
     sch.transform_layout(cache, ("write", 0), lambda *idx: (*idx[:-2], idx[-1], idx[-2]))
-    loops = sch.get_loops(cache)
-    sch.reorder(*loops[:-2], loops[-1], loops[-2])
-    _schedule_injective(sch, cache)
+    *lead, n, k = sch.get_loops(cache)
+    n_n, n_k = _extents(sch, [n, k])
+    b = 8
+    if n_n % b or n_k % b:                   # rows read contiguously, written strided
+        _schedule_injective(sch, cache)
+        return
+    # 8 x 8 blocks: 8 source rows stay in cache while 8 contiguous columns are written
+    n0, n1 = sch.split(n, [None, b])
+    k0, k1 = sch.split(k, [None, b])
+    sch.reorder(*lead, n0, k0, k1, n1)
+    outer = sch.fuse(*lead, n0) if lead else n0
+    if n_n * n_k >= PARALLEL_MIN_WORK:
+        sch.parallel(outer)
+    sch.vectorize(n1)
