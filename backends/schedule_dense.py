@@ -30,8 +30,8 @@ from tvm.s_tir import Schedule
 
 from .schedule_conv import conv_tile
 from .schedule_pool import lane_split
-from .tvm_schedule import (_extents, _is_reduction, _iter_types, _schedule_injective, _try,
-                           inline_injective, schedule_rule, vector_lanes, vector_registers)
+from .tvm_schedule import (_extents, _schedule_injective, _try, schedule_rule, sole_reduction,
+                           vector_lanes, vector_registers)
 
 GEMV_COLUMNS = 4          # output columns per matrix-vector chunk (independent FMA chains)
 PARALLEL_MIN_WORK = 1 << 14
@@ -39,13 +39,7 @@ PARALLEL_MIN_WORK = 1 << 14
 
 @schedule_rule("Gemm", "MatMul")
 def dense_schedule(sch: Schedule) -> None:
-    inline_injective(sch)
-    root = sch.get_sblock("root")
-    reds = [b for b in sch.get_child_blocks(root) if _is_reduction(sch, b)]
-    if len(reds) != 1:
-        raise ValueError("expected one product block")
-    blk = reds[0]
-    loops, kinds = sch.get_loops(blk), _iter_types(sch, blk)
+    blk, loops, kinds = sole_reduction(sch, "product")
     if len(loops) != len(kinds) or kinds[-1] == 0 or any(k != 0 for k in kinds[:-1]):
         raise ValueError("not a [spatial..., k] product nest")
     spatial, k = loops[:-1], loops[-1]

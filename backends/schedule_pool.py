@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from tvm.s_tir import Schedule
 
-from .tvm_schedule import (_extents, _is_reduction, _iter_types, _parallelize,
-                           _schedule_injective, generic_schedule, inline_injective, schedule_rule,
-                           vector_lanes)
+from .tvm_schedule import (_extents, _parallelize, _schedule_injective, generic_schedule,
+                           schedule_rule, sole_reduction, vector_lanes)
 
 
 def lane_split(width: int, lanes: int) -> int:
@@ -24,13 +23,7 @@ def lane_split(width: int, lanes: int) -> int:
 
 @schedule_rule("GlobalAveragePool")
 def global_pool_schedule(sch: Schedule) -> None:
-    inline_injective(sch)
-    root = sch.get_sblock("root")
-    reductions = [b for b in sch.get_child_blocks(root) if _is_reduction(sch, b)]
-    if len(reductions) != 1:
-        raise ValueError("expected one reduction block")
-    red = reductions[0]
-    loops, kinds = sch.get_loops(red), _iter_types(sch, red)
+    red, loops, kinds = sole_reduction(sch, "reduction")
     spatial = [lp for lp, k in zip(loops, kinds) if k == 0]
     reduce_ = [lp for lp, k in zip(loops, kinds) if k != 0]
     if len(spatial) + len(reduce_) != len(loops) or not reduce_:
@@ -51,7 +44,7 @@ def global_pool_schedule(sch: Schedule) -> None:
                          work)
     sch.vectorize(sch.get_loops(rf)[-1])
     sch.reverse_compute_at(red, outer)
-    for blk in sch.get_child_blocks(root):
+    for blk in sch.get_child_blocks(sch.get_sblock("root")):
         if sch.get(blk).name_hint not in (sch.get(red).name_hint, sch.get(rf).name_hint):
             try:
                 sch.reverse_compute_at(blk, outer)

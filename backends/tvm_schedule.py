@@ -145,6 +145,18 @@ def _is_reduction(sch, blk) -> bool:
     return any(t != 0 for t in _iter_types(sch, blk))
 
 
+def sole_reduction(sch: Schedule, what: str):
+    """Inline the injective stages; return (block, loops, iter kinds) of the one reduction
+    left, or raise ValueError (the caller's rule then falls back to the generic schedule)."""
+    inline_injective(sch)
+    root = sch.get_sblock("root")
+    reductions = [b for b in sch.get_child_blocks(root) if _is_reduction(sch, b)]
+    if len(reductions) != 1:
+        raise ValueError(f"expected one {what} block")
+    blk = reductions[0]
+    return blk, sch.get_loops(blk), _iter_types(sch, blk)
+
+
 def _reduction_producer(sch, blk):
     prods = [p for p in sch.get_producers(blk) if _is_reduction(sch, p)]
     return (sch.get(prods[0]).name_hint,) if len(prods) == 1 else None
