@@ -427,8 +427,7 @@ def test_missing_workspace_is_reported_not_corrupting(small, tmp_path):
     g, feeds = small
     lib = build_kernels(g, "x86_64", tmp_path / "k")
     plan = plan_bundle(g, "x86_64")
-    if not plan.workspace:
-        pytest.skip("no kernel of this graph uses workspace with the current schedules")
+    assert plan.workspace, "the test graph must have a kernel that uses scratch"
     starved = BundlePlan(plan_graph(g), {}, 1)      # reserves no scratch at all
     out = write_bundle(g, lib, starved, tmp_path / "starved", name="starved")
     with pytest.raises(BundleRunError, match=r"kernel \d+ '\w+' \(\w+\): .*more workspace"):
