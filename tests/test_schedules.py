@@ -11,6 +11,7 @@ from edgecc.backends.tvm_build import build_kernels, run_kernels_in_tvm
 from edgecc.ir import Graph, TensorType, Value
 from edgecc.kernels.executor import run_graph
 from edgecc.opdef import build_op
+from tests.graphs import operand
 
 RNG = np.random.default_rng(7)
 
@@ -27,13 +28,9 @@ def one_op_graph(cases):
         for j, a in enumerate(arrays):
             if a is None:
                 vals.append(None)
-            elif j in params:
-                vals.append(g.add_param(f"c{i}_p{j}", a))
             else:
-                v = Value(f"c{i}_in{j}", TensorType.of(a))
-                g.inputs.append(v)
-                feeds[v.name] = a
-                vals.append(v)
+                name = f"c{i}_p{j}" if j in params else f"c{i}_in{j}"
+                vals.append(operand(g, feeds, name, a, j in params))
         op = build_op(kind, vals, attrs, name=f"c{i}_{kind}")
         g.ops.append(op)
         g.outputs += op.outputs

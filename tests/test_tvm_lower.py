@@ -19,6 +19,7 @@ from edgecc.kernels.executor import run_graph
 from edgecc.opdef import build_op
 from edgecc.backends.targets import make_target
 from edgecc.backends.tvm_build import build_kernels, kernel_key, run_kernels_in_tvm
+from tests.graphs import operand
 
 RNG = np.random.default_rng(1234)
 
@@ -43,14 +44,8 @@ class Cases:
             if a is None:
                 vals.append(None)
                 continue
-            a = np.asarray(a)
-            if j in params:
-                vals.append(self.graph.add_param(f"c{i}_p{j}", a))
-            else:
-                v = Value(f"c{i}_in{j}", TensorType.of(a))
-                self.graph.inputs.append(v)
-                self.feeds[v.name] = a
-                vals.append(v)
+            name = f"c{i}_p{j}" if j in params else f"c{i}_in{j}"
+            vals.append(operand(self.graph, self.feeds, name, a, j in params))
         op = build_op(kind, vals, attrs or {}, name=f"c{i}_{kind}")
         self.graph.ops.append(op)
         for k, out in enumerate(op.outputs):
@@ -268,13 +263,8 @@ def fused_graph(build_body, outer_arrays, param_positions=(), label=""):
     outer, feeds = [], {}
     for j, a in enumerate(outer_arrays):
         body.inputs.append(Value(f"b{j}", TensorType.of(a)))
-        if j in param_positions:
-            outer.append(g.add_param(f"p{j}", a))
-        else:
-            v = Value(f"x{j}", TensorType.of(a))
-            g.inputs.append(v)
-            feeds[v.name] = a
-            outer.append(v)
+        as_param = j in param_positions
+        outer.append(operand(g, feeds, f"p{j}" if as_param else f"x{j}", a, as_param))
     body.ops, body.outputs = build_body(body.inputs)
     op = build_op("Fused", outer, {"body": body, "kernel": label}, name="fused0")
     g.ops = [op]
