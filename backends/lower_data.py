@@ -1,6 +1,7 @@
 """TE lowerings of data movement: Transpose, Expand, Concat, Split, Slice, Gather,
 GatherElements, Tile, Pad (constant/reflect/edge/wrap, negative pads), Resize
-(nearest/linear/cubic, ONNX coordinate transforms), DepthToSpace, SpaceToDepth."""
+(nearest/linear/cubic, ONNX coordinate transforms), DepthToSpace, SpaceToDepth,
+LayoutTransform (NCHW <-> NCHW{c}c)."""
 from __future__ import annotations
 
 from tvm import te, tirx
@@ -23,6 +24,21 @@ def _transpose(op, ins):
             src[p] = o[j]
         return x(*src)
     return [te.compute(shape, body, name="transpose")]
+
+
+@lowering("LayoutTransform")
+def _layout_transform(op, ins):
+    # blocked[n, cb, h, w, i] = nchw[n, cb*c + i, h, w]  (schedule_conv_blocked has its rule)
+    from edgecc.ops.layout import parse_layout
+    x = ins[0]
+    shape, _ = out_type(op)
+    c = parse_layout(op.attrs["dst_layout"])
+    if c:
+        return [te.compute(shape, lambda n, cb, h, w, i: x[n, cb * c + i, h, w],
+                           name="layout_transform")]
+    c = int(x.shape[-1])
+    return [te.compute(shape, lambda n, ch, h, w: x[n, ch // c, h, w, ch % c],
+                       name="layout_transform")]
 
 
 @lowering("Expand")

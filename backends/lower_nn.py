@@ -10,21 +10,23 @@ from .lower_elementwise import bcast_index, const, out_type
 from .tvm_lower import lowering
 
 
-def pad_tensor(x, begins, ends, value=0.0, name="pad"):
-    """x zero-padded (constant `value`) on its trailing len(begins) axes."""
+def pad_tensor(x, begins, ends, value=0.0, name="pad", tail=0):
+    """x zero-padded (constant `value`) on len(begins) axes: the trailing ones, or those
+    before the last `tail` axes (the spatial axes of a blocked [N, C/c, H, W, c] tensor)."""
     if not any(begins) and not any(ends):
         return x
-    lead = len(x.shape) - len(begins)
-    shape = list(x.shape[:lead]) + [int(x.shape[lead + i]) + b + e
-                                     for i, (b, e) in enumerate(zip(begins, ends))]
+    lead = len(x.shape) - len(begins) - tail
+    shape = [int(d) for d in x.shape]
+    for i, (b, e) in enumerate(zip(begins, ends)):
+        shape[lead + i] += b + e
 
     def body(*idx):
-        conds, src = [], list(idx[:lead])
+        conds, src = [], list(idx)
         for i, b in enumerate(begins):
             j = idx[lead + i]
             if b or ends[i]:
                 conds += [j >= b, j < b + int(x.shape[lead + i])]
-            src.append(j - b)
+            src[lead + i] = j - b
         return tirx.if_then_else(tirx.all(*conds), x(*src), const(value, x.dtype))
     return te.compute(shape, body, name=name)
 
@@ -47,6 +49,9 @@ def _pad_deinterleave(x, begins, ends, s):
 
 @lowering("Conv")
 def _conv(op, ins):
+    c = block_size(op)
+    if c:
+        return _conv_blocked(op, ins, c)
     x, w, b = ins[0], ins[1], ins[2] if len(ins) > 2 else None
     shape, dt = out_type(op)
     nsp = len(shape) - 2
@@ -99,6 +104,65 @@ def _conv(op, ins):
     if b is not None:
         return [te.compute(shape, lambda n, m, *o: y(n, m, *o) + b[m], name="conv_bias")]
     if wide != shape[-1]:
+        return [te.compute(shape, lambda *i: y(*i), name="conv_crop")]
+    return [y]
+
+
+def block_size(op) -> int | None:
+    """c of an op whose `layout` attr is "NCHW{c}c", None for plain NCHW."""
+    layout = op.attrs.get("layout", "NCHW")
+    if layout == "NCHW":
+        return None
+    from edgecc.ops.layout import parse_layout
+    return parse_layout(layout)
+
+
+def _conv_blocked(op, ins, c):
+    """Conv in the blocked layout (layout_contract: X [N, C/c, H, W, c], W [M/c, C/c, kh, kw,
+    c, c] or depthwise [M/c, 1, kh, kw, 1, c], Y [N, M/c, OH, OW, c]).
+
+    Stages (the schedule, schedule_conv_blocked.py, finds them by name): conv_pad (the
+    zero-padded input, only when there are pads), conv_blocked (the reduction; for
+    group 1 over rc, ry, rx, ri = input channel block, kernel row, column, lane), then
+    conv_bias or conv_crop. The reduction is computed over a width rounded up to whole
+    register tiles (blocked_tile; extra input columns are zeros, the extra outputs are
+    dropped by the last stage): no tail tile. conv_blocked is annotated with what the
+    schedule needs and cannot read from the loops: the real output width ("edgecc.width",
+    to pick the same tile), the row stride and the rows one output row reads
+    ("edgecc.row_stride", "edgecc.row_window", to size the per-task padded input)."""
+    from .schedule_conv_blocked import blocked_tile
+    from .tvm_schedule import vector_lanes, vector_registers
+    x, w, b = ins[0], ins[1], ins[2] if len(ins) > 2 else None
+    shape, dt = out_type(op)
+    n, mb, oh, ow, _ = shape
+    (sh, sw), (dh, dw) = op.attrs["strides"], op.attrs["dilations"]
+    pads = op.attrs["pads"]
+    depthwise = int(op.attrs["group"]) != 1
+    kh, kw = (int(d) for d in w.shape[2:4])
+    t, _ = blocked_tile(mb, ow, c, vector_lanes(), vector_registers(), depthwise)
+    wide = -(-ow // t) * t
+    xp = pad_tensor(x, pads[:2], [pads[2], pads[3] + (wide - ow) * sw], name="conv_pad",
+                    tail=1)
+    ry = te.reduce_axis((0, kh), name="ry")
+    rx = te.reduce_axis((0, kw), name="rx")
+    if depthwise:
+        def body(n_, m, h, j, o):
+            return te.sum(xp[n_, m, h * sh + ry * dh, j * sw + rx * dw, o] *
+                          w[m, 0, ry, rx, 0, o], axis=[ry, rx])
+    else:
+        rc = te.reduce_axis((0, int(x.shape[1])), name="rc")
+        ri = te.reduce_axis((0, c), name="ri")
+
+        def body(n_, m, h, j, o):
+            return te.sum(xp[n_, rc, h * sh + ry * dh, j * sw + rx * dw, ri] *
+                          w[m, rc, ry, rx, ri, o], axis=[rc, ry, rx, ri])
+    y = te.compute([n, mb, oh, wide, c], body, name="conv_blocked",
+                   attrs={"edgecc.width": ow, "edgecc.row_stride": sh,
+                          "edgecc.row_window": (kh - 1) * dh + 1})
+    if b is not None:
+        return [te.compute(shape, lambda n_, m, h, j, o: y[n_, m, h, j, o] + b[m * c + o],
+                           name="conv_bias")]
+    if wide != ow:
         return [te.compute(shape, lambda *i: y(*i), name="conv_crop")]
     return [y]
 

@@ -1,6 +1,7 @@
 """TE lowerings of pooling, reductions, arg-reductions and softmax: MaxPool, AveragePool
 (ceil_mode windows clipped, count_include_pad as onnxruntime), GlobalAverage/MaxPool,
-Reduce*, ArgMax/ArgMin (first or last index on ties), Softmax, LogSoftmax."""
+Reduce*, ArgMax/ArgMin (first or last index on ties), Softmax, LogSoftmax. The pools also
+take the blocked layout NCHW{c}c ([N, C/c, H, W, c]: the lane axis rides along)."""
 from __future__ import annotations
 
 import math
@@ -33,13 +34,14 @@ def rmin(v, axis):
     return _MIN(v, axis=axis)
 
 
-def _windows(op, x, shape):
-    """Reduce axes and, per output index, source positions + validity for a pooling window."""
-    nsp = len(shape) - 2
+def _windows(op, x, shape, tail=0):
+    """Reduce axes and, per output index, source positions + validity for a pooling window
+    (the spatial axes are those after N, C and before the last `tail` axes)."""
+    nsp = len(shape) - 2 - tail
     kshape = op.attrs["kernel_shape"]
     strides, pads = op.attrs["strides"], op.attrs["pads"]
     dil = op.attrs.get("dilations") or [1] * nsp
-    isz = [int(d) for d in x.shape[2:]]
+    isz = [int(d) for d in x.shape[2:2 + nsp]]
     rk = [te.reduce_axis((0, k), name=f"rk{i}") for i, k in enumerate(kshape)]
 
     def positions(o):
@@ -52,32 +54,42 @@ def _windows(op, x, shape):
     return rk, positions
 
 
+def _layout(op):
+    """(tail axes, stage name suffix): the lane axis of a blocked NCHW{c}c pool (its
+    stages are named *_blocked: schedule_pool's blocked rule finds them)."""
+    from .lower_nn import block_size
+    return (1, "_blocked") if block_size(op) else (0, "")
+
+
 @lowering("MaxPool")
 def _max_pool(op, ins):
     x = ins[0]
     shape, dt = out_type(op)
-    rk, positions = _windows(op, x, shape)
+    tail, sfx = _layout(op)
+    rk, positions = _windows(op, x, shape, tail)
+    nsp = len(rk)
 
     def body(n, c, *o):
-        src, ok = positions(o)
-        return rmax(tirx.if_then_else(ok, x(n, c, *src), lowest(dt)), axis=rk)
-    return [te.compute(shape, body, name="maxpool")]
+        src, ok = positions(o[:nsp])
+        return rmax(tirx.if_then_else(ok, x(n, c, *src, *o[nsp:]), lowest(dt)), axis=rk)
+    return [te.compute(shape, body, name="maxpool" + sfx)]
 
 
 @lowering("AveragePool")
 def _avg_pool(op, ins):
     x = ins[0]
     shape, dt = out_type(op)
-    nsp = len(shape) - 2
-    rk, positions = _windows(op, x, shape)
+    tail, sfx = _layout(op)
+    rk, positions = _windows(op, x, shape, tail)
+    nsp = len(rk)
     kshape, strides, pads = op.attrs["kernel_shape"], op.attrs["strides"], op.attrs["pads"]
     include_pad = int(op.attrs["count_include_pad"])
-    isz = [int(d) for d in x.shape[2:]]
+    isz = [int(d) for d in x.shape[2:2 + nsp]]
 
     def total(n, c, *o):
-        src, ok = positions(o)
-        return te.sum(tirx.if_then_else(ok, x(n, c, *src), const(0, dt)), axis=rk)
-    s = te.compute(shape, total, name="avgpool_sum")
+        src, ok = positions(o[:nsp])
+        return te.sum(tirx.if_then_else(ok, x(n, c, *src, *o[nsp:]), const(0, dt)), axis=rk)
+    s = te.compute(shape, total, name="avgpool_sum" + sfx)
 
     def divide(n, c, *o):
         count = 1
@@ -90,7 +102,7 @@ def _avg_pool(op, ins):
             count = count * n_i
         return s(n, c, *o) / count.astype(dt) if not isinstance(count, int) else \
             s(n, c, *o) / const(count, dt)
-    return [te.compute(shape, divide, name="avgpool")]
+    return [te.compute(shape, divide, name="avgpool" + sfx)]
 
 
 def _reduce_map(x, axes, keepdims, raxes):
@@ -170,12 +182,13 @@ def _reduce(op, ins):
 def _global_pool(op, ins):
     x = ins[0]
     shape, dt = out_type(op)
-    axes = list(range(2, len(x.shape)))
+    tail, sfx = _layout(op)
+    axes = list(range(2, len(x.shape) - tail))
     if op.kind == "GlobalMaxPool":
-        return [reduce_compute(op, x, axes, 1, lambda v, r: rmax(v, axis=r), "gmaxpool")]
-    s = reduce_compute(op, x, axes, 1, lambda v, r: te.sum(v, axis=r), "gavgpool_sum")
+        return [reduce_compute(op, x, axes, 1, lambda v, r: rmax(v, axis=r), "gmaxpool" + sfx)]
+    s = reduce_compute(op, x, axes, 1, lambda v, r: te.sum(v, axis=r), "gavgpool_sum" + sfx)
     n = _count(x, axes)
-    return [te.compute(shape, lambda *i: s(*i) / const(n, dt), name="gavgpool")]
+    return [te.compute(shape, lambda *i: s(*i) / const(n, dt), name="gavgpool" + sfx)]
 
 
 @lowering("ArgMax", "ArgMin")

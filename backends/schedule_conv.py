@@ -31,6 +31,7 @@ import math
 
 from tvm.s_tir import Schedule
 
+from . import schedule_conv_blocked as blocked  # registers the blocked-layout rules too
 from .tvm_schedule import (_extents, _schedule_injective, _try, generic_schedule,
                            inline_injective, schedule_rule, vector_lanes, vector_registers)
 
@@ -57,6 +58,10 @@ def conv_tile(out_channels: int, width: int, lanes: int, registers: int,
 
 @schedule_rule("Conv")
 def conv_schedule(sch: Schedule) -> None:
+    if any(sch.get(b).name_hint == "conv_blocked"
+           for b in sch.get_child_blocks(sch.get_sblock("root"))):
+        blocked.blocked_conv_schedule(sch)    # layout NCHW{c}c
+        return
     inline_injective(sch, keep=("conv_pad", "conv_wpack"))
     conv = sch.get_sblock("conv")
     loops = sch.get_loops(conv)

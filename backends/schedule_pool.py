@@ -10,10 +10,12 @@ fixed: results do not depend on the thread count.
 """
 from __future__ import annotations
 
+import math
+
 from tvm.s_tir import Schedule
 
-from .tvm_schedule import (_extents, _parallelize, _schedule_injective, generic_schedule,
-                           schedule_rule, sole_reduction, vector_lanes)
+from .tvm_schedule import (_extents, _parallelize, _schedule_injective, _try,
+                           generic_schedule, schedule_rule, sole_reduction, vector_lanes)
 
 
 def lane_split(width: int, lanes: int) -> int:
@@ -23,6 +25,9 @@ def lane_split(width: int, lanes: int) -> int:
 
 @schedule_rule("GlobalAveragePool")
 def global_pool_schedule(sch: Schedule) -> None:
+    if _blocked(sch):
+        blocked_pool_schedule(sch)
+        return
     red, loops, kinds = sole_reduction(sch, "reduction")
     spatial = [lp for lp, k in zip(loops, kinds) if k == 0]
     reduce_ = [lp for lp, k in zip(loops, kinds) if k != 0]
@@ -50,3 +55,44 @@ def global_pool_schedule(sch: Schedule) -> None:
                 sch.reverse_compute_at(blk, outer)
             except Exception:          # an output stage that cannot move: its own loops
                 _schedule_injective(sch, blk)
+
+
+# ---- the blocked layout NCHW{c}c (lower_pool names its stages *_blocked) ----------------------
+
+def _blocked(sch: Schedule) -> bool:
+    return any(sch.get(b).name_hint.endswith("_blocked")
+               for b in sch.get_child_blocks(sch.get_sblock("root")))
+
+
+@schedule_rule("MaxPool", "AveragePool", "GlobalMaxPool")
+def pool_schedule(sch: Schedule) -> None:
+    if _blocked(sch):
+        blocked_pool_schedule(sch)
+    else:
+        generic_schedule(sch)
+
+
+def blocked_pool_schedule(sch: Schedule) -> None:
+    """Pooling of [N, C/c, H, W, c]: the c lanes of an output pixel are one vector, the
+    window loops run outside it (for a global pool: the whole plane, summed in order), the
+    epilogue (the average's division, fused activations) per output pixel; parallel over
+    (n, channel block, output row)."""
+    red, loops, kinds = sole_reduction(sch, "pooling")
+    if len(loops) != len(kinds) or kinds[:5] != [0] * 5 or len(loops) < 6:
+        raise ValueError("not a blocked 2-D pooling nest")
+    n, cb, h, w, lane = loops[:5]
+    sch.reorder(n, cb, h, w, *loops[5:], lane)
+    epilogue = list(sch.get_consumers(red))
+    if epilogue:
+        sch.set_scope(red, 0, "local")
+    else:                                   # accumulate in a register, store once
+        epilogue = [sch.cache_write(red, 0, "local")]
+    for e in epilogue:
+        sch.reverse_compute_at(e, w)
+    extents = _extents(sch, [n, cb, h])
+    _parallelize(sch, [n, cb, h], extents, math.prod(_extents(sch, sch.get_loops(red))))
+    if _extents(sch, [lane])[0] > 1:
+        sch.vectorize(lane)
+        for e in epilogue:
+            _try(sch.vectorize, sch.get_loops(e)[-1])
+    sch.decompose_reduction(red, loops[5])
