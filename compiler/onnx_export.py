@@ -6,7 +6,9 @@ Canonical attributes go back to operand tensors where the target opset wants the
 shape, Slice's starts/ends/axes/steps, Clip's min/max, Pad's pads, Resize's scales/sizes,
 Squeeze/Unsqueeze/Split/reduce axes ...). Fused ops are inlined from their bodies. Ops the
 target opset lacks are decomposed (Gelu before 20, HardSwish at 13) or rejected with a
-ModelError naming the op and the opset it needs.
+ModelError naming the op and the opset it needs. The blocked layout NCHW{c}c is not ONNX's:
+LayoutTransform becomes Reshape+Transpose, and a blocked Conv/pool runs in NCHW between such
+conversions (its 6-D weights unblocked by a Transpose+Reshape that onnxruntime folds).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from onnx import helper, numpy_helper
 from .dtypes import dtype_to_numpy, dtype_to_onnx
 from .errors import ModelError, UsageError
 from .ir import Graph, Op, Value, unique_name
+from .ops.layout import LAYOUT_KINDS, parse_layout
 
 MIN_EXPORT_OPSET, MAX_EXPORT_OPSET = 13, 21
 _INT64_MIN = int(np.iinfo(np.int64).min)
@@ -279,6 +282,55 @@ def _lstm(ex, op, ins, outs):
         if attrs.pop("layout", 0):
             ex.need(op, 14)
     ex.node("LSTM", ins, outs, op.name, **attrs)
+
+
+def _block(ex, src: str, dst: str, nchw_shape, c: int, name: str):
+    """[N, C, H, W] -> [N, C/c, H, W, c]."""
+    n, ch, h, w = nchw_shape
+    split = ex.tmp(f"{dst}_split")
+    ex.node("Reshape", [src, ex.ints([n, ch // c, c, h, w], f"{name}_shape")], [split],
+            f"{name}_split")
+    ex.node("Transpose", [split], [dst], name, perm=[0, 1, 3, 4, 2])
+
+
+def _unblock(ex, src: str, dst: str, blocked_shape, name: str):
+    """[N, C/c, H, W, c] -> [N, C, H, W]."""
+    n, cb, h, w, c = blocked_shape
+    lanes = ex.tmp(f"{dst}_lanes")
+    ex.node("Transpose", [src], [lanes], f"{name}_lanes", perm=[0, 1, 4, 2, 3])
+    ex.node("Reshape", [lanes, ex.ints([n, cb * c, h, w], f"{name}_shape")], [dst], name)
+
+
+@_rule("LayoutTransform")
+def _layout_transform(ex, op, ins, outs):
+    c = parse_layout(op.attrs["dst_layout"])
+    if c is None:
+        _unblock(ex, ins[0], outs[0], op.inputs[0].type.shape, op.name or outs[0])
+    else:
+        _block(ex, ins[0], outs[0], op.inputs[0].type.shape, c, op.name or outs[0])
+
+
+@_rule(*LAYOUT_KINDS)
+def _layout_op(ex, op, ins, outs):
+    """Conv/pools: `layout` is edgecc's attribute; a blocked op runs NCHW between conversions."""
+    attrs = {k: v for k, v in op.attrs.items() if k != "layout"}
+    c = parse_layout(op.attrs["layout"])
+    if c is None:
+        return ex.node(op.kind, ins, outs, op.name, **attrs)
+    base = op.name or outs[0]
+    args = list(ins)
+    args[0] = ex.tmp(f"{ins[0]}_nchw")
+    _unblock(ex, ins[0], args[0], op.inputs[0].type.shape, f"{base}/x_nchw")
+    if op.kind == "Conv":          # W6[mb, cb, y, x, i, o] -> W[mb*c+o, cb*ci+i, y, x]
+        mb, cb, kh, kw, ci, _ = op.inputs[1].type.shape
+        lanes, args[1] = ex.tmp(f"{ins[1]}_lanes"), ex.tmp(f"{ins[1]}_nchw")
+        ex.node("Transpose", [ins[1]], [lanes], f"{base}/w_lanes", perm=[0, 5, 1, 4, 2, 3])
+        ex.node("Reshape", [lanes, ex.ints([mb * c, cb * ci, kh, kw], f"{base}/w_shape")],
+                [args[1]], f"{base}/w_nchw")
+    n, mb, oh, ow, _ = op.output.type.shape
+    y = ex.tmp(f"{outs[0]}_nchw")
+    ex.node(op.kind, args, [y], op.name, **attrs)
+    _block(ex, y, outs[0], (n, mb * c, oh, ow), c, f"{base}/y_blocked")
 
 
 @_rule("Fused")

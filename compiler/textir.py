@@ -29,6 +29,7 @@ from .dtypes import DTYPES, dtype_to_numpy
 from .errors import ModelError, UsageError
 from .ir import Graph, Op, QuantParams, TensorType, Value
 from .opdef import OpRuleError, build_op, get_opdef
+from .ops import QUIET_ATTRS
 
 __all__ = ["print_graph", "parse_graph", "save_module", "load_module", "weights_path",
            "format_type"]
@@ -97,11 +98,19 @@ def _fmt_attr(v: Any) -> str:
     raise TypeError(f"cannot print attribute value {v!r} ({type(v).__name__})")
 
 
+def _quiet_default(kind: str, key: str, value: Any) -> bool:
+    """An edgecc-only attribute of an ONNX op (Conv's `layout`) at its default: not printed,
+    so ONNX-shaped graphs print as they always did (the parser fills the default back in)."""
+    return (key in QUIET_ATTRS.get(kind, ()) and isinstance(value, str)
+            and value == get_opdef(kind).attrs[key])
+
+
 def _fmt_op(op: Op, indent: str, out: list[str]) -> None:
     outs = ", ".join(_name("%", v.name) for v in op.outputs)
     ins = ", ".join("_" if v is None else _name("%", v.name) for v in op.inputs)
     line = f"{indent}{outs} = {op.kind}({ins})"
-    plain = {k: v for k, v in op.attrs.items() if not isinstance(v, Graph)}
+    plain = {k: v for k, v in op.attrs.items()
+             if not isinstance(v, Graph) and not _quiet_default(op.kind, k, v)}
     regions = [k for k, v in op.attrs.items() if isinstance(v, Graph)]
     if regions and regions != [_GRAPH_ATTR]:
         raise TypeError(f"{op.describe()}: only a '{_GRAPH_ATTR}' attribute may hold a graph, "

@@ -4,8 +4,8 @@
     outputs = run_graph(graph, {"x": array})                 # list, in graph.outputs order
     outputs, values = run_graph(graph, feeds, keep_all=True)  # values: name → array
 """
-from . import (conv, dense, elementwise, fused, lstm, movement, norm,  # noqa: F401
-               pooling, reduce, resize)  # (importing registers the kernels)
+from . import (conv, dense, elementwise, fused, layout, lstm, movement,  # noqa: F401
+               norm, pooling, reduce, resize)  # (importing registers the kernels)
 from .executor import run_graph, run_op
 from .registry import KERNELS
 

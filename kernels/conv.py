@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .layout import blocked_layout
 from .registry import compute_dtype, kernel
 from .spatial import lift_3d, pads_3d, params_3d
 
@@ -121,6 +122,7 @@ def _bias(b, m: int) -> np.ndarray:
 
 
 @kernel("Conv")
+@blocked_layout
 def conv(op, ins):
     x, b, dtype, spatial, x3, w3, begins, ends, strides, dilations = _prepare(op, ins)
     group = op.attrs["group"]

@@ -10,6 +10,7 @@ import math
 import numpy as np
 from numba import njit
 
+from .layout import blocked_layout
 from .registry import compute_dtype, kernel
 from .spatial import lift_3d, pads_3d, params_3d
 
@@ -80,16 +81,19 @@ def _pool(a: dict, x, is_max: bool, include_pad: bool):
 
 
 @kernel("MaxPool")
+@blocked_layout
 def max_pool(op, ins):
     return _pool(op.attrs, ins[0], True, False)
 
 
 @kernel("AveragePool")
+@blocked_layout
 def average_pool(op, ins):
     return _pool(op.attrs, ins[0], False, bool(op.attrs["count_include_pad"]))
 
 
 @kernel("GlobalAveragePool", "GlobalMaxPool")
+@blocked_layout
 def global_pool(op, ins):
     x = ins[0]
     spatial = x.ndim - 2

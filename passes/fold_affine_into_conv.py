@@ -6,7 +6,8 @@ weights (the mirror image of fuse-conv-bn, which folds what follows the conv).
 
 A shift is exact only without padding: the conv would otherwise pad x + b with zeros, not b.
 The scaled or shifted value must be read by this conv alone. Channels are axis 1; with
-group=g, output channel m reads input channels (m // (M/g)) * C/g + j.
+group=g, output channel m reads input channels (m // (M/g)) * C/g + j. Convs in the blocked
+layout NCHW{c}c (6-D weights) are refused: the pass runs before convert-layout.
 """
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ def plan(graph, conv):
     if aff is None:
         return None
     kind, x, c = aff
+    if conv.attrs["layout"] != "NCHW":
+        return (f"{conv.describe()} uses the blocked layout {conv.attrs['layout']} (6-D "
+                f"weights, not folded; run fold-affine-into-conv before convert-layout)")
     if not per_channel(c.shape, v.type.shape) or v.type.rank < 3 or x.type != v.type:
         return None
     if num_uses(graph, v) != 1:

@@ -7,6 +7,8 @@
 
 Pools with ceil_mode=1 are refused (their last window is placed relative to the begin pad,
 so implicit and explicit padding differ). The Pad stays while other ops still read it.
+Consumers in the blocked layout NCHW{c}c ([N, C/c, H, W, c]) fold the same way: their `pads`
+mean the same on axes 2, 3, and a Pad of the lanes axis 4 (channels) is refused.
 """
 from __future__ import annotations
 
@@ -14,21 +16,24 @@ import math
 from dataclasses import dataclass
 
 from edgecc.opdef import OpRuleError, build_op
+from edgecc.ops import LAYOUT_KINDS
 from edgecc.pass_manager import register_pass
 
 from ._rewrite import prune, record_refusal, replace
 
 
-def spatial_pads(pad) -> list[int] | str:
-    """The Pad's spatial pads as Conv-style [begins..., ends...], or why it cannot fold."""
+def spatial_pads(pad, blocked: bool = False) -> list[int] | str:
+    """The Pad's spatial pads as Conv-style [begins..., ends...], or why it cannot fold.
+    `blocked`: the padded value is NCHW{c}c, whose last axis holds channels."""
     if pad.attrs["mode"] != "constant":
         return f"Pad mode is {pad.attrs['mode']!r}, not constant"
     p, r = pad.attrs["pads"], pad.inputs[0].type.rank
-    if r < 3 or any(p[i] or p[r + i] for i in (0, 1)):
+    spatial = range(2, r - 1 if blocked else r)
+    if r < 3 or any(p[i] or p[r + i] for i in range(r) if i not in spatial):
         return "Pad pads the batch or channel axis"
     if any(v < 0 for v in p):
         return "Pad crops (negative pads)"
-    return list(p[2:r]) + list(p[r + 2:])
+    return [p[i] for i in spatial] + [p[r + i] for i in spatial]
 
 
 def check(pad, user) -> str | None:
@@ -61,8 +66,9 @@ class FoldPad:
         changed = False
         users = graph.users()
         for pad in [op for op in graph.ops if op.kind == "Pad"]:
-            p = spatial_pads(pad)
             for user in dict.fromkeys(users.get(pad.output, [])):
+                p = spatial_pads(pad, user.kind in LAYOUT_KINDS
+                                 and user.attrs["layout"] != "NCHW")
                 reason = p if isinstance(p, str) else check(pad, user)
                 if reason is None and user.inputs[0] is not pad.output:
                     reason = "the padded value is not the data operand"

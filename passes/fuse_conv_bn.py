@@ -8,7 +8,8 @@ weights and bias.
 For ConvTranspose the output channels are W's axis 1 within each group; for Gemm they are the
 columns of B' (B or B^T) and C becomes beta*C*s + t. The rewrite is refused, with the reason
 recorded in the pass context (see _rewrite.record_refusal), when the anchor's result has
-other readers, its weights are not constants, or the constants vary along other axes.
+other readers, its weights are not constants, or the constants vary along other axes, and
+for a Conv in the blocked layout NCHW{c}c (6-D weights; the pass runs before convert-layout).
 """
 from __future__ import annotations
 
@@ -48,6 +49,14 @@ def affine(op):
     return (x, c, np.zeros_like(c)) if kind == "Mul" else (x, np.ones_like(c), c)
 
 
+def blocked(anchor) -> str | None:
+    """Why a blocked-layout Conv anchor is left alone (None for the other anchors)."""
+    if anchor.kind != "Conv" or anchor.attrs["layout"] == "NCHW":
+        return None
+    return (f"{anchor.describe()} uses the blocked layout {anchor.attrs['layout']} (6-D "
+            f"weights, not folded; run fuse-conv-bn before convert-layout)")
+
+
 def plan(graph, op):
     """(anchor, s, t) to fold op into, a reason string when it must not, None when op does
     not follow an anchor at all."""
@@ -57,7 +66,9 @@ def plan(graph, op):
     if isinstance(aff, str):
         x = op.inputs[0] if const(op.inputs[0]) is None else op.inputs[1]
         anchor = x.producer
-        return aff if anchor is not None and anchor.kind in ANCHORS else None
+        if anchor is None or anchor.kind not in ANCHORS:
+            return None
+        return blocked(anchor) or aff
     x, s, t = aff
     anchor = x.producer
     if anchor is None or anchor.kind not in ANCHORS:
@@ -65,6 +76,9 @@ def plan(graph, op):
             what = "a graph input or weight" if anchor is None else anchor.describe()
             return f"its input %{x.name} comes from {what}, not Conv/ConvTranspose/Gemm"
         return None
+    why = blocked(anchor)
+    if why:
+        return why
     n = num_uses(graph, x)
     if n > 1:
         return (f"{anchor.describe()} result %{x.name} has {n - 1} other consumer(s) "

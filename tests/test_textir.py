@@ -193,7 +193,7 @@ def test_parse_fills_defaults_and_infers():
 """
     op = parse_graph(text).ops[0]
     assert op.attrs == {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
-                        "dilations": [1, 1], "group": 1}
+                        "dilations": [1, 1], "group": 1, "layout": "NCHW"}
     assert op.loc == "<string>:5:8"
 
 

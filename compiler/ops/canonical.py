@@ -47,10 +47,13 @@ def canonicalize_attrs(kind: str, attrs: dict[str, Any],
 
     if kind in ("Conv", "ConvTranspose", "MaxPool", "AveragePool"):
         w = input_types[1] if len(input_types) > 1 else None
+        # blocked layouts (NCHW{c}c, checked by inference) have 2 spatial axes: W[.., kh, kw, ..]
+        blocked = a.get("layout", "NCHW") != "NCHW"
         if kind.startswith("Conv") and w is not None and w.rank >= 3:
-            fill("kernel_shape", list(w.shape[2:]))
+            fill("kernel_shape", list(w.shape[2:4] if blocked else w.shape[2:]))
         ks = a.get("kernel_shape")
-        k = len(ks) if isinstance(ks, list) else (x.rank - 2 if x is not None else None)
+        k = len(ks) if isinstance(ks, list) else (
+            2 if blocked else x.rank - 2 if x is not None else None)
         if k is not None and k >= 0:
             fill("strides", [1] * k)
             fill("pads", [0] * 2 * k)

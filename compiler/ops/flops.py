@@ -11,10 +11,11 @@ import math
 
 from ..ir import Op
 from .elementwise import ELEMENTWISE_KINDS
+from .layout import parse_layout
 from .movement import MOVEMENT_KINDS
 from .rnn import lstm_dims
 
-_FREE = set(MOVEMENT_KINDS) | {"Identity", "Dropout"}
+_FREE = set(MOVEMENT_KINDS) | {"Identity", "Dropout", "LayoutTransform"}
 
 
 def count_flops(op: Op) -> int:
@@ -26,8 +27,11 @@ def count_flops(op: Op) -> int:
     if kind in _FREE:
         return 0
     if kind == "Conv":
+        # weights per output element: prod(W[1:]) = C/group·k...; a blocked W
+        # [M/c, C/c|1, kh, kw, c|1, c] holds the same per output channel times the c lanes
         w = ins[1]
-        return 2 * out.numel * math.prod(w.shape[1:])
+        lanes = parse_layout(op.attrs["layout"]) or 1
+        return 2 * out.numel * math.prod(w.shape[1:]) // lanes
     if kind == "ConvTranspose":
         x, w = ins[0], ins[1]
         return 2 * x.numel * math.prod(w.shape[1:])

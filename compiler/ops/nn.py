@@ -6,6 +6,7 @@ from ..opdef import REQUIRED, OpRuleError, opdef
 from ._util import (NUMERIC_DTYPES, attr_axis, attr_float, attr_int, attr_ints,
                     broadcast_shapes, fmt, need_dtype, need_float, need_rank, need_shape, operand,
                     same_dtype, unidirectional)
+from .layout import layout_attr, need_blocked
 from .spatial import (check_positive, conv_output_shape, conv_transpose_output_shape,
                       window_attrs)
 
@@ -29,9 +30,12 @@ def _conv_operands(kind, op):
     return x, w, b, a
 
 
-@opdef("Conv", ["X", "W", "B?"], {**_WINDOW, "group": 1})
+@opdef("Conv", ["X", "W", "B?"], {**_WINDOW, "group": 1, "layout": "NCHW"})
 def _conv(op):
-    """Conv(X[N,C,*], W[M,C/group,*k], B?[M]) -> [N,M,*out]."""
+    """Conv(X[N,C,*], W[M,C/group,*k], B?[M]) -> [N,M,*out]; layout NCHW{c}c: _blocked_conv."""
+    c = layout_attr(op)
+    if c is not None:
+        return [_blocked_conv(op, c)]
     x, w, b, a = _conv_operands("Conv", op)
     group, (m, cg), c = a["group"], w.shape[:2], x.shape[1]
     if cg * group != c:
@@ -46,6 +50,40 @@ def _conv(op):
                             a["dilations"])
     check_positive("Conv", out, x.shape, a)
     return [TensorType(x.dtype, (x.shape[0], m) + out)]
+
+
+def _blocked_conv(op, c):
+    """Conv in NCHW{c}c: X[N,C/c,H,W,c], W[M/c,C/c,kh,kw,c,c] (group 1) or
+    W[M/c,1,kh,kw,1,c] (depthwise: group = C = M), B?[M] -> [N,M/c,OH,OW,c]."""
+    x, w, b = operand(op, 0), operand(op, 1), operand(op, 2)
+    need_float("Conv", "X", x)
+    same_dtype("Conv", [x, w] + ([b] if b else []), ["X", "W", "B"])
+    need_blocked("Conv", "X", x, c)
+    if w.rank != 6 or w.shape[-1] != c:
+        raise OpRuleError(f"Conv: layout NCHW{c}c needs a 6-D W [M/{c},C/{c},kh,kw,{c},{c}] "
+                          f"(depthwise: [M/{c},1,kh,kw,1,{c}]), got {fmt(w.shape)}")
+    a = window_attrs(op, 2)
+    if a["kernel_shape"] != list(w.shape[2:4]):
+        raise OpRuleError(f"Conv: kernel_shape={a['kernel_shape']} does not match "
+                          f"W {fmt(w.shape)} (kh, kw are its axes 2 and 3 in layout NCHW{c}c)")
+    group = attr_int(op, "group", 1)
+    ch, m, (kh, kw) = x.shape[1] * c, w.shape[0] * c, w.shape[2:4]
+    if group == 1:
+        want = (w.shape[0], x.shape[1], kh, kw, c, c)
+    elif group == ch == m:
+        want = (w.shape[0], 1, kh, kw, 1, c)
+    else:
+        raise OpRuleError(f"Conv: layout NCHW{c}c supports group=1 and depthwise convolutions "
+                          f"(group = C = M) only; got group={group} with C={ch}, M={m}")
+    if w.shape != want:
+        raise OpRuleError(f"Conv: W {fmt(w.shape)} does not fit X {fmt(x.shape)} with "
+                          f"group={group} in layout NCHW{c}c; expected {fmt(want)}")
+    if b is not None:
+        need_shape("Conv", "B", b, [m])
+    out = conv_output_shape(x.shape[2:4], a["kernel_shape"], a["strides"], a["pads"],
+                            a["dilations"])
+    check_positive("Conv", out, x.shape, a)
+    return TensorType(x.dtype, (x.shape[0], w.shape[0]) + out + (c,))
 
 
 @opdef("ConvTranspose", ["X", "W", "B?"], {**_WINDOW, "output_padding": None, "group": 1})

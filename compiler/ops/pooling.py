@@ -5,22 +5,23 @@ from ..ir import TensorType
 from ..opdef import REQUIRED, OpRuleError, opdef
 from ._util import (attr_axes, attr_axis, attr_int, need_dtype, need_float,
                     need_numeric, need_rank, operand)
+from .layout import layout_attr, need_blocked
 from .spatial import check_positive, pool_output_shape, window_attrs
 
 _POOL_TYPES = ("f16", "f32", "f64", "i8", "u8")
 
 
 @opdef("MaxPool", ["X"], {"kernel_shape": REQUIRED, "strides": None, "pads": None,
-                          "dilations": None, "ceil_mode": 0})
+                          "dilations": None, "ceil_mode": 0, "layout": "NCHW"})
 def _max_pool(op):
-    """MaxPool over the spatial axes of X[N,C,*]; one output (no indices)."""
+    """MaxPool over the spatial axes of X[N,C,*] (or [N,C/c,H,W,c]); one output (no indices)."""
     return [_pool("MaxPool", op, dilations=True)]
 
 
 @opdef("AveragePool", ["X"], {"kernel_shape": REQUIRED, "strides": None, "pads": None,
-                              "ceil_mode": 0, "count_include_pad": 0})
+                              "ceil_mode": 0, "count_include_pad": 0, "layout": "NCHW"})
 def _average_pool(op):
-    """AveragePool over the spatial axes of X[N,C,*]."""
+    """AveragePool over the spatial axes of X[N,C,*] (or [N,C/c,H,W,c])."""
     attr_int(op, "count_include_pad", 0, 1)
     return [_pool("AveragePool", op, dilations=False)]
 
@@ -31,32 +32,43 @@ def _pool(kind, op, dilations):
         need_dtype(kind, "X", x, _POOL_TYPES, "float, i8 or u8")
     else:
         need_float(kind, "X", x)
-    need_rank(kind, "X", x, min_rank=3)
-    a = window_attrs(op, x.rank - 2, dilations)
+    c = layout_attr(op)
+    if c is None:
+        need_rank(kind, "X", x, min_rank=3)
+        k = x.rank - 2
+    else:   # NCHW{c}c: spatial axes 2, 3; the lanes axis 4 is carried through
+        need_blocked(kind, "X", x, c)
+        k = 2
+    a = window_attrs(op, k, dilations)
     a["ceil_mode"] = attr_int(op, "ceil_mode", 0, 1)
-    pads, k = a["pads"], x.rank - 2
+    pads = a["pads"]
     for i, kern in enumerate(a["kernel_shape"]):
         if max(pads[i], pads[k + i]) >= kern:   # onnxruntime's rule: no all-padding windows
             raise OpRuleError(f"{kind}: pads={pads} must be smaller than the kernel size {kern} "
                               f"on spatial axis {i}")
-    out = pool_output_shape(x.shape[2:], a["kernel_shape"], a["strides"], pads,
+    out = pool_output_shape(x.shape[2:2 + k], a["kernel_shape"], a["strides"], pads,
                             a.get("dilations"), a["ceil_mode"])
     check_positive(kind, out, x.shape, a)
-    return TensorType(x.dtype, x.shape[:2] + out)
+    return TensorType(x.dtype, x.shape[:2] + out + x.shape[2 + k:])
 
 
 def _global_pool(kind):
     def infer(op):
         x = operand(op, 0)
         need_float(kind, "X", x)
+        c = layout_attr(op)
+        if c is not None:
+            need_blocked(kind, "X", x, c)
+            return [TensorType(x.dtype, x.shape[:2] + (1, 1, c))]
         need_rank(kind, "X", x, min_rank=3)
         return [TensorType(x.dtype, x.shape[:2] + (1,) * (x.rank - 2))]
-    infer.__doc__ = f"{kind}(X[N,C,*]) -> [N,C,1,...]."
+    infer.__doc__ = (f"{kind}(X[N,C,*]) -> [N,C,1,...]; "
+                     f"layout NCHW{{c}}c: [N,C/c,H,W,c] -> [N,C/c,1,1,c].")
     return infer
 
 
 for _kind in ("GlobalAveragePool", "GlobalMaxPool"):
-    opdef(_kind, ["X"])(_global_pool(_kind))
+    opdef(_kind, ["X"], {"layout": "NCHW"})(_global_pool(_kind))
 
 
 # ---- reductions -----------------------------------------------------------------------------
