@@ -185,10 +185,12 @@ def copy_tensor(t, name: str):
 
 
 def anchor_kind(op: Op) -> str:
-    """The op kind a kernel's schedule is chosen by: its first non-elementwise op."""
+    """The op kind a kernel's schedule is chosen by: its first non-elementwise op (a
+    LayoutTransform feeding a blocked Conv is that conv's prologue)."""
     from .lower_elementwise import ELEMENTWISE_KINDS
     ops = op.attrs["body"].ops if op.kind == "Fused" else [op]
     for inner in ops:
-        if inner.kind not in ELEMENTWISE_KINDS and inner.kind not in VIEW_KINDS:
+        if (inner.kind not in ELEMENTWISE_KINDS and inner.kind not in VIEW_KINDS
+                and not (inner.kind == "LayoutTransform" and len(ops) > 1)):
             return inner.kind
     return ops[0].kind if ops else op.kind

@@ -108,12 +108,20 @@ def _check_readable(path: str) -> None:
 
 def optimize(graph: Graph, opts: Options, log=None):
     """Run the -O pipeline; returns (graph, pass records)."""
-    from .pass_manager import PassManager, pipeline
+    from .pass_manager import PassContext, PassManager, pipeline
+    ctx = PassContext(stream=log, options={"vector_lanes": target_vector_lanes(opts)})
     pm = PassManager(pipeline(opts.opt_level), print_after_all=opts.print_after_all,
                      print_after=set(opts.print_after), check_numerics=opts.check_numerics,
-                     stream=log)
+                     stream=log, ctx=ctx)
     graph = pm.run(graph)
     return graph, pm.records
+
+
+def target_vector_lanes(opts: Options) -> int:
+    """f32 lanes of the target's vectors: the layout pass blocks channels by this many."""
+    from .backends.targets import make_target
+    from .backends.tvm_schedule import vector_lanes
+    return vector_lanes(make_target(opts.target, mcpu=opts.mcpu, mattr=opts.mattr).tvm)
 
 
 def graph_stats(graph: Graph) -> dict:

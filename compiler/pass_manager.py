@@ -158,9 +158,11 @@ _CLEANUP = ["fold-constants", "eliminate-identity", "eliminate-noop-movement",
 _FUSION = ["fold-constants", "eliminate-identity", "eliminate-noop-movement", "fuse-hardswish",
            "simplify-algebra", "fold-pad", "cse", "fuse-conv-bn", "lower-batchnorm",
            "fuse-kernels", "dce"]
-# -O3 also folds per-channel scales/shifts that feed a convolution into its weights.
+# -O3 also folds per-channel scales/shifts that feed a convolution into its weights and runs
+# conv regions in the blocked channel layout of the target's vectors.
 _O3 = [p for p in _FUSION if p != "fuse-kernels"]
 _O3.insert(_O3.index("lower-batchnorm") + 1, "fold-affine-into-conv")
+_O3.insert(_O3.index("dce"), "convert-layout")
 _O3.insert(_O3.index("dce"), "fuse-kernels")
 PIPELINES: dict[int, list[str]] = {
     0: [],

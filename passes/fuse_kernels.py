@@ -8,7 +8,8 @@ Three kinds of group, formed in this order over the whole graph:
   3. elementwise chains: elementwise ops with the same result shape (operands may broadcast).
 Anchor and chain groups also take in the index-remapping producers of their operands (Resize,
 Transpose, Concat, Slice, ...; an upsample feeding a residual Add) when only the group reads
-them: the kernel reads through the remapping instead of materializing it.
+them: the kernel reads through the remapping instead of materializing it. A blocked Conv
+likewise takes the LayoutTransform that blocks its input (the kernel's first op then).
 A value read outside its group, or a graph output, stays a result of the Fused op, so no
 value is lost; an op whose operand depends on the group through an outside op never joins
 (that would make a cycle). Single ops are left as they are.
@@ -27,7 +28,7 @@ REDUCTIONS = ("GlobalAveragePool", "GlobalMaxPool", "Softmax", "LogSoftmax") + R
 ELEMENTWISE = frozenset(ELEMENTWISE_KINDS) - {"Identity", "Dropout"}
 # each result element is a function of a few operand elements at remapped indices
 INJECTIVE = ("Resize", "Transpose", "Expand", "Slice", "Tile", "Pad", "Concat", "DepthToSpace",
-             "SpaceToDepth")
+             "SpaceToDepth", "LayoutTransform")
 
 _SHORT = {"Conv": "conv", "ConvTranspose": "deconv", "Gemm": "gemm", "MatMul": "matmul",
           "GlobalAveragePool": "gap", "GlobalMaxPool": "gmp", "HardSwish": "hswish",
@@ -101,8 +102,27 @@ def pull_producers(graph: Graph, group: list[Op], max_ops: int) -> list[Op]:
             members.add(p)
             pending.append(p)
     if anchored:
-        return [seed] + sorted(members - {seed}, key=index.get)
+        prologue = blocking_prologue(graph, seed, users)
+        return prologue + [seed] + sorted(members - {seed} - set(prologue), key=index.get)
     return sorted(members, key=index.get)
+
+
+def blocking_prologue(graph: Graph, seed: Op, users: dict) -> list[Op]:
+    """The LayoutTransforms that block a blocked Conv's input (from NCHW, or from another
+    block size through NCHW) when nothing else reads them: the kernel then reads the source
+    layout while it pads its per-task blocked rows (no separate conversion kernel)."""
+    if seed.kind != "Conv" or seed.attrs.get("layout", "NCHW") == "NCHW":
+        return []
+    chain, reader = [], seed
+    while len(chain) < 2:
+        x = reader.inputs[0]
+        t = x.producer
+        if (t is None or t.kind != "LayoutTransform" or x in graph.outputs
+                or any(u is not reader for u in users.get(x, []))):
+            break
+        chain.insert(0, t)
+        reader = t
+    return chain
 
 
 def grow_backward(graph: Graph, sink: Op, max_ops: int) -> list[Op]:

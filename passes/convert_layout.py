@@ -1,0 +1,311 @@
+"""convert-layout: conv-heavy regions run in the blocked channel layout NCHW{c}c.
+
+In NCHW a conv kernel vectorizes along the output row, which fits 7-, 14- or 28-wide rows
+badly; in NCHW{c}c ([N, C/c, H, W, c], see compiler/ops/README.md) the c lanes of a vector
+are c output channels whatever the image size, and the weights are packed at build time into
+the order the kernel reads them ([M/c, C/c, kh, kw, c, c]).
+
+  1. Seeds: 2-D Conv with group 1 or depthwise whose channel counts are multiples of 4.
+  2. Regions grow forward from the seeds through ops that do not care about the layout:
+     elementwise ops (per-channel constants are re-blocked, other activations converted),
+     Max/AveragePool, Global*Pool and channel Concat of whole blocks.
+  3. A region is kept only if its convolutions do enough work per element it converts:
+     a conversion moves every element once, so a region of depthwise convs between two
+     conversions costs more than it gains (MIN_MACS_PER_CONVERTED_ELEMENT).
+  4. Block sizes are tried widest first (the target's f32 vector lanes, then half of them):
+     regions form among the ops not yet blocked whose channel counts c divides. A value is converted at most once each way (LayoutTransform), where a
+     region reads an NCHW value or an NCHW op (or a graph output) reads a blocked one;
+     for a [N, C, 1, 1] value (after a global pool) both layouts are the same bytes, so the
+     conversion is a Reshape (a view, no kernel).
+
+A Flatten of a blocked value that only Gemm/MatMul with constant weights read (a CNN's
+classifier) flattens the blocked value directly, the weights' K axis permuted to match.
+Graph inputs and outputs keep their NCHW layout and names. The blocked ops compute the same
+sums in the same order; only a permuted classifier adds its terms in another order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgecc.ir import Graph, Op, TensorType, Value, unique_name
+from edgecc.opdef import build_op
+from edgecc.ops import ELEMENTWISE_KINDS, count_flops
+from edgecc.pass_manager import register_pass
+
+from ._rewrite import ROUNDING_TOLERANCE, const, record_refusal
+
+POOLS = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
+ELEMENTWISE = frozenset(ELEMENTWISE_KINDS) - {"Identity", "Dropout"}
+MIN_BLOCK = 4
+# a conversion reads and writes each element once; below this many conv multiply-adds per
+# converted element the conversions cost more than the faster convs save
+MIN_MACS_PER_CONVERTED_ELEMENT = 32
+
+
+def blockable_conv(op: Op, c: int) -> str | None:
+    """Why `op` cannot be a blocked-conv seed with blocks of `c` (None when it can)."""
+    x, w = op.inputs[0], op.inputs[1]
+    if x.type.rank != 4:
+        return "not a 2-D convolution"
+    if op.attrs.get("layout", "NCHW") != "NCHW":
+        return "already blocked"
+    if const(w) is None or (len(op.inputs) > 2 and op.inputs[2] is not None
+                            and const(op.inputs[2]) is None):
+        return "weights are not constants (they are packed at build time)"
+    ch, m, group = x.type.shape[1], op.output.type.shape[1], op.attrs["group"]
+    if group != 1 and not (group == ch == m):
+        return f"grouped convolution (group={group}) is neither dense nor depthwise"
+    if ch % c or m % c:
+        return f"channels {ch} -> {m} are not multiples of {c}"
+    return None
+
+
+def agnostic(op: Op, c: int) -> bool:
+    """Ops that compute the same in the blocked layout, given blocked operands."""
+    if len(op.outputs) != 1 or op.output.type.rank != 4 or op.output.type.shape[1] % c:
+        return False
+    if op.kind in POOLS:
+        return op.attrs.get("layout", "NCHW") == "NCHW"
+    if op.kind == "Concat":
+        return op.attrs["axis"] in (1, -3) and all(
+            v.data is None and v.type.shape[1] % c == 0 for v in op.inputs)
+    if op.kind in ELEMENTWISE:
+        # activations of the result's channel count (a [N, 1, H, W] map is not whole blocks)
+        return all(v.type.rank == 4 and v.type.shape[1] == op.output.type.shape[1]
+                   for v in activations(op))
+    return False
+
+
+def activations(op: Op) -> list[Value]:
+    return [v for v in op.inputs if v is not None and v.data is None]
+
+
+def macs(op: Op) -> int:
+    return count_flops(op) // 2 if op.kind == "Conv" else 0
+
+
+def regions(graph: Graph, c: int, taken: set[Op], why: dict[Op, str]) -> list[set[Op]]:
+    """Connected groups of ops (not in `taken`) that may run with blocks of `c` (steps 1-2
+    of the module doc); `why` gets the reason each conv left out was refused."""
+    blocked: set[Op] = set()
+    for op in graph.ops:
+        if op in taken:
+            continue
+        if op.kind == "Conv":
+            reason = blockable_conv(op, c)
+            if reason is None:
+                blocked.add(op)
+            else:
+                why[op] = reason
+        elif agnostic(op, c) and any(v.producer in blocked for v in activations(op)):
+            blocked.add(op)
+    parent = {op: op for op in blocked}
+
+    def root(op):
+        while parent[op] is not op:
+            parent[op] = parent[parent[op]]
+            op = parent[op]
+        return op
+    for op in blocked:
+        for v in activations(op):
+            if v.producer in blocked:
+                parent[root(v.producer)] = root(op)
+    groups: dict[Op, set[Op]] = {}
+    for op in blocked:
+        groups.setdefault(root(op), set()).add(op)
+    order = {op: i for i, op in enumerate(graph.ops)}
+    return sorted(groups.values(), key=lambda g: min(order[o] for o in g))
+
+
+def converted_elements(graph: Graph, region: set[Op], users) -> int:
+    """Elements the conversions into and out of `region` move ([N, C, 1, 1] ones are free)."""
+    inside = {v for op in region for v in op.outputs}
+    into = {v for op in region for v in activations(op) if v not in inside}
+    out = {v for v in inside
+           if v in graph.outputs or any(u not in region for u in users.get(v, []))}
+    return sum(v.type.numel for v in into | out if v.type.shape[2] * v.type.shape[3] > 1)
+
+
+def block_sizes(lanes: int) -> list[int]:
+    """Candidate c, widest first: whole vectors, else half vectors (not narrower than 8
+    lanes on a 16-lane target: quarter vectors waste more than the layout gains)."""
+    sizes = [max(lanes, MIN_BLOCK)]
+    while sizes[-1] // 2 >= max(MIN_BLOCK, min(8, lanes)):
+        sizes.append(sizes[-1] // 2)
+    return sizes
+
+
+@register_pass
+@dataclass(frozen=True)
+class ConvertLayout:
+    name = "convert-layout"
+    tolerance = ROUNDING_TOLERANCE   # a permuted classifier sums in another order
+    block: int = 0         # c of NCHW{c}c at most; 0: the target's f32 vector lanes
+
+    def run(self, graph: Graph, ctx) -> bool:
+        lanes = self.block or _target_lanes(ctx)
+        users = graph.users()
+        chosen: dict[Op, int] = {}
+        why: dict[Op, str] = {}
+        for c in block_sizes(lanes):
+            for region in regions(graph, c, set(chosen), why):
+                work = sum(macs(op) for op in region)
+                moved = converted_elements(graph, region, users)
+                if work < MIN_MACS_PER_CONVERTED_ELEMENT * moved:
+                    why.update({op: f"its region does {work / max(moved, 1):.0f} multiply-adds "
+                                    f"per converted element, fewer than "
+                                    f"{MIN_MACS_PER_CONVERTED_ELEMENT}"
+                                for op in region if op.kind == "Conv"})
+                    continue
+                chosen.update({op: c for op in region})
+        for op in graph.ops:
+            if op.kind == "Conv" and op not in chosen and why.get(op, "already blocked") \
+                    != "already blocked":
+                record_refusal(ctx, self.name, op, why[op])
+        if not chosen:
+            return False
+        n_conv = _rewrite(graph, chosen)
+        if ctx is not None and hasattr(ctx, "remark"):
+            sizes = sorted(set(chosen.values()), reverse=True)
+            ctx.remark(self.name, f"{sum(op.kind == 'Conv' for op in chosen)} convs blocked by "
+                                  f"{'/'.join(map(str, sizes))}, {n_conv} layout conversions")
+        return True
+
+
+def _target_lanes(ctx) -> int:
+    lanes = (getattr(ctx, "options", None) or {}).get("vector_lanes")
+    if lanes:
+        return int(lanes)
+    from edgecc.backends.tvm_schedule import vector_lanes
+    return vector_lanes()
+
+
+def _rewrite(graph: Graph, chosen: dict[Op, int]) -> int:
+    """Rebuild the op list with `chosen` ops blocked; returns the conversions inserted.
+
+    A value a chosen op produced exists afterwards only as its blocked twin (named with a
+    `_nchw{c}c` suffix); NCHW readers and graph outputs get one NCHW copy under its name."""
+    from edgecc.ops.layout import block_conv_weight
+    taken = {v.name for v in graph.values()}
+    twin: dict[Value, Value] = {}           # value of a chosen op -> its blocked result
+    nchw_copy: dict[Value, Value] = {}      # value of a chosen op -> NCHW copy, same name
+    converted: dict[tuple, Value] = {}      # (NCHW value or weight, c) -> blocked operand
+    ops: list[Op] = []
+
+    def transform(v: Value, src: str, dst: str, out: str) -> Value:
+        n, h, w = v.type.shape[0], v.type.shape[2], v.type.shape[3]
+        if h * w == 1:      # [N, C, 1, 1] and [N, C/c, 1, 1, c] are the same bytes: a view
+            c = int(dst[4:-1]) if dst != "NCHW" else 1
+            ch = v.type.shape[1] * (v.type.shape[-1] if src != "NCHW" else 1)
+            shape = [n, ch // c, 1, 1, c] if c > 1 else [n, ch, 1, 1]
+            t = build_op("Reshape", [v], {"shape": shape}, name=f"{out}_layout",
+                         out_names=[out])
+        else:
+            t = build_op("LayoutTransform", [v], {"src_layout": src, "dst_layout": dst},
+                         name=f"{out}_layout", out_names=[out])
+        ops.append(t)
+        return t.output
+
+    def nchw(v: Value | None) -> Value | None:
+        if v not in twin:
+            return v
+        if v not in nchw_copy:
+            nchw_copy[v] = transform(twin[v], f"NCHW{twin[v].type.shape[-1]}c", "NCHW", v.name)
+        return nchw_copy[v]
+
+    def blocked(v: Value, c: int, weight_of: Op | None = None) -> Value:
+        if v in twin and twin[v].type.shape[-1] == c:
+            return twin[v]
+        key = (v, c)
+        if key not in converted:
+            name = unique_name(f"{v.name}_nchw{c}c", taken)
+            if weight_of is not None:
+                depthwise = weight_of.attrs["group"] != 1
+                converted[key] = _param(graph, name, block_conv_weight(v.data, c, depthwise))
+            elif v.data is not None:
+                converted[key] = _param(graph, name, _block_const(v.data, c))
+            else:           # (a value blocked by another c goes through NCHW)
+                converted[key] = transform(nchw(v), "NCHW", f"NCHW{c}c", name)
+        return converted[key]
+
+    users = graph.users()
+    dense_weights: dict[Op, Value] = {}     # Gemm/MatMul -> weights permuted to blocked order
+    for op in graph.ops:
+        if op not in chosen:
+            x = op.inputs[0] if op.inputs else None
+            if x in twin and flattened_into_dense(graph, op, users):
+                # flatten the blocked value itself; the dense weights take its element order
+                perm = blocked_flat_order(twin[x].type.shape)
+                for d in users[op.output]:
+                    b = d.inputs[1]
+                    along_k = 1 if d.kind == "Gemm" and d.attrs["transB"] else 0
+                    dense_weights[d] = _param(graph, unique_name(f"{b.name}_blocked", taken),
+                                              np.take(b.data, perm, axis=along_k))
+                op.inputs = [twin[x]] + op.inputs[1:]
+            elif op in dense_weights:
+                op.inputs = [nchw(op.inputs[0]), dense_weights[op], *op.inputs[2:]]
+            else:
+                op.inputs = [nchw(v) for v in op.inputs]
+            ops.append(op)
+            continue
+        c = chosen[op]
+        ins = []
+        for i, v in enumerate(op.inputs):
+            if v is None or (op.kind == "Conv" and i == 2):      # the bias stays [M]
+                ins.append(v)
+            else:
+                ins.append(blocked(v, c, op if op.kind == "Conv" and i == 1 else None))
+        attrs = dict(op.attrs)
+        if op.kind == "Conv" or op.kind in POOLS:
+            attrs["layout"] = f"NCHW{c}c"
+        new = build_op(op.kind, ins, attrs, name=op.name,
+                       out_names=[unique_name(f"{op.output.name}_nchw{c}c", taken)])
+        new.loc = op.loc
+        ops.append(new)
+        twin[op.output] = new.output
+    graph.outputs = [nchw(v) for v in graph.outputs]
+    graph.ops = ops
+    graph.remove_unused_params()
+    return len(nchw_copy) + sum(v.data is None for v in converted.values())
+
+
+def flattened_into_dense(graph: Graph, op: Op, users) -> bool:
+    """`op` flattens [N, C, H, W] to [N, C*H*W] for Gemm/MatMul ops with constant weights
+    only: flattening the blocked value instead just permutes the weights' K axis."""
+    if op.kind == "Flatten":
+        if op.attrs["axis"] != 1:
+            return False
+    elif op.kind != "Reshape" or len(op.output.type.shape) != 2:
+        return False
+    readers = users.get(op.output, [])
+    return bool(readers) and op.output not in graph.outputs and all(
+        ((d.kind == "Gemm" and not d.attrs["transA"])
+         or (d.kind == "MatMul" and d.inputs[1].type.rank == 2))
+        and d.inputs[0] is op.output and op.output not in d.inputs[1:]
+        and const(d.inputs[1]) is not None for d in readers)
+
+
+def blocked_flat_order(shape: tuple[int, ...]) -> np.ndarray:
+    """For each position of a flattened blocked [N, C/c, H, W, c] row, the position of the
+    same element in the flattened NCHW row."""
+    _, cb, h, w, c = shape
+    blk, y, x, i = np.meshgrid(np.arange(cb), np.arange(h), np.arange(w), np.arange(c),
+                               indexing="ij")
+    return (((blk * c + i) * h + y) * w + x).reshape(-1)
+
+
+def _param(graph: Graph, name: str, data: np.ndarray) -> Value:
+    v = Value(name, TensorType.of(data), data=np.ascontiguousarray(data))
+    graph.params.append(v)
+    return v
+
+
+def _block_const(a: np.ndarray, c: int) -> np.ndarray:
+    """A constant broadcast against [N, C, H, W] as its blocked twin against [N, C/c, H, W, c]."""
+    a4 = a.reshape((1,) * (4 - a.ndim) + a.shape)
+    if a4.shape[1] == 1:
+        return a4.reshape(a4.shape + (1,))
+    n, ch, h, w = a4.shape
+    return np.ascontiguousarray(a4.reshape(n, ch // c, c, h, w).transpose(0, 1, 3, 4, 2))

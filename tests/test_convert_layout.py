@@ -1,0 +1,128 @@
+"""convert-layout: which ops run blocked, how many conversions, refusals, and exact numerics
+on real models (the pass is bit-exact: tolerance 0)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgecc import zoo
+from edgecc.kernels import run_graph
+from edgecc.onnx_import import import_onnx
+from edgecc.opdef import verify_graph
+from edgecc.pass_manager import PassContext, PassManager, pipeline
+from edgecc.passes.convert_layout import ConvertLayout, macs
+
+from test_passes import G, apply, conv, feeds_for
+
+
+def transforms(graph):
+    return [op for op in graph.ops if op.kind == "LayoutTransform"]
+
+
+def layouts(graph, kind):
+    return [op.attrs["layout"] for op in graph.ops if op.kind == kind]
+
+
+def test_residual_block_runs_blocked_with_two_conversions():
+    g = G(x=(1, 16, 10, 10))
+    a = g.op("Relu", [conv(g, g.x, 32, name="c1")])
+    p = g.op("MaxPool", [a], kernel_shape=[2, 2], strides=[2, 2])
+    s = g.op("Add", [g.op("Relu", [conv(g, p, 32, k=1, name="c2")]), p])
+    shift = g.op("Mul", [s, g.rand(1, 32, 1, 1, name="scale")])
+    out = g.op("Flatten", [g.op("GlobalAveragePool", [shift])])
+    graph = g.ret(out)
+    new, changed, _ = apply(ConvertLayout(block=16), graph, rtol=0.0)
+    assert changed
+    assert layouts(new, "Conv") == ["NCHW16c", "NCHW16c"]
+    assert layouts(new, "MaxPool") == ["NCHW16c"]
+    assert layouts(new, "GlobalAveragePool") == ["NCHW16c"]
+    ts = transforms(new)
+    assert [(t.attrs["src_layout"], t.attrs["dst_layout"]) for t in ts] == [("NCHW", "NCHW16c")]
+    assert ts[0].inputs[0] is new.inputs[0]                   # the graph input, converted once
+    # only the pooled vector leaves the region: [1, 2, 1, 1, 16] is [1, 32, 1, 1] as bytes
+    flatten = next(op for op in new.ops if op.kind == "Flatten")
+    assert flatten.inputs[0].producer.kind == "Reshape"
+    assert flatten.inputs[0].type.shape == (1, 32, 1, 1)
+    scale = next(p for p in new.params if p.name.startswith("scale"))
+    assert scale.type.shape == (1, 2, 1, 1, 16)               # per-channel constant re-blocked
+    assert [v.name for v in new.outputs] == [v.name for v in graph.outputs]
+
+
+def test_block_size_divides_every_channel_count():
+    g = G(x=(1, 24, 8, 8))
+    y = g.op("Relu", [conv(g, g.x, 40, name="c1")])
+    graph = g.ret(conv(g, y, 24, name="c2"))
+    new, _, _ = apply(ConvertLayout(block=16), graph, rtol=0.0)
+    assert layouts(new, "Conv") == ["NCHW8c", "NCHW8c"]       # 24 and 40: blocks of 8
+
+
+def test_depthwise_and_dense_convs_block_and_grouped_are_refused():
+    g = G(x=(1, 32, 12, 12))
+    d = conv(g, g.x, 32, name="dw", group=32)
+    e = conv(g, d, 64, name="dense")
+    graph = g.ret(conv(g, e, 64, name="grouped", group=4))
+    new, _, refusals = apply(ConvertLayout(block=8), graph, rtol=0.0)
+    assert layouts(new, "Conv") == ["NCHW8c", "NCHW8c", "NCHW"]
+    assert any("grouped convolution (group=4)" in r for _, _, r in refusals)
+    blocked_dw = new.ops[1]
+    assert blocked_dw.inputs[1].type.shape == (4, 1, 3, 3, 1, 8)
+
+
+def test_unprofitable_region_is_refused_with_its_work_ratio():
+    # a lone depthwise conv between NCHW neighbours: 9 multiply-adds per element, 2 conversions
+    g = G(x=(1, 32, 16, 16))
+    y = g.op("Transpose", [conv(g, g.x, 32, name="dw", group=32)], perm=[0, 1, 3, 2])
+    graph = g.ret(y)
+    new, changed, refusals = apply(ConvertLayout(block=16), graph, rtol=0.0)
+    assert not changed and not transforms(new)
+    assert any("multiply-adds per converted element" in r for _, _, r in refusals)
+
+
+def test_channels_not_in_whole_blocks_stay_nchw():
+    g = G(x=(1, 3, 16, 16))
+    graph = g.ret(conv(g, g.x, 6, name="stem"))
+    new, changed, refusals = apply(ConvertLayout(block=16), graph, rtol=0.0)
+    assert not changed
+    assert any("channels 3 -> 6 are not multiples of 8" in r for _, _, r in refusals)
+
+
+@pytest.mark.parametrize("flatten", ["Flatten", "Reshape"])
+def test_classifier_reads_the_blocked_flatten_with_permuted_weights(flatten):
+    g = G(x=(1, 16, 6, 6))
+    y = g.op("MaxPool", [g.op("Relu", [conv(g, g.x, 32, name="c1")])], kernel_shape=[2, 2],
+             strides=[2, 2])
+    f = g.op("Flatten", [y], axis=1) if flatten == "Flatten" else \
+        g.op("Reshape", [y], shape=[1, 288])
+    a = g.op("Gemm", [f, g.rand(10, 288, name="fc"), g.rand(10, name="fcb")], transB=1)
+    b = g.op("MatMul", [f, g.rand(288, 7, name="mm")])
+    new, _, _ = apply(ConvertLayout(block=16), g.ret(a, b), rtol=1e-6)
+    assert [(t.attrs["src_layout"], t.attrs["dst_layout"]) for t in transforms(new)] == \
+        [("NCHW", "NCHW16c")]                       # nothing converts back
+    flat = next(op for op in new.ops if op.kind == flatten)
+    assert flat.inputs[0].type.shape == (1, 2, 3, 3, 16)
+
+
+def test_is_in_the_O3_pipeline_only():
+    names = lambda lvl: [p.name for p in pipeline(lvl)]  # noqa: E731
+    assert "convert-layout" in names(3)
+    assert "convert-layout" not in names(2)
+    assert names(3).index("convert-layout") < names(3).index("fuse-kernels")
+
+
+@pytest.mark.parametrize("name,lanes", [("squeezenet", 16), ("ppocr_cls", 16),
+                                        ("squeezenet", 4)])
+def test_real_models_block_with_few_conversions_and_exact_outputs(zoo_source, name, lanes):
+    graph = import_onnx(str(zoo_source(name)), zoo.default_input_shapes(name))
+    passes = [p for p in pipeline(3) if p.name not in ("convert-layout", "fuse-kernels")]
+    graph = PassManager(passes).run(graph)
+    feeds = feeds_for(graph)
+    want = run_graph(graph, feeds)
+    ctx = PassContext(options={"vector_lanes": lanes})
+    assert ConvertLayout().run(graph, ctx)
+    verify_graph(graph)
+    convs = [op for op in graph.ops if op.kind == "Conv"]
+    blocked = sum(macs(op) for op in convs if op.attrs["layout"] != "NCHW")
+    assert blocked >= 0.8 * sum(macs(op) for op in convs)   # all but the stem and SE blocks
+    assert len(transforms(graph)) <= 3
+    for a, b in zip(want, run_graph(graph, feeds)):
+        np.testing.assert_array_equal(a, b)
