@@ -68,8 +68,11 @@ def _conv(op, ins):
     # (not for a pointwise conv whose whole H*W plane splits into vectors: its schedule
     # vectorizes the flattened plane, schedule_conv.pointwise_plane)
     plane = shape[2] * shape[3] if nsp == 2 else 0
+    # an input computed in the kernel (a fused layout conversion) is copied row by row into
+    # the per-task padded rows: the reduction then reads contiguous rows, not a gather
+    computed = not isinstance(x.op, te.PlaceholderOp)
     flat = (nsp == 2 and kshape == [1, 1] and list(strides) == [1, 1] and not any(pads)
-            and plane % 8 == 0)
+            and plane % 8 == 0 and not computed)
     # (nor for a depthwise conv: one load per FMA, so padded columns cost as much as real
     # ones - measured 1.2-1.4x slower on ppocr_det's 20- and 160-wide depthwise layers)
     wide = _vector_width(shape[-1]) if nsp == 2 and not flat and cin_g > 1 else shape[-1]
@@ -84,6 +87,8 @@ def _conv(op, ins):
             return xq(n, c, *sp[:-1], sp[-1] % s_w, sp[-1] // s_w)
     else:
         xp = pad_tensor(x, pads[:nsp], ends, name="conv_pad")
+        if xp is x and computed:
+            xp = te.compute(x.shape, lambda *i: x(*i), name="conv_pad")
 
         def load(n, c, sp):
             return xp(n, c, *sp)
@@ -151,7 +156,7 @@ def _conv_blocked(op, ins, c):
                           w[m, 0, ry, rx, 0, o], axis=[ry, rx])
     else:
         rc = te.reduce_axis((0, int(x.shape[1])), name="rc")
-        ri = te.reduce_axis((0, c), name="ri")
+        ri = te.reduce_axis((0, int(x.shape[-1])), name="ri")  # c, or 1 for an NCHW input
 
         def body(n_, m, h, j, o):
             return te.sum(xp[n_, rc, h * sh + ry * dh, j * sw + rx * dw, ri] *
@@ -395,14 +400,18 @@ def _lrn(op, ins):
     x = ins[0]
     size = int(op.attrs["size"])
     alpha, beta, bias = (float(op.attrs[k]) for k in ("alpha", "beta", "bias"))
-    channels = int(x.shape[1])
+    blk = block_size(op)                       # NCHW{c}c: channel cb*c + lane
+    channels = int(x.shape[1]) * (blk or 1)
     lo = (size - 1) // 2                       # window [c - floor((s-1)/2), c + ceil((s-1)/2)]
     r = te.reduce_axis((0, size), name="r")
     dt = x.dtype
 
     def sqsum(n, c, *s):
+        if blk:
+            c, s = c * blk + s[-1], s[:-1]
         ch = c - lo + r
-        v = x(n, tirx.max(tirx.min(ch, channels - 1), 0), *s)
+        src = tirx.max(tirx.min(ch, channels - 1), 0)
+        v = x(n, src // blk, *s, src % blk) if blk else x(n, src, *s)
         return te.sum(tirx.if_then_else(tirx.all(ch >= 0, ch < channels), v * v, const(0, dt)),
                       axis=r)
     ss = te.compute(x.shape, sqsum, name="lrn_sqsum")

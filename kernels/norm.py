@@ -7,6 +7,7 @@ import math
 import numpy as np
 from numba import njit
 
+from .layout import blocked_layout
 from .registry import contiguous, compute_dtype, kernel
 
 
@@ -103,6 +104,7 @@ def _lrn(x, out, size, alpha, beta, bias):
 
 
 @kernel("LRN")
+@blocked_layout
 def lrn(op, ins):
     x, a = ins[0], op.attrs
     dtype = compute_dtype(x)

@@ -8,12 +8,13 @@ the order the kernel reads them ([M/c, C/c, kh, kw, c, c]).
   1. Seeds: 2-D Conv with group 1 or depthwise whose channel counts are multiples of 4.
   2. Regions grow forward from the seeds through ops that do not care about the layout:
      elementwise ops (per-channel constants are re-blocked, other activations converted),
-     Max/AveragePool, Global*Pool and channel Concat of whole blocks.
+     Max/AveragePool, Global*Pool, LRN and channel Concat of whole blocks.
   3. A region is kept only if its convolutions do enough work per element it converts:
      a conversion moves every element once, so a region of depthwise convs between two
      conversions costs more than it gains (MIN_MACS_PER_CONVERTED_ELEMENT).
-  4. Block sizes are tried widest first (the target's f32 vector lanes, then half of them):
-     regions form among the ops not yet blocked whose channel counts c divides. A value is converted at most once each way (LayoutTransform), where a
+  4. c is the target's f32 vector lanes (16 AVX-512, 8 AVX2, 4 NEON): half vectors on
+     AVX-512 measured slower than NCHW (ppocr_det 1.18x), so channel counts c does not
+     divide keep their convs in NCHW. A value is converted at most once each way (LayoutTransform), where a
      region reads an NCHW value or an NCHW op (or a graph output) reads a blocked one;
      for a [N, C, 1, 1] value (after a global pool) both layouts are the same bytes, so the
      conversion is a Reshape (a view, no kernel).
@@ -37,6 +38,7 @@ from edgecc.pass_manager import register_pass
 from ._rewrite import ROUNDING_TOLERANCE, const, record_refusal
 
 POOLS = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
+LAYOUT_AWARE = POOLS + ("LRN",)    # ops with a `layout` attr besides Conv
 ELEMENTWISE = frozenset(ELEMENTWISE_KINDS) - {"Identity", "Dropout"}
 MIN_BLOCK = 4
 # a conversion reads and writes each element once; below this many conv multiply-adds per
@@ -57,16 +59,22 @@ def blockable_conv(op: Op, c: int) -> str | None:
     ch, m, group = x.type.shape[1], op.output.type.shape[1], op.attrs["group"]
     if group != 1 and not (group == ch == m):
         return f"grouped convolution (group={group}) is neither dense nor depthwise"
-    if ch % c or m % c:
+    if m % c or (ch % c and group != 1):
         return f"channels {ch} -> {m} are not multiples of {c}"
     return None
+
+
+def reads_nchw(op: Op, c: int) -> bool:
+    """A blocked conv whose input channels are not whole blocks reads its NCHW input as
+    [N, C, H, W, 1] (a view: blocks of one lane)."""
+    return op.kind == "Conv" and op.inputs[0].type.rank == 4 and op.inputs[0].type.shape[1] % c
 
 
 def agnostic(op: Op, c: int) -> bool:
     """Ops that compute the same in the blocked layout, given blocked operands."""
     if len(op.outputs) != 1 or op.output.type.rank != 4 or op.output.type.shape[1] % c:
         return False
-    if op.kind in POOLS:
+    if op.kind in LAYOUT_AWARE:
         return op.attrs.get("layout", "NCHW") == "NCHW"
     if op.kind == "Concat":
         return op.attrs["axis"] in (1, -3) and all(
@@ -86,13 +94,11 @@ def macs(op: Op) -> int:
     return count_flops(op) // 2 if op.kind == "Conv" else 0
 
 
-def regions(graph: Graph, c: int, taken: set[Op], why: dict[Op, str]) -> list[set[Op]]:
-    """Connected groups of ops (not in `taken`) that may run with blocks of `c` (steps 1-2
-    of the module doc); `why` gets the reason each conv left out was refused."""
+def regions(graph: Graph, c: int, why: dict[Op, str]) -> list[set[Op]]:
+    """Connected groups of ops that may run with blocks of `c` (steps 1-2 of the module
+    doc); `why` gets the reason each conv left out was refused."""
     blocked: set[Op] = set()
     for op in graph.ops:
-        if op in taken:
-            continue
         if op.kind == "Conv":
             reason = blockable_conv(op, c)
             if reason is None:
@@ -119,22 +125,14 @@ def regions(graph: Graph, c: int, taken: set[Op], why: dict[Op, str]) -> list[se
     return sorted(groups.values(), key=lambda g: min(order[o] for o in g))
 
 
-def converted_elements(graph: Graph, region: set[Op], users) -> int:
+def converted_elements(graph: Graph, region: set[Op], users, c: int) -> int:
     """Elements the conversions into and out of `region` move ([N, C, 1, 1] ones are free)."""
     inside = {v for op in region for v in op.outputs}
-    into = {v for op in region for v in activations(op) if v not in inside}
+    into = {v for op in region for v in activations(op)
+            if v not in inside and not reads_nchw(op, c)}
     out = {v for v in inside
            if v in graph.outputs or any(u not in region for u in users.get(v, []))}
     return sum(v.type.numel for v in into | out if v.type.shape[2] * v.type.shape[3] > 1)
-
-
-def block_sizes(lanes: int) -> list[int]:
-    """Candidate c, widest first: whole vectors, else half vectors (not narrower than 8
-    lanes on a 16-lane target: quarter vectors waste more than the layout gains)."""
-    sizes = [max(lanes, MIN_BLOCK)]
-    while sizes[-1] // 2 >= max(MIN_BLOCK, min(8, lanes)):
-        sizes.append(sizes[-1] // 2)
-    return sizes
 
 
 @register_pass
@@ -142,35 +140,32 @@ def block_sizes(lanes: int) -> list[int]:
 class ConvertLayout:
     name = "convert-layout"
     tolerance = ROUNDING_TOLERANCE   # a permuted classifier sums in another order
-    block: int = 0         # c of NCHW{c}c at most; 0: the target's f32 vector lanes
+    block: int = 0         # c of NCHW{c}c; 0: the target's f32 vector lanes
 
     def run(self, graph: Graph, ctx) -> bool:
-        lanes = self.block or _target_lanes(ctx)
+        c = max(self.block or _target_lanes(ctx), MIN_BLOCK)
         users = graph.users()
-        chosen: dict[Op, int] = {}
+        chosen: set[Op] = set()
         why: dict[Op, str] = {}
-        for c in block_sizes(lanes):
-            for region in regions(graph, c, set(chosen), why):
-                work = sum(macs(op) for op in region)
-                moved = converted_elements(graph, region, users)
-                if work < MIN_MACS_PER_CONVERTED_ELEMENT * moved:
-                    why.update({op: f"its region does {work / max(moved, 1):.0f} multiply-adds "
-                                    f"per converted element, fewer than "
-                                    f"{MIN_MACS_PER_CONVERTED_ELEMENT}"
-                                for op in region if op.kind == "Conv"})
-                    continue
-                chosen.update({op: c for op in region})
+        for region in regions(graph, c, why):
+            work = sum(macs(op) for op in region)
+            moved = converted_elements(graph, region, users, c)
+            if work >= MIN_MACS_PER_CONVERTED_ELEMENT * moved:
+                chosen |= region
+                continue
+            for op in region:
+                if op.kind == "Conv":
+                    why[op] = (f"its region does {work / max(moved, 1):.0f} multiply-adds per "
+                               f"converted element, fewer than {MIN_MACS_PER_CONVERTED_ELEMENT}")
         for op in graph.ops:
-            if op.kind == "Conv" and op not in chosen and why.get(op, "already blocked") \
-                    != "already blocked":
+            if op.kind == "Conv" and op not in chosen and why.get(op) != "already blocked":
                 record_refusal(ctx, self.name, op, why[op])
         if not chosen:
             return False
-        n_conv = _rewrite(graph, chosen)
+        conversions = _rewrite(graph, chosen, c)
         if ctx is not None and hasattr(ctx, "remark"):
-            sizes = sorted(set(chosen.values()), reverse=True)
             ctx.remark(self.name, f"{sum(op.kind == 'Conv' for op in chosen)} convs blocked by "
-                                  f"{'/'.join(map(str, sizes))}, {n_conv} layout conversions")
+                                  f"{c}, {conversions} layout conversions")
         return True
 
 
@@ -182,7 +177,7 @@ def _target_lanes(ctx) -> int:
     return vector_lanes()
 
 
-def _rewrite(graph: Graph, chosen: dict[Op, int]) -> int:
+def _rewrite(graph: Graph, chosen: set[Op], c: int) -> int:
     """Rebuild the op list with `chosen` ops blocked; returns the conversions inserted.
 
     A value a chosen op produced exists afterwards only as its blocked twin (named with a
@@ -215,19 +210,28 @@ def _rewrite(graph: Graph, chosen: dict[Op, int]) -> int:
             nchw_copy[v] = transform(twin[v], f"NCHW{twin[v].type.shape[-1]}c", "NCHW", v.name)
         return nchw_copy[v]
 
-    def blocked(v: Value, c: int, weight_of: Op | None = None) -> Value:
-        if v in twin and twin[v].type.shape[-1] == c:
+    def blocked(v: Value, weight_of: Op | None = None, lanes: int = c) -> Value:
+        """`v` as a blocked operand: blocks of `lanes` (1: an NCHW input viewed as
+        [N, C, H, W, 1]); `weight_of`: v is that conv's weight."""
+        if v in twin:
             return twin[v]
-        key = (v, c)
+        key = (v, lanes)
         if key not in converted:
-            name = unique_name(f"{v.name}_nchw{c}c", taken)
+            name = unique_name(f"{v.name}_nchw{1 if v.data is None and lanes == 1 else c}c",
+                               taken)
             if weight_of is not None:
                 depthwise = weight_of.attrs["group"] != 1
-                converted[key] = _param(graph, name, block_conv_weight(v.data, c, depthwise))
+                converted[key] = _param(graph, name,
+                                        block_conv_weight(v.data, c, depthwise, ci=lanes))
             elif v.data is not None:
                 converted[key] = _param(graph, name, _block_const(v.data, c))
-            else:           # (a value blocked by another c goes through NCHW)
-                converted[key] = transform(nchw(v), "NCHW", f"NCHW{c}c", name)
+            elif lanes == 1:
+                t = build_op("Reshape", [v], {"shape": list(v.type.shape) + [1]},
+                             name=f"{name}_view", out_names=[name])
+                ops.append(t)
+                converted[key] = t.output
+            else:
+                converted[key] = transform(v, "NCHW", f"NCHW{c}c", name)
         return converted[key]
 
     users = graph.users()
@@ -250,15 +254,17 @@ def _rewrite(graph: Graph, chosen: dict[Op, int]) -> int:
                 op.inputs = [nchw(v) for v in op.inputs]
             ops.append(op)
             continue
-        c = chosen[op]
         ins = []
+        lanes = 1 if reads_nchw(op, c) else c
         for i, v in enumerate(op.inputs):
             if v is None or (op.kind == "Conv" and i == 2):      # the bias stays [M]
                 ins.append(v)
+            elif op.kind == "Conv":
+                ins.append(blocked(v, op if i == 1 else None, lanes))
             else:
-                ins.append(blocked(v, c, op if op.kind == "Conv" and i == 1 else None))
+                ins.append(blocked(v))
         attrs = dict(op.attrs)
-        if op.kind == "Conv" or op.kind in POOLS:
+        if op.kind == "Conv" or op.kind in LAYOUT_AWARE:
             attrs["layout"] = f"NCHW{c}c"
         new = build_op(op.kind, ins, attrs, name=op.name,
                        out_names=[unique_name(f"{op.output.name}_nchw{c}c", taken)])
@@ -268,7 +274,8 @@ def _rewrite(graph: Graph, chosen: dict[Op, int]) -> int:
     graph.outputs = [nchw(v) for v in graph.outputs]
     graph.ops = ops
     graph.remove_unused_params()
-    return len(nchw_copy) + sum(v.data is None for v in converted.values())
+    return len(nchw_copy) + sum(v.producer is not None and v.producer.kind == "LayoutTransform"
+                                for v in converted.values())
 
 
 def flattened_into_dense(graph: Graph, op: Op, users) -> bool:

@@ -8,8 +8,8 @@ Three kinds of group, formed in this order over the whole graph:
   3. elementwise chains: elementwise ops with the same result shape (operands may broadcast).
 Anchor and chain groups also take in the index-remapping producers of their operands (Resize,
 Transpose, Concat, Slice, ...; an upsample feeding a residual Add) when only the group reads
-them: the kernel reads through the remapping instead of materializing it. A blocked Conv
-likewise takes the LayoutTransform that blocks its input (the kernel's first op then).
+them: the kernel reads through the remapping instead of materializing it. A Conv likewise
+takes the LayoutTransform that converts its input (the kernel's first op then).
 A value read outside its group, or a graph output, stays a result of the Fused op, so no
 value is lost; an op whose operand depends on the group through an outside op never joins
 (that would make a cycle). Single ops are left as they are.
@@ -102,16 +102,16 @@ def pull_producers(graph: Graph, group: list[Op], max_ops: int) -> list[Op]:
             members.add(p)
             pending.append(p)
     if anchored:
-        prologue = blocking_prologue(graph, seed, users)
+        prologue = layout_prologue(graph, seed, users)
         return prologue + [seed] + sorted(members - {seed} - set(prologue), key=index.get)
     return sorted(members, key=index.get)
 
 
-def blocking_prologue(graph: Graph, seed: Op, users: dict) -> list[Op]:
-    """The LayoutTransforms that block a blocked Conv's input (from NCHW, or from another
-    block size through NCHW) when nothing else reads them: the kernel then reads the source
-    layout while it pads its per-task blocked rows (no separate conversion kernel)."""
-    if seed.kind != "Conv" or seed.attrs.get("layout", "NCHW") == "NCHW":
+def layout_prologue(graph: Graph, seed: Op, users: dict) -> list[Op]:
+    """The LayoutTransforms that convert a Conv's input (into its blocked layout, or out of a
+    blocked one for an NCHW conv) when nothing else reads them: the kernel converts while it
+    copies the input rows a task reads (its padded rows), so no separate conversion kernel."""
+    if seed.kind != "Conv":
         return []
     chain, reader = [], seed
     while len(chain) < 2:

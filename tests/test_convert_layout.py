@@ -48,12 +48,24 @@ def test_residual_block_runs_blocked_with_two_conversions():
     assert [v.name for v in new.outputs] == [v.name for v in graph.outputs]
 
 
-def test_block_size_divides_every_channel_count():
+def test_lrn_between_convs_stays_in_the_region():
+    g = G(x=(1, 16, 9, 9))
+    y = g.op("LRN", [g.op("Relu", [conv(g, g.x, 32, name="c1")])], size=5, alpha=1e-3,
+             beta=0.75, bias=2.0)
+    new, _, _ = apply(ConvertLayout(block=16), g.ret(conv(g, y, 32, name="c2")), rtol=0.0)
+    assert layouts(new, "LRN") == ["NCHW16c"]
+    assert len(transforms(new)) == 2                          # graph input and output only
+
+
+@pytest.mark.parametrize("block,want", [(16, ["NCHW", "NCHW"]), (8, ["NCHW8c", "NCHW8c"])])
+def test_block_is_whole_vectors_and_must_divide_the_channels(block, want):
     g = G(x=(1, 24, 8, 8))
     y = g.op("Relu", [conv(g, g.x, 40, name="c1")])
-    graph = g.ret(conv(g, y, 24, name="c2"))
-    new, _, _ = apply(ConvertLayout(block=16), graph, rtol=0.0)
-    assert layouts(new, "Conv") == ["NCHW8c", "NCHW8c"]       # 24 and 40: blocks of 8
+    new, _, refusals = apply(ConvertLayout(block=block), g.ret(conv(g, y, 24, name="c2")),
+                             rtol=0.0)
+    assert layouts(new, "Conv") == want
+    assert not refusals if block == 8 else \
+        any("channels 24 -> 40 are not multiples of 16" in r for _, _, r in refusals)
 
 
 def test_depthwise_and_dense_convs_block_and_grouped_are_refused():
@@ -78,12 +90,25 @@ def test_unprofitable_region_is_refused_with_its_work_ratio():
     assert any("multiply-adds per converted element" in r for _, _, r in refusals)
 
 
+def test_stem_conv_reads_its_nchw_input_as_a_view():
+    g = G(x=(1, 3, 16, 16))
+    y = g.op("MaxPool", [g.op("Relu", [conv(g, g.x, 32, name="stem", strides=[2, 2])])],
+             kernel_shape=[2, 2], strides=[2, 2])
+    new, _, _ = apply(ConvertLayout(block=16), g.ret(conv(g, y, 32, name="c2")), rtol=0.0)
+    assert layouts(new, "Conv") == ["NCHW16c", "NCHW16c"]
+    view = new.ops[0]
+    assert (view.kind, view.output.type.shape) == ("Reshape", (1, 3, 16, 16, 1))
+    assert new.ops[1].inputs[1].type.shape == (2, 3, 3, 3, 1, 16)
+    assert [(t.attrs["src_layout"], t.attrs["dst_layout"]) for t in transforms(new)] == \
+        [("NCHW16c", "NCHW")]                         # the graph output only
+
+
 def test_channels_not_in_whole_blocks_stay_nchw():
     g = G(x=(1, 3, 16, 16))
     graph = g.ret(conv(g, g.x, 6, name="stem"))
     new, changed, refusals = apply(ConvertLayout(block=16), graph, rtol=0.0)
     assert not changed
-    assert any("channels 3 -> 6 are not multiples of 8" in r for _, _, r in refusals)
+    assert any("channels 3 -> 6 are not multiples of 16" in r for _, _, r in refusals)
 
 
 @pytest.mark.parametrize("flatten", ["Flatten", "Reshape"])
@@ -109,7 +134,7 @@ def test_is_in_the_O3_pipeline_only():
     assert names(3).index("convert-layout") < names(3).index("fuse-kernels")
 
 
-@pytest.mark.parametrize("name,lanes", [("squeezenet", 16), ("ppocr_cls", 16),
+@pytest.mark.parametrize("name,lanes", [("squeezenet", 16), ("ppocr_cls", 8),
                                         ("squeezenet", 4)])
 def test_real_models_block_with_few_conversions_and_exact_outputs(zoo_source, name, lanes):
     graph = import_onnx(str(zoo_source(name)), zoo.default_input_shapes(name))
@@ -122,7 +147,10 @@ def test_real_models_block_with_few_conversions_and_exact_outputs(zoo_source, na
     verify_graph(graph)
     convs = [op for op in graph.ops if op.kind == "Conv"]
     blocked = sum(macs(op) for op in convs if op.attrs["layout"] != "NCHW")
-    assert blocked >= 0.8 * sum(macs(op) for op in convs)   # all but the stem and SE blocks
+    # all but the stem, SE blocks and squeezenet's 1000-class conv (channels c does not divide)
+    assert blocked >= 0.6 * sum(macs(op) for op in convs)
+    refused = {d for _, d, _ in ctx.refusals}
+    assert all(op.describe() in refused for op in convs if op.attrs["layout"] == "NCHW")
     assert len(transforms(graph)) <= 3
     for a, b in zip(want, run_graph(graph, feeds)):
         np.testing.assert_array_equal(a, b)

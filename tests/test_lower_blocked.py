@@ -133,6 +133,42 @@ def test_blocked_conv_reads_nchw_through_a_layout_transform():
     check(fused, feeds)
 
 
+@pytest.mark.parametrize("hw,k", [(13, 1), (16, 1), (9, 3)])
+def test_nchw_conv_reads_a_blocked_input_through_its_unblocking(hw, k):
+    """Fused [LayoutTransform to NCHW, Conv (NCHW)]: squeezenet's 1000-class conv reads the
+    blocked concat; the conversion happens while each task copies its input rows (also for
+    a 1x1 conv on a 16x16 plane, which otherwise reads its input in place)."""
+    g, feeds = Graph("unblock"), {}
+    x = operand(g, feeds, "x", block_nchw(randn(1, 32, hw, hw), 16), False)
+    t = build_op("LayoutTransform", [x], {"src_layout": "NCHW16c", "dst_layout": "NCHW"},
+                 name="u")
+    w = g.add_param("w", randn(40, 32, k, k))
+    cv = build_op("Conv", [t.output, w], {"pads": [k // 2] * 4}, name="conv")
+    r = build_op("Relu", [cv.output], name="relu")
+    g.ops += [t, cv, r]
+    g.outputs = [r.output]
+    from edgecc.pass_manager import PassManager, parse_pass
+    fused = PassManager([parse_pass("fuse-kernels")]).run(g)
+    assert [[o.kind for o in op.attrs["body"].ops] for op in fused.ops] == \
+        [["LayoutTransform", "Conv", "Relu"]]
+    check(fused, feeds)
+
+
+def test_blocked_conv_reads_an_nchw_input_as_one_lane_blocks():
+    """A stem conv (3 input channels) writes blocked output from its NCHW input viewed as
+    [N, C, H, W, 1], with weights [M/c, C, kh, kw, 1, c]."""
+    g, feeds = Graph("stem"), {}
+    x = operand(g, feeds, "x", randn(1, 3, 17, 17), False)
+    view = build_op("Reshape", [x], {"shape": [1, 3, 17, 17, 1]}, name="view")
+    w = block_conv_weight(randn(32, 3, 3, 3), 16, False, ci=1)
+    cv = build_op("Conv", [view.output, g.add_param("w", w), g.add_param("b", randn(32))],
+                  {"pads": [1] * 4, "strides": [2, 2], "layout": "NCHW16c"}, name="stem")
+    assert cv.output.type.shape == (1, 2, 9, 9, 16)
+    g.ops += [view, cv]
+    g.outputs = [cv.output]
+    check(g, feeds)
+
+
 POOLS = [("MaxPool", [block_nchw(randn(1, 32, 15, 15), 16)],
           {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1] * 4, "layout": "NCHW16c"}, ()),
          ("MaxPool", [block_nchw(randn(2, 8, 9, 10), 4)],
@@ -143,7 +179,12 @@ POOLS = [("MaxPool", [block_nchw(randn(1, 32, 15, 15), 16)],
           {"kernel_shape": [3, 2], "strides": [2, 2], "pads": [1, 0, 1, 1],
            "count_include_pad": 1, "layout": "NCHW16c"}, ()),
          ("GlobalAveragePool", [block_nchw(randn(1, 64, 7, 7), 16)], {"layout": "NCHW16c"}, ()),
-         ("GlobalMaxPool", [block_nchw(randn(2, 12, 5, 6), 4)], {"layout": "NCHW4c"}, ())]
+         ("GlobalMaxPool", [block_nchw(randn(2, 12, 5, 6), 4)], {"layout": "NCHW4c"}, ()),
+         # LRN's window crosses block boundaries (channels 14..18 span blocks 0 and 1)
+         ("LRN", [block_nchw(randn(1, 32, 6, 7), 16)],
+          {"size": 5, "alpha": 1e-2, "beta": 0.75, "bias": 1.5, "layout": "NCHW16c"}, ()),
+         ("LRN", [block_nchw(randn(1, 12, 5, 5), 4)],
+          {"size": 4, "alpha": 1e-3, "beta": 0.6, "bias": 1.0, "layout": "NCHW4c"}, ())]
 
 
 def test_blocked_pools():

@@ -16,7 +16,7 @@ from ..opdef import REQUIRED, OpRuleError, opdef
 from ._util import fmt, operand
 
 # ops with a `layout` attribute (default "NCHW")
-LAYOUT_KINDS = ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
+LAYOUT_KINDS = ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LRN")
 
 _BLOCKED = re.compile(r"NCHW([1-9][0-9]*)c\Z")
 
@@ -93,11 +93,13 @@ def unblock_nchw(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a.transpose(0, 1, 4, 2, 3)).reshape(n, cb * c, h, w)
 
 
-def block_conv_weight(w: np.ndarray, c: int, depthwise: bool) -> np.ndarray:
+def block_conv_weight(w: np.ndarray, c: int, depthwise: bool, ci: int | None = None) \
+        -> np.ndarray:
     """Conv weights [M, C/g, kh, kw] -> the blocked form (contiguous):
     group 1:   [M/c, C/c, kh, kw, c, c]   W6[mb, cb, y, x, i, o] = W[mb*c+o, cb*c+i, y, x]
+    group 1, NCHW input (ci=1): [M/c, C, kh, kw, 1, c]
     depthwise: [M/c, 1, kh, kw, 1, c]     W6[mb, 0, y, x, 0, o] = W[mb*c+o, 0, y, x]"""
-    ci = 1 if depthwise else c         # input lanes per block
+    ci = 1 if depthwise else (c if ci is None else ci)      # input lanes per block
     if w.ndim != 4 or w.shape[0] % c or w.shape[1] % ci or (depthwise and w.shape[1] != 1):
         raise ValueError(f"block_conv_weight: need [M,C/g,kh,kw] with M and (unless depthwise) "
                          f"C divisible by {c}, depthwise C/g = 1; got {list(w.shape)}")

@@ -54,11 +54,15 @@ def _conv(op):
 
 def _blocked_conv(op, c):
     """Conv in NCHW{c}c: X[N,C/c,H,W,c], W[M/c,C/c,kh,kw,c,c] (group 1) or
-    W[M/c,1,kh,kw,1,c] (depthwise: group = C = M), B?[M] -> [N,M/c,OH,OW,c]."""
+    W[M/c,1,kh,kw,1,c] (depthwise: group = C = M), B?[M] -> [N,M/c,OH,OW,c].
+    Group 1 also takes an NCHW input viewed as X[N,C,H,W,1] with W[M/c,C,kh,kw,1,c] (a
+    stem conv with 3 input channels writes blocked output)."""
     x, w, b = operand(op, 0), operand(op, 1), operand(op, 2)
     need_float("Conv", "X", x)
     same_dtype("Conv", [x, w] + ([b] if b else []), ["X", "W", "B"])
-    need_blocked("Conv", "X", x, c)
+    ci = x.shape[-1] if x.rank == 5 and x.shape[-1] == 1 and attr_int(op, "group", 1) == 1 \
+        else c                       # input lanes per block
+    need_blocked("Conv", "X", x, ci)
     if w.rank != 6 or w.shape[-1] != c:
         raise OpRuleError(f"Conv: layout NCHW{c}c needs a 6-D W [M/{c},C/{c},kh,kw,{c},{c}] "
                           f"(depthwise: [M/{c},1,kh,kw,1,{c}]), got {fmt(w.shape)}")
@@ -67,9 +71,9 @@ def _blocked_conv(op, c):
         raise OpRuleError(f"Conv: kernel_shape={a['kernel_shape']} does not match "
                           f"W {fmt(w.shape)} (kh, kw are its axes 2 and 3 in layout NCHW{c}c)")
     group = attr_int(op, "group", 1)
-    ch, m, (kh, kw) = x.shape[1] * c, w.shape[0] * c, w.shape[2:4]
+    ch, m, (kh, kw) = x.shape[1] * ci, w.shape[0] * c, w.shape[2:4]
     if group == 1:
-        want = (w.shape[0], x.shape[1], kh, kw, c, c)
+        want = (w.shape[0], x.shape[1], kh, kw, ci, c)
     elif group == ch == m:
         want = (w.shape[0], 1, kh, kw, 1, c)
     else:
@@ -202,12 +206,18 @@ def _layer_norm(op):
     return [x]
 
 
-@opdef("LRN", ["X"], {"size": REQUIRED, "alpha": 1e-4, "beta": 0.75, "bias": 1.0})
+@opdef("LRN", ["X"], {"size": REQUIRED, "alpha": 1e-4, "beta": 0.75, "bias": 1.0,
+                      "layout": "NCHW"})
 def _lrn(op):
-    """LRN: local response normalization across `size` neighbouring channels."""
+    """LRN: local response normalization across `size` neighbouring channels (of the
+    blocked [N,C/c,H,W,c] with layout NCHW{c}c: channel cb*c + i)."""
     x = operand(op, 0)
     need_float("LRN", "X", x)
-    need_rank("LRN", "X", x, min_rank=3)
+    c = layout_attr(op)
+    if c is None:
+        need_rank("LRN", "X", x, min_rank=3)
+    else:
+        need_blocked("LRN", "X", x, c)
     attr_int(op, "size", 1)
     for name in ("alpha", "beta", "bias"):
         attr_float(op, name)
