@@ -25,7 +25,9 @@ from .targets import Target, make_target
 
 # Kernel scratch inside parallel loops is reserved for this many threads (or --threads when
 # larger); at run time a launch uses at most as many threads as the reserved scratch serves.
-WORKSPACE_THREADS = 8
+# 4: the big cores of most edge SoCs; each reserved thread costs RAM (ppocr_cls's arena is
+# 1.8x its activations' at 8), so more cores need --threads at build time to be used there.
+WORKSPACE_THREADS = 4
 
 
 @dataclass
@@ -33,23 +35,68 @@ class BundlePlan:
     memory: GraphPlan
     workspace: dict[int, Workspace]       # graph.ops index -> scratch of that kernel
     workspace_threads: int
+    scratch_free: frozenset[int] = frozenset()   # kernels build_kernels must build scratch-free
 
 
 def plan_bundle(graph: Graph, target: Target | str, threads: int | None = None,
-                tuning=None) -> BundlePlan:
+                tuning=None, peak_scratch_free: bool = False) -> BundlePlan:
     """Memory plan of the bundle: activations, views, in-place and kernel scratch.
 
-    `tuning`: the TuningRecords build_kernels will use (tuned kernels have their own scratch)."""
+    `tuning`: the TuningRecords build_kernels will use (tuned kernels have their own scratch).
+    `peak_scratch_free`: kernels whose scratch would lift the arena above what the
+    activations alone need are scheduled without scratch (their padded input rows are read
+    in place, bounds-checked): the arena is then the activations' peak. The caller must pass
+    the plan's `scratch_free` to build_kernels."""
     target = make_target(target) if isinstance(target, str) else target
-    ws = kernel_workspace(graph, target, tuning=tuning)
     ws_threads = max(threads or 0, WORKSPACE_THREADS)
-    sizes = {i: w.bytes(ws_threads) for i, w in ws.items()}
+    ws = kernel_workspace(graph, target, tuning=tuning)
+    memory = _plan(graph, ws, ws_threads)
+    lean = frozenset()
+    if peak_scratch_free and ws:
+        activations = _plan(graph, {}, ws_threads)
+        if memory.arena_bytes > activations.arena_bytes:
+            lean = frozenset(scratch_at_peak(graph, activations, ws, ws_threads))
+            ws_lean = kernel_workspace(graph, target, tuning=tuning, scratch_free=lean)
+            lean_memory = _plan(graph, ws_lean, ws_threads)
+            if lean_memory.arena_bytes < memory.arena_bytes:
+                memory, ws = lean_memory, ws_lean
+            else:
+                lean = frozenset()
+    return BundlePlan(memory, ws, ws_threads, lean)
+
+
+def _plan(graph: Graph, ws: dict[int, Workspace], threads: int) -> GraphPlan:
+    sizes = {i: w.bytes(threads) for i, w in ws.items()}
     memory = plan_graph(graph, workspace=sizes)
     if misaligned_values(graph, memory):
         # a Concat operand placed as a slice at an offset TVM's aligned vector loads/stores
         # cannot take: plan without concat elimination instead
         memory = plan_graph(graph, workspace=sizes, concat=False)
-    return BundlePlan(memory, ws, ws_threads)
+    return memory
+
+
+def scratch_at_peak(graph: Graph, activations: GraphPlan, ws: dict[int, Workspace],
+                    threads: int) -> list[int]:
+    """Kernels (graph.ops indices) whose scratch on top of the activations live while they
+    run exceeds the activations-only arena, of those that run about as fast without it."""
+    index = {id(op): i for i, op in enumerate(graph.ops)}
+    lean = []
+    for t, op in enumerate(activations.order):
+        i = index.get(id(op))
+        if i in ws and activations.live_bytes[t] + ws[i].bytes(threads) > \
+                activations.arena_bytes and fast_without_scratch(op):
+            lean.append(i)
+    return sorted(lean)
+
+
+def fast_without_scratch(op) -> bool:
+    """Whether the scratch-free schedule of `op`'s kernel is about as fast as the default:
+    not for NCHW convs, whose vectorized rows then load through bounds checks (measured
+    15-20x slower on ppocr_cls's depthwise convs; blocked convs broadcast scalars, so their
+    checks are cheap: 0.6-0.8x the time)."""
+    ops = op.attrs["body"].ops if op.kind == "Fused" else [op]
+    return not any(o.kind in ("Conv", "ConvTranspose") and o.attrs.get("layout", "NCHW")
+                   == "NCHW" for o in ops)
 
 
 def misaligned_values(graph: Graph, gp: GraphPlan) -> list[str]:

@@ -37,15 +37,15 @@ class Workspace(NamedTuple):
 
 
 def kernel_workspace(graph: Graph, target: Target | str, prefix: str = "",
-                     tuning=None) -> dict[int, Workspace]:
+                     tuning=None, scratch_free: frozenset[int] = frozenset()
+                     ) -> dict[int, Workspace]:
     """{index into graph.ops: Workspace} for every kernel that allocates scratch.
 
     `tuning` must be what build_kernels gets: a tuned schedule has its own scratch."""
     import tvm
     target = make_target(target) if isinstance(target, str) else target
     with target.tvm:            # the same default schedules build_kernels makes
-        calls, funcs = plan_kernels(graph, prefix) if tuning is None else \
-            plan_kernels(graph, prefix, tuning)
+        calls, funcs = plan_kernels(graph, prefix, tuning, scratch_free)
     if not funcs:
         return {}
     host = _lowered_host_module(tvm.IRModule({n: f for n, (f, _) in funcs.items()}), target.tvm)

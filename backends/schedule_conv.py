@@ -32,8 +32,10 @@ import math
 from tvm.s_tir import Schedule
 
 from . import schedule_conv_blocked as blocked  # registers the blocked-layout rules too
+from .schedule_knobs import knob
 from .tvm_schedule import (_extents, _schedule_injective, _try, generic_schedule,
-                           inline_injective, schedule_rule, vector_lanes, vector_registers)
+                           inline_injective, schedule_rule, scratch_free_active, staged,
+                           vector_lanes, vector_registers)
 
 
 WEIGHTS_PER_TASK = 1 << 20       # bytes: about the L2 of one core
@@ -56,19 +58,41 @@ def conv_tile(out_channels: int, width: int, lanes: int, registers: int,
     return mi, vw
 
 
+def conv_tiles(out_channels: int, width: int, lanes: int, registers: int,
+               depthwise: bool = False, packed: int = 0) -> list[tuple[int, int]]:
+    """Every (MI, VW) tile that fits the registers (as conv_tile counts them), for tuning
+    (schedule_knobs): MI divides `out_channels` (and the weights' packing `packed`), VW the
+    width, whole vectors up to 4 or at most one vector. Most promising first: FMAs per
+    load of a reduction step (MI*v FMAs, MI broadcasts + v input vectors, depthwise
+    MI*v more), times the used fraction of the vectors."""
+    tiles = []
+    for vw in range(1, min(width, 4 * lanes) + 1):
+        if width % vw or not (vw % lanes == 0 or vw <= lanes):
+            continue
+        v = -(-vw // lanes)
+        for mi in range(1, min(out_channels, registers) + 1):
+            if out_channels % mi or (packed and packed % mi) or mi * v + v + 2 > registers:
+                continue
+            fmas = mi * v
+            loads = mi + (fmas if depthwise else v)
+            tiles.append((fmas / (fmas + loads) * vw / (v * lanes), mi * vw, (mi, vw)))
+    return [t for *_, t in sorted(tiles, reverse=True)]
+
+
 @schedule_rule("Conv")
 def conv_schedule(sch: Schedule) -> None:
     if any(sch.get(b).name_hint == "conv_blocked"
            for b in sch.get_child_blocks(sch.get_sblock("root"))):
         blocked.blocked_conv_schedule(sch)    # layout NCHW{c}c
         return
-    inline_injective(sch, keep=("conv_pad", "conv_wpack"))
+    inline_injective(sch, keep=staged("conv_pad", "conv_wpack"))
     conv = sch.get_sblock("conv")
     loops = sch.get_loops(conv)
     if len(loops) != 7:                             # 2-D convolution only
         raise ValueError("not a 2-D convolution")
     n, m, h, w, rc, kh, kw = loops
-    if pointwise_plane(sch, conv):
+    # (a flattened plane's accumulator is per-task scratch: none under scratch_free)
+    if not scratch_free_active() and pointwise_plane(sch, conv):
         register_tiled(sch, conv, [n], m, [], sch.fuse(h, w), [rc, kh, kw],
                        own_consumers=True, plane=True)
         return
@@ -137,10 +161,14 @@ def register_tiled(sch: Schedule, blk, lead, m, rows, w, reduce_, own_consumers:
     layers, so there is none.)"""
     n_m, n_w = _extents(sch, [m, w])
     depthwise = _extents(sch, reduce_[:1]) == [1]          # one input channel per output
-    mi, vw = conv_tile(n_m, n_w, vector_lanes(), vector_registers(), depthwise)
+    lanes, registers = vector_lanes(), vector_registers()
+    mi, vw = conv_tile(n_m, n_w, lanes, registers, depthwise)
+    packed = 0
     for p in sch.get_producers(blk):               # weights packed by the lowering for MI
         if sch.get(p).name_hint == "conv_wpack":
-            mi = _extents(sch, sch.get_loops(p))[-1]          # its innermost loop: MI
+            mi = packed = _extents(sch, sch.get_loops(p))[-1]     # its innermost loop: MI
+    mi, vw = knob("conv.tile", (mi, vw),
+                  lambda: conv_tiles(n_m, n_w, lanes, registers, depthwise, packed))
     mo, mi_l = sch.split(m, [None, mi])
     wo, wi = sch.split(w, [None, vw])
     inner = []
@@ -152,6 +180,7 @@ def register_tiled(sch: Schedule, blk, lead, m, rows, w, reduce_, own_consumers:
         block = 4 * mi * math.prod(_extents(sch, reduce_))
         g = max(d for d in range(1, n_m // mi + 1)
                 if (n_m // mi) % d == 0 and (d == 1 or d * block <= WEIGHTS_PER_TASK))
+        g = knob("conv.blocks", g, lambda: task_blocks(n_m // mi, block))
         mo, mo_i = sch.split(mo, [None, g])
         inner = [mo_i]
     sch.reorder(*lead, mo, *rows, *inner, wo, *reduce_, mi_l, wi)
@@ -175,3 +204,11 @@ def register_tiled(sch: Schedule, blk, lead, m, rows, w, reduce_, own_consumers:
             _try(sch.vectorize, sch.get_loops(e)[-1])
     sch.decompose_reduction(blk, reduce_[0])
     return task
+
+
+def task_blocks(blocks: int, block_bytes: int) -> list[int]:
+    """Channel blocks per task (G) for tuning: the divisors of `blocks`, those whose
+    weights stay within WEIGHTS_PER_TASK first (largest first), then the larger ones."""
+    divisors = [d for d in range(1, blocks + 1) if blocks % d == 0]
+    fits = [d for d in divisors if d == 1 or d * block_bytes <= WEIGHTS_PER_TASK]
+    return sorted(fits, reverse=True) + [d for d in divisors if d not in fits]

@@ -26,7 +26,9 @@ import math
 from tvm.s_tir import Schedule
 
 from .tvm_schedule import (_extents, _parallelize, _schedule_injective, _try,
-                           inline_injective, schedule_rule, vector_lanes, vector_registers)
+                           inline_injective, schedule_rule, staged, vector_lanes,
+                           vector_registers)
+from .schedule_knobs import knob
 
 MAX_BLOCKS = 4          # output channel blocks per tile (NB)
 MAX_DW_COLUMNS = 8      # depthwise: 8 measured 1.0-1.25x faster than 14-16
@@ -71,8 +73,32 @@ def blocked_tile(blocks: int, width: int, c: int, lanes: int, registers: int,
     return best
 
 
+def blocked_tiles(blocks: int, wide: int, c: int, lanes: int, registers: int,
+                  depthwise: bool = False) -> list[tuple[int, int]]:
+    """Every (T, NB) register tile of a blocked conv on rows lowered `wide` columns wide,
+    for tuning (schedule_knobs): T divides `wide` (the workload is fixed by the default
+    tile), NB divides `blocks` (up to 2 * MAX_BLOCKS), the registers as blocked_tile counts
+    them. Most promising first: blocked_tile's FMAs-per-step score, then larger tiles."""
+    v = -(-c // lanes)
+    tiles = []
+    for nb in ([1] if depthwise else range(1, min(blocks, 2 * MAX_BLOCKS) + 1)):
+        for t in range(1, min(wide, MAX_COLUMNS) + 1):
+            if blocks % nb or wide % t:
+                continue
+            if depthwise:
+                if t * v + 2 * v > registers:
+                    continue
+                score = t / (t + 1)
+            else:
+                if t * nb * v + nb * v + 1 > registers:
+                    continue
+                score = t * nb * v / (t * nb * v + nb * v + t)
+            tiles.append((score, t * nb, (t, nb)))
+    return [t for *_, t in sorted(tiles, reverse=True)]
+
+
 def blocked_conv_schedule(sch: Schedule) -> None:
-    inline_injective(sch, keep=("conv_pad",))
+    inline_injective(sch, keep=staged("conv_pad"))
     conv = sch.get_sblock("conv_blocked")
     loops = sch.get_loops(conv)
     if len(loops) not in (7, 9):                    # depthwise: 2 reduce loops, else 4
@@ -82,6 +108,8 @@ def blocked_conv_schedule(sch: Schedule) -> None:
     blocks, wide, c = _extents(sch, [m, w, o])
     width = int(sch.get(conv).annotations.get("edgecc.width", wide))
     t, nb = blocked_tile(blocks, width, c, vector_lanes(), vector_registers(), depthwise)
+    t, nb = knob("blocked.tile", (t, nb), lambda: blocked_tiles(
+        blocks, wide, c, vector_lanes(), vector_registers(), depthwise))
     if wide % t:
         raise ValueError(f"tile of {t} columns does not divide the lowered width {wide}")
     mo, mi = sch.split(m, [None, nb])
@@ -99,8 +127,10 @@ def blocked_conv_schedule(sch: Schedule) -> None:
         padded = _has_block(sch, "conv_pad")
         wp = _extents(sch, sch.get_loops(sch.get_sblock("conv_pad"))[3:4])[0] if padded \
             else wide
-        rows = depthwise_rows(_extents(sch, [h])[0], int(ann.get("edgecc.row_stride", 1)),
-                              int(ann.get("edgecc.row_window", 1)), wp * c * 4)
+        band = (_extents(sch, [h])[0], int(ann.get("edgecc.row_stride", 1)),
+                int(ann.get("edgecc.row_window", 1)), wp * c * 4)
+        rows = knob("blocked.rows", depthwise_rows(*band),
+                       lambda: depthwise_row_choices(*band))
         ho, _ = sch.split(h, [None, rows])
         task = sch.fuse(n, mo, ho)
     else:
@@ -148,6 +178,17 @@ def depthwise_rows(height: int, stride: int, window: int, row_bytes: int) -> int
     fits = [r for r in range(1, height + 1) if height % r == 0
             and ((r - 1) * stride + window) * row_bytes <= DW_SCRATCH_BYTES]
     return max(fits, default=1)
+
+
+def depthwise_row_choices(height: int, stride: int, window: int,
+                          row_bytes: int) -> list[int]:
+    """Rows per depthwise task for tuning: the divisors of `height` whose band stays within
+    4 * DW_SCRATCH_BYTES (L2 rather than L1), nearest to depthwise_rows' pick first."""
+    best = depthwise_rows(height, stride, window, row_bytes)
+    fits = [r for r in range(1, height + 1) if height % r == 0
+            and ((r - 1) * stride + window) * row_bytes <= 4 * DW_SCRATCH_BYTES]
+    return [r for r in sorted(set(fits) | {best},
+                                 key=lambda r: (abs(math.log2(r / best)), -r))]
 
 
 def _has_block(sch: Schedule, name: str) -> bool:

@@ -57,6 +57,7 @@ from edgecc.ir import Graph, Op
 
 from .targets import Target, make_target
 from .tvm_lower import is_view, lower_kernel, unsupported
+from .tvm_schedule import scratch_free as scratch_free_schedules
 
 
 @dataclass(frozen=True)
@@ -103,18 +104,21 @@ class KernelLibrary:
 
 
 def build_kernels(graph: Graph, target: Target | str, workdir: str | os.PathLike,
-                  prefix: str = "", tuning=None) -> KernelLibrary:
+                  prefix: str = "", tuning=None,
+                  scratch_free: frozenset[int] = frozenset()) -> KernelLibrary:
     """Lower and compile every kernel of `graph` for `target` into objects under `workdir`.
 
     `prefix` is prepended to every function name (e.g. the bundle's --name) so that two
     models can be linked into one program. `tuning` (backends/tune.TuningRecords of this
     target): kernels with a tuning record use the tuned schedule instead of the default.
+    `scratch_free`: indices into graph.ops of kernels scheduled without scratch copies
+    (plan_bundle picks them: their scratch would raise the arena's peak).
     """
     import time
     start = time.perf_counter()
     target = make_target(target) if isinstance(target, str) else target
     with target.tvm:            # default schedules size their tiles for this target
-        calls, funcs = plan_kernels(graph, prefix, tuning)
+        calls, funcs = plan_kernels(graph, prefix, tuning, scratch_free)
     executable = _compile(funcs, target)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -125,9 +129,10 @@ def build_kernels(graph: Graph, target: Target | str, workdir: str | os.PathLike
                          time.perf_counter() - start)
 
 
-def plan_kernels(graph: Graph, prefix: str = "",
-                 tuning=None) -> tuple[list[KernelCall], dict]:
-    """The calls of `graph` and {func name: (PrimFunc, representative op)} (deduplicated)."""
+def plan_kernels(graph: Graph, prefix: str = "", tuning=None,
+                 scratch_free: frozenset[int] = frozenset()) -> tuple[list[KernelCall], dict]:
+    """The calls of `graph` and {func name: (PrimFunc, representative op)} (deduplicated);
+    ops at `scratch_free` indices get scratch-free default schedules (never tuned ones)."""
     problems = unsupported(graph.ops)
     if problems:
         raise UnsupportedOpsError(f"graph '{graph.name}'", problems)
@@ -144,12 +149,14 @@ def plan_kernels(graph: Graph, prefix: str = "",
         if is_view(op):
             calls.append(KernelCall(i, op.name, op.kind, "view", None, None, args))
             continue
-        key = kernel_key(op)
+        lean = i in scratch_free
+        key = kernel_key(op) + ("/scratch-free" if lean else "")
         name = by_key.get(key)
         if name is None:
             name = f"{prefix}k{len(funcs)}_{_label(op)}"
             by_key[key] = name
-            funcs[name] = (_lower(op, name, tuning), op)
+            with scratch_free_schedules(lean):
+                funcs[name] = (_lower(op, name, None if lean else tuning), op)
         calls.append(KernelCall(i, op.name, op.kind, "kernel", name, f"__tvm_ffi_{name}", args))
     return calls, funcs
 
@@ -263,7 +270,7 @@ def _body_sig(body: Graph):
 # ---- running in-process with TVM's runtime (tests, debugging) --------------------------------
 
 def run_kernels_in_tvm(graph: Graph, feeds: dict[str, np.ndarray], target: str = "x86_64",
-                       keep_all: bool = False):
+                       keep_all: bool = False, scratch_free: frozenset[int] = frozenset()):
     """Execute `graph` by calling its compiled kernels in order (host targets only).
 
     Returns the outputs in order (and with keep_all a dict name -> array of every value)."""
@@ -273,7 +280,7 @@ def run_kernels_in_tvm(graph: Graph, feeds: dict[str, np.ndarray], target: str =
     if not t.is_host:
         raise ModelError(f"run_kernels_in_tvm runs host code only; {t.name} is not this host")
     with t.tvm:
-        calls, funcs = plan_kernels(graph)
+        calls, funcs = plan_kernels(graph, scratch_free=scratch_free)
     executable = _compile(funcs, t)
     env: dict[str, np.ndarray] = {v.name: a for v, a in zip(graph.inputs,
                                                              check_feeds(graph, feeds))}

@@ -28,12 +28,37 @@ the generic schedule (recorded in FALLBACKS). Add one for an op class with
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from typing import Callable
 
 from tvm.s_tir import Schedule
 
 SCHEDULE_RULES: dict[str, Callable[[Schedule], None]] = {}
 FALLBACKS: list[tuple[str, str]] = []   # (anchor, reason) when a rule did not fit (debugging)
+_SCRATCH_FREE = contextvars.ContextVar("edgecc_scratch_free", default=False)
+
+
+@contextlib.contextmanager
+def scratch_free(on: bool = True):
+    """Rules scheduled inside keep no scratch copies (padded input rows, packed weights):
+    those stages are computed inline where they are read. For kernels at the memory plan's
+    peak, whose scratch would raise the arena (bundle_layout.plan_bundle)."""
+    token = _SCRATCH_FREE.set(on)
+    try:
+        yield
+    finally:
+        _SCRATCH_FREE.reset(token)
+
+
+def scratch_free_active() -> bool:
+    return _SCRATCH_FREE.get()
+
+
+def staged(*names: str) -> tuple[str, ...]:
+    """The stages a rule keeps as buffers of their own (`inline_injective(keep=...)`): `names`,
+    or none inside scratch_free()."""
+    return () if _SCRATCH_FREE.get() else names
 
 PARALLEL_MIN_WORK = 1 << 14       # iterations below which threading costs more than it gains
 PARALLEL_MIN_EXTENT = 64          # fuse leading spatial loops until this many parallel chunks
@@ -107,6 +132,10 @@ def generic_schedule(sch: Schedule) -> None:
         name = sch.get(blk).name_hint
         if _is_reduction(sch, blk):
             outer_of[name] = _schedule_reduction(sch, blk)
+            if _SCRATCH_FREE.get() and outer_of[name] is not None:
+                # consumers follow each vector of results, not each task's rows: the
+                # reduction's buffer is then one vector (stack), not per-task scratch
+                outer_of[name] = _above_reduction(sch, blk)
         else:
             producer = _reduction_producer(sch, blk)
             if producer is not None and outer_of.get(producer[0]) is not None:
@@ -155,6 +184,15 @@ def sole_reduction(sch: Schedule, what: str):
         raise ValueError(f"expected one {what} block")
     blk = reductions[0]
     return blk, sch.get_loops(blk), _iter_types(sch, blk)
+
+
+def _above_reduction(sch, blk):
+    """The innermost loop of `blk` outside its reduction loops."""
+    loops = sch.get_loops(blk)
+    nred = sum(1 for iv in sch.get(blk).iter_vars if int(iv.iter_type) != 0)
+    from tvm import tirx
+    vectorized = sch.get(loops[-1]).kind == tirx.ForKind.VECTORIZED
+    return loops[len(loops) - nred - (2 if vectorized else 1)]
 
 
 def _reduction_producer(sch, blk):

@@ -10,6 +10,10 @@ Columns (bytes):
   naive     one buffer per intermediate tensor of the planned graph, no reuse at all
   lb        lower bound of the planned graph (views aliased, in-place, chosen order)
   arena     what the planner actually allocates; ratio = arena / lb
+  bundle    the x86_64 bundle's arena: the same plus TVM kernel scratch (reserved for the
+            bundle's scratch threads), with kernels at the peak built scratch-free
+            (plan_bundle(peak_scratch_free=True), what `edgecc` builds); b/onnx_lb = bundle /
+            onnx_lb, the issue's bar
 The planned graph is the imported graph after the -O pipeline when the pass manager is
 available, else the imported graph itself (the "opt" field says which).
 
@@ -44,7 +48,9 @@ from pathlib import Path
 from edgecc import zoo
 from edgecc.backends.memory_alloc import lower_bound
 from edgecc.backends.memory_liveness import liveness
+from edgecc.backends.bundle_layout import plan_bundle
 from edgecc.backends.memory_plan import plan_graph
+from edgecc.backends.targets import make_target
 from edgecc.driver import parse_input_shape
 from edgecc.onnx_import import import_onnx
 
@@ -203,12 +209,18 @@ def bench_model(name: str, level: int) -> dict:
     t0 = time.perf_counter()
     gp = plan_graph(graph)
     seconds = time.perf_counter() - t0
+    bundle = plan_bundle(graph, make_target("x86_64"), peak_scratch_free=True)
     return {"model": name, "opt": opt, "ops_imported": n_onnx, "kernels": len(graph.ops),
             "onnx_lb": onnx_lb, "naive": gp.naive_bytes, "lb": gp.lower_bound_bytes,
             "arena": gp.arena_bytes,
             "ratio": round(gp.arena_bytes / gp.lower_bound_bytes, 4) if gp.lower_bound_bytes
             else 1.0,
             "vs_onnx_lb": round(gp.arena_bytes / onnx_lb, 4) if onnx_lb else 1.0,
+            "bundle_arena": bundle.memory.arena_bytes,
+            "bundle_vs_onnx_lb": round(bundle.memory.arena_bytes / onnx_lb, 4) if onnx_lb
+            else 1.0,
+            "bundle_scratch_free_kernels": len(bundle.scratch_free),
+            "bundle_scratch_threads": bundle.workspace_threads,
             "strategy": gp.strategy, "order": gp.order_name,
             "inplace": len(gp.inplace),
             "concats_eliminated": sum(1 for op in gp.order
@@ -249,7 +261,8 @@ def main(argv=None) -> int:
     tvm_cols = (f" {'tvm_noplan':>10} {'tvm_plan':>8} {'a/tvm':>6} {'a/pool':>6}"
                 f" {'tvmF_plan':>9} {'a/tvmF':>6}") if not args.no_tvm else ""
     print(f"{'model':14} {'opt':4} {'kernels':>7} {'onnx_lb':>8} {'naive':>8} {'lb':>8} "
-          f"{'arena':>8} {'ratio':>6} {'arena/onnx_lb':>13}{tvm_cols}"
+          f"{'arena':>8} {'ratio':>6} {'arena/onnx_lb':>13} {'bundle':>8} {'b/onnx_lb':>9}"
+          f"{tvm_cols}"
           f"  strategy / order   (MiB)")
     failures = []
     for r in rows:
@@ -265,7 +278,8 @@ def main(argv=None) -> int:
                          if "error" in r[v]]
         print(f"{r['model']:14} {r['opt'][:4]:4} {r['kernels']:7d} {mb(r['onnx_lb'])} "
               f"{mb(r['naive'])} {mb(r['lb'])} {mb(r['arena'])} {r['ratio']:6.3f} "
-              f"{r['vs_onnx_lb']:13.3f}{tvm}  {r['strategy']} / {r['order']}"
+              f"{r['vs_onnx_lb']:13.3f} {mb(r['bundle_arena'])} {r['bundle_vs_onnx_lb']:9.3f}"
+              f"{tvm}  {r['strategy']} / {r['order']}"
               f"  concat {r['concats_eliminated']}/{r['concats']}, {r['plan_seconds']:.2f}s")
     for model, variant, err in failures:
         print(f"  {model} {variant}: {err}")

@@ -192,10 +192,15 @@ def build_bundle(graph: Graph, opts: Options, outdir: Path, report: dict, t0: fl
     tuning = None
     if opts.tune is not None or opts.tuning_cache is not None:   # never a hidden input
         tuning = tuning_for(graph, target, opts.tune or 0, opts.tuning_cache, progress=log)
-    plan = plan_bundle(graph, target, opts.threads, tuning=tuning)
+    plan = plan_bundle(graph, target, opts.threads, tuning=tuning, peak_scratch_free=True)
     enforce_max_arena(plan.memory, opts.max_arena)      # fail before the long part
+    if plan.scratch_free and log is not None:
+        names = ", ".join(graph.ops[i].name or graph.ops[i].kind
+                          for i in sorted(plan.scratch_free))
+        print(f"memory: {len(plan.scratch_free)} kernel(s) at the arena's peak built without "
+              f"scratch: {names}", file=log)
     with tempfile.TemporaryDirectory(prefix="edgecc-build-") as work:
-        lib = build_kernels(graph, target, work, tuning=tuning)
+        lib = build_kernels(graph, target, work, tuning=tuning, scratch_free=plan.scratch_free)
         report["kernels"] = sum(1 for i, c in enumerate(lib.calls)
                                 if c.kind == "kernel" and not plan.memory.is_noop(graph.ops[i]))
         report.update(plan.memory.report())
