@@ -5,7 +5,9 @@ badly; in NCHW{c}c ([N, C/c, H, W, c], see compiler/ops/README.md) the c lanes o
 are c output channels whatever the image size, and the weights are packed at build time into
 the order the kernel reads them ([M/c, C/c, kh, kw, c, c]).
 
-  1. Seeds: 2-D Conv with group 1 or depthwise whose channel counts are multiples of 4.
+  1. Seeds: 2-D Conv, group 1 or depthwise, whose output channels are whole blocks of c
+     (and input channels too, except for group 1: a stem conv with 3 input channels reads
+     its NCHW input as blocks of one lane, a view).
   2. Regions grow forward from the seeds through ops that do not care about the layout:
      elementwise ops (per-channel constants are re-blocked, other activations converted),
      Max/AveragePool, Global*Pool, LRN and channel Concat of whole blocks.
@@ -14,8 +16,9 @@ the order the kernel reads them ([M/c, C/c, kh, kw, c, c]).
      conversions costs more than it gains (MIN_MACS_PER_CONVERTED_ELEMENT).
   4. c is the target's f32 vector lanes (16 AVX-512, 8 AVX2, 4 NEON): half vectors on
      AVX-512 measured slower than NCHW (ppocr_det 1.18x), so channel counts c does not
-     divide keep their convs in NCHW. A value is converted at most once each way (LayoutTransform), where a
-     region reads an NCHW value or an NCHW op (or a graph output) reads a blocked one;
+     divide keep their convs in NCHW. A value is converted at most once each way
+     (LayoutTransform), where a region reads an NCHW value or an NCHW op (or a graph
+     output) reads a blocked one;
      for a [N, C, 1, 1] value (after a global pool) both layouts are the same bytes, so the
      conversion is a Reshape (a view, no kernel).
 
@@ -40,7 +43,7 @@ from ._rewrite import ROUNDING_TOLERANCE, const, record_refusal
 POOLS = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
 LAYOUT_AWARE = POOLS + ("LRN",)    # ops with a `layout` attr besides Conv
 ELEMENTWISE = frozenset(ELEMENTWISE_KINDS) - {"Identity", "Dropout"}
-MIN_BLOCK = 4
+MIN_BLOCK = 4                       # NEON: 4 f32 lanes
 # a conversion reads and writes each element once; below this many conv multiply-adds per
 # converted element the conversions cost more than the faster convs save
 MIN_MACS_PER_CONVERTED_ELEMENT = 32
@@ -192,9 +195,8 @@ def _rewrite(graph: Graph, chosen: set[Op], c: int) -> int:
     def transform(v: Value, src: str, dst: str, out: str) -> Value:
         n, h, w = v.type.shape[0], v.type.shape[2], v.type.shape[3]
         if h * w == 1:      # [N, C, 1, 1] and [N, C/c, 1, 1, c] are the same bytes: a view
-            c = int(dst[4:-1]) if dst != "NCHW" else 1
             ch = v.type.shape[1] * (v.type.shape[-1] if src != "NCHW" else 1)
-            shape = [n, ch // c, 1, 1, c] if c > 1 else [n, ch, 1, 1]
+            shape = [n, ch, 1, 1] if dst == "NCHW" else [n, ch // c, 1, 1, c]
             t = build_op("Reshape", [v], {"shape": shape}, name=f"{out}_layout",
                          out_names=[out])
         else:
