@@ -27,6 +27,7 @@ the same way.
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 from tvm.s_tir import Schedule
@@ -183,6 +184,11 @@ def register_tiled(sch: Schedule, blk, lead, m, rows, w, reduce_, own_consumers:
         g = knob("conv.blocks", g, lambda: task_blocks(n_m // mi, block))
         mo, mo_i = sch.split(mo, [None, g])
         inner = [mo_i]
+    # reduction loop order (tuning only): the non-unit loops of rc, kh, kw permuted
+    moving = [i for i, e in enumerate(_extents(sch, reduce_)) if e != 1]
+    order = knob("conv.order", tuple(moving), lambda: list(itertools.permutations(moving)))
+    where = dict(zip(moving, order))
+    reduce_ = [reduce_[where.get(i, i)] for i in range(len(reduce_))]
     sch.reorder(*lead, mo, *rows, *inner, wo, *reduce_, mi_l, wi)
     epilogue = list(sch.get_consumers(blk)) if own_consumers else []
     if not epilogue:

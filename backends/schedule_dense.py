@@ -28,7 +28,8 @@ from __future__ import annotations
 
 from tvm.s_tir import Schedule
 
-from .schedule_conv import conv_tile
+from .schedule_conv import conv_tile, conv_tiles
+from .schedule_knobs import knob
 from .schedule_pool import lane_split
 from .tvm_schedule import (_extents, _schedule_injective, _try, schedule_rule, sole_reduction,
                            vector_lanes, vector_registers)
@@ -83,6 +84,8 @@ def _gemv_k_vectorized(sch, blk, lanes):
     out_loops = sch.get_loops(blk)[:len(spatial)]
     n_j = _extents(sch, out_loops[-1:])[0]
     jc = max(d for d in range(1, GEMV_COLUMNS + 1) if n_j % d == 0)
+    jc = knob("dense.columns", jc, lambda: [d for d in range(2 * GEMV_COLUMNS, 0, -1)
+                                            if n_j % d == 0])
     jo, ji = sch.split(out_loops[-1], [None, jc])
     lead = out_loops[:-1]
     par = sch.fuse(*lead, jo) if lead else jo
@@ -123,6 +126,8 @@ def _register_tiled(sch, blk, lanes):
         lead, i, j = [], None, spatial[-1]
         n_i, n_j = 1, ext[-1]
     mi, vw = conv_tile(n_i, n_j, lanes, vector_registers())
+    mi, vw = knob("dense.tile", (mi, vw),
+                  lambda: conv_tiles(n_i, n_j, lanes, vector_registers()))
     jo, ji = sch.split(j, [None, vw])
     if i is not None:
         io, ii = sch.split(i, [None, mi])

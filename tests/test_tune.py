@@ -1,7 +1,10 @@
-"""--tune / --tuning-cache: MetaSchedule records are written, reused without tuning, applied
+"""--tune / --tuning-cache: records are written, reused without tuning, applied
 deterministically, and the tuned bundle still computes the model (vs the reference executor).
+The search: knobs of the default rules (schedule_knobs) first, MetaSchedule for kernels under
+the generic schedule.
 
-One small conv kernel (16->16 channels, 3x3, 16x16) tuned once with 8 trials per session.
+One small conv kernel (16->16 channels, 3x3, 16x16) tuned once with 8 trials per session;
+the knob tests tune a 1x1 conv (NCHW at -O3, too few MACs to convert its layout).
 """
 from __future__ import annotations
 
@@ -182,11 +185,15 @@ def test_device_tuning_tasks_for_arm64(tmp_path):
 
 
 def test_failed_search_keeps_the_default_schedule(tmp_path, monkeypatch):
+    """MetaSchedule runs for kernels under the generic schedule (the Conv rule removed)."""
     import io
+
+    from edgecc.backends import tvm_schedule
 
     def boom(*args, **kwargs):
         raise RuntimeError("no design space for this block")
     monkeypatch.setattr(tune, "_search", boom)
+    monkeypatch.delitem(tvm_schedule.SCHEDULE_RULES, "Conv")
     model = _conv_model(tmp_path / "conv.onnx")
     graph = optimize(import_onnx(str(model)), Options())[0]
     log = io.StringIO()
@@ -227,3 +234,114 @@ def test_tuned_schedule_lands_in_the_bundle(tmp_path, monkeypatch):
     want = run_graph(import_onnx(str(model)), x)[0]
     for art in (tuned, plain):
         np.testing.assert_allclose(art.run(x)[0], want, rtol=1e-4, atol=1e-4 * float(want.max()))
+
+
+# ---- the knob search -----------------------------------------------------------------------
+
+def _pointwise_model(path: Path, channels=16, size=16) -> Path:
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((channels, channels, 1, 1)).astype(np.float32) * 0.3
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Relu", ["c"], ["y"])],
+        "pw", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                              [1, channels, size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels, size, size])],
+        [helper.make_tensor("w", TensorProto.FLOAT, w.shape, w.ravel())])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return path
+
+
+def _records(cache: Path) -> list[str]:
+    key = tune.target_key(make_target("x86_64"))
+    return (cache / key / "database_tuning_record.json").read_text().splitlines()
+
+
+def test_knob_record_lands_in_the_bundle(tmp_path, monkeypatch):
+    """With a poor default tile (conv_tile forced to 1 x 1: scalar code), the knob search
+    finds a vectorized tile many times faster; its record is what the bundle builds, a
+    rebuild from the records is byte-identical, and the result matches the reference."""
+    import io
+
+    from edgecc.backends import schedule_conv
+    monkeypatch.setattr(schedule_conv, "conv_tile", lambda *args, **kwargs: (1, 1))
+    model = _pointwise_model(tmp_path / "pw.onnx")
+    cache, log = tmp_path / "cache", io.StringIO()
+    tuned = run_compile(str(model), Options(outdir=str(tmp_path / "t"), tune=TRIALS,
+                                            tuning_cache=str(cache)), log=log)
+    assert "conv.tile (1, 1) -> (" in log.getvalue() and "(tuned: knobs;" in log.getvalue(), \
+        log.getvalue()
+    assert len(_records(cache)) == 2                   # the default and the knob winner
+    plain = edgecc.compile(str(model), outdir=str(tmp_path / "p"))
+    again = edgecc.compile(str(model), outdir=str(tmp_path / "r"), tuning_cache=str(cache))
+    objects = [(tmp_path / d / "kernels.o").read_bytes() for d in ("t", "p", "r")]
+    assert objects[0] != objects[1] and objects[0] == objects[2]
+    x = {"x": np.random.default_rng(1).standard_normal((1, 16, 16, 16)).astype(np.float32)}
+    want = run_graph(import_onnx(str(model)), x)[0]
+    for art in (tuned, plain, again):
+        np.testing.assert_allclose(art.run(x)[0], want, rtol=1e-4, atol=1e-4 * float(want.max()))
+
+
+def test_slower_candidate_is_not_chosen(tmp_path, monkeypatch):
+    """The only candidate offered (a 1 x 1 tile) is far slower than the default: only the
+    default's record is written and builds with the records equal the default build."""
+    import io
+
+    import tvm
+
+    from edgecc.backends import schedule_conv
+    monkeypatch.setattr(schedule_conv, "conv_tiles", lambda *args, **kwargs: [(1, 1)])
+    model = _pointwise_model(tmp_path / "pw.onnx")
+    graph = optimize(import_onnx(str(model)), Options())[0]
+    log = io.StringIO()
+    records = tune.tune_kernels(graph, "x86_64", TRIALS, tmp_path / "cache", progress=log)
+    assert "the default schedule stays" in log.getvalue(), log.getvalue()
+    assert "1 knob candidate" in log.getvalue(), log.getvalue()
+    assert len(records) == 1
+    _, funcs = plan_kernels(graph, tuning=records)
+    _, default = plan_kernels(graph)
+    assert len(records.used) == 1
+    for name in funcs:
+        tvm.ir.assert_structural_equal(funcs[name][0], default[name][0])
+
+
+def test_knobs_leave_the_default_schedules_alone():
+    """Outside tuning a knob is its default (its choices are not even listed); inside,
+    overrides apply, every knob read is reported with its choices (the default among
+    them), and a value that is not a choice is refused."""
+    from edgecc.backends.schedule_knobs import knob, overrides
+
+    def no_choices():
+        raise AssertionError("choices listed outside tuning")
+    assert knob("t", (4, 2), no_choices) == (4, 2)
+    with overrides({"t": (2, 2)}) as seen:
+        assert knob("t", (4, 2), lambda: [(2, 2), (1, 1)]) == (2, 2)
+        assert knob("u", 3, lambda: [1, 2]) == 3
+    assert seen == {"t": ((4, 2), [(4, 2), (2, 2), (1, 1)]), "u": (3, [3, 1, 2])}
+    with overrides({"t": (8, 8)}), pytest.raises(ValueError, match="not a choice"):
+        knob("t", (4, 2), lambda: [(2, 2)])
+
+
+@pytest.mark.parametrize("opt_level", [2, 3])
+def test_default_rule_traced_without_overrides_is_the_build_schedule(tmp_path, opt_level):
+    """tune._traced (the default record) schedules exactly like a build; its knobs list
+    the model's picks first among valid choices (NCHW conv at -O2, blocked at -O3)."""
+    import tvm
+
+    from edgecc.backends.tvm_lower import anchor_kind
+    from edgecc.backends.tvm_schedule import schedule
+    model = _conv_model(tmp_path / "conv.onnx")
+    graph = optimize(import_onnx(str(model)), Options(opt_level=opt_level))[0]
+    target = make_target("x86_64")
+    op = next(op for op in graph.ops if anchor_kind(op) == "Conv")
+    func = kernel_prim_func(op)
+    with target.tvm:
+        sch, knobs = tune._traced(func, op)
+        built = schedule(kernel_prim_func(op), "Conv")
+    tvm.ir.assert_structural_equal(sch.mod["main"], built.with_attr("global_symbol", "main"))
+    tile = "conv.tile" if opt_level == 2 else "blocked.tile"
+    assert tile in knobs and len(knobs[tile][1]) > 1
+    for name, (default, choices) in knobs.items():
+        assert default in choices
+        with target.tvm:     # every choice schedules this workload
+            for value in choices[:4]:
+                tune._traced(func, op, {name: value})
