@@ -1,4 +1,5 @@
-"""MetaSchedule tuning of the kernels that carry the FLOPs, with records kept on disk.
+"""Tuning of the kernels that carry the FLOPs (knobs of edgecc's own schedules, then
+MetaSchedule), with records kept on disk.
 
     records = tune_kernels(graph, make_target("x86_64"), trials=200, cache_dir=None,
                            progress=sys.stderr)          # tunes, returns TuningRecords
@@ -10,18 +11,34 @@ its launches); the top ones covering COVERAGE (80 %) of the graph's FLOPs are tu
 a share of the trial budget proportional to its FLOPs (at least MIN_TRIALS). Kernels that
 already have a record in the cache are not tuned again (delete the cache entry to re-tune).
 
+The search, per kernel (one trial = one candidate schedule built and measured):
+  1. knobs: the default rule's tile parameters (schedule_knobs: conv.tile MI x VW,
+     conv.blocks, conv.order, blocked.tile T x NB, blocked.order, blocked.rows, dense.tile,
+     dense.columns) have choices listed most promising first by the rule. Coordinate search:
+     per knob, in the order the rule reads them, its choices with the other knobs at their
+     best so far; each candidate is the rule traced with those overrides, checked against the
+     default's results and timed in back-to-back pairs with the default (the machine's speed
+     drifts ~2x over seconds; a pair's ratio does not). All trials go to the knobs when
+     MetaSchedule is not used, else the KNOB_FIRST most promising.
+  2. MetaSchedule with the trials left, when at least MS_MIN_TRIALS, except on blocked convs
+     where it never won (_metaschedule_for has the measurements); kernels under the generic
+     schedule (no knobs) get all their trials.
+  3. the best of each search is timed again in pairs with the default (CONFIRM_ROUNDS; the
+     search's numbers favour the luckiest candidate) and kept when MARGIN (3 %) faster.
+
 Records: one MetaSchedule JSONDatabase per target under `<cache_dir>/<target key>/`
 (database_workload.json + database_tuning_record.json). The target key is the edgecc target
 name plus a digest of the full LLVM target (triple, mcpu, mattr), so records made for one
 target never apply to another. The workload is the kernel's *unscheduled* PrimFunc
 (tvm_lower.kernel_prim_func), compared structurally: it does not depend on kernel names or
-the bundle's --name. After a kernel's search, two records are committed: edgecc's default
-schedule (its traced tvm_schedule rule) and the best tuned candidate, timed alternately right
-then (the machine's speed drifts); the tuned one only when it is MARGIN (3 %) faster, so
-noise does not switch schedules. A build uses, per kernel, the valid record with the lowest
-mean run time, ties broken by the trace text, so builds from the same records are
-byte-identical, and a kernel whose search did not beat the default keeps the default. Records
-pin the schedule: after changing edgecc's default schedules, re-tune (or delete the cache).
+the bundle's --name; knob choices never change it (only tile sizes that fit the workload as
+lowered by default are offered). After a kernel's search, edgecc's default schedule (its
+traced rule) is committed, and the winner of step 3 if any, each with its run times from
+those pairs. A knob record is a trace like any other: builds replay it, no knob is read. A
+build uses, per kernel, the valid record with the lowest mean run time, ties broken by the
+trace text, so builds from the same records are byte-identical, and a kernel whose search
+did not beat the default keeps the default. Records pin the schedule: after changing
+edgecc's default schedules, re-tune (or delete the cache).
 
 Default cache: $XDG_CACHE_HOME/edgecc/tuning, else ~/.cache/edgecc/tuning. Every build reads
 it when it exists; `--tuning-cache DIR` reads (and with --tune writes) DIR instead.
@@ -254,50 +271,55 @@ def tune_kernels(graph: Graph, target: Target | str, trials: int,
                   flush=True)
             continue
         start = time.perf_counter()
-        with target.tvm:                # default schedules read the target in scope
-            default, knobs = _traced(func, c.op)
-        bench = _Bench(func, target, default)
-        # 1. the default rule's own knobs (tile sizes ...), one candidate per trial: the
-        # KNOB_FIRST most promising when MetaSchedule gets enough of the rest, else all
-        tunable = any(len(choices) > 1 for _, choices in knobs.values())
-        with_ms = _metaschedule_for(knobs)
-        first = KNOB_FIRST if with_ms and c.trials - KNOB_FIRST >= MS_MIN_TRIALS \
-            else c.trials
-        best, used = _knob_search(bench, func, c.op, knobs, first)
-        contenders = [("knobs", best[1])] if best is not None else []
-        note = _knob_note(knobs, best[0] if best is not None else {}, used)
-        # 2. MetaSchedule with what is left, for kernel classes where it can win
-        ms_trials = c.trials - used
-        if with_ms and ms_trials > 0 and (ms_trials >= MS_MIN_TRIALS or not tunable):
-            try:
-                found = _search(func, target, ms_trials, c.name)
-                tuned = next((s for s in (_replay(func, r.trace) for r in found)
-                              if s is not None), None)
-                if tuned is not None and bench.agrees(bench.build(tuned)):
-                    contenders.append(("MetaSchedule", tuned))
-                note += f"{'; ' if note else ''}MetaSchedule {ms_trials} trials"
-            except Exception as e:      # MetaSchedule cannot handle this workload
-                note += (f"{'; ' if note else ''}search failed: {type(e).__name__}: "
-                         f"{_last_line(e)}")
-        # 3. the default and the contenders timed again, in pairs; the default schedule
-        # is a record too, and a contender only when MARGIN faster than it
-        tuning_target = _tuning_target(target, _cores())
-        default_secs, winner, winner_secs = bench.confirm([s for _, s in contenders])
-        records.commit(func, default.trace, default_secs, tuning_target)
-        if winner is not None:
-            records.commit(func, winner.trace, winner_secs, tuning_target)
-            verdict = "tuned: " + next(w for w, s in contenders if s is winner)
-        elif contenders:
-            verdict = f"the default schedule stays: not {100 * MARGIN:.0f}% faster"
-        else:
-            verdict = "the default schedule stays: no faster candidate"
-        secs = time.perf_counter() - start
-        before = _gflops(c.launch_flops, float(np.mean(default_secs)))
-        after = _gflops(c.launch_flops, float(np.mean(winner_secs))) if winner else before
+        verdict, note, before, after = _tune_kernel(c, func, target, records)
         print(f"  {c.name:32s} {100 * c.share:5.1f}% FLOPs  {c.trials:4d} trials  "
               f"{before:6.1f} -> {after:6.1f} GFLOP/s  ({verdict}; {note or 'no knobs'}; "
-              f"{secs:.0f} s)", file=out, flush=True)
+              f"{time.perf_counter() - start:.0f} s)", file=out, flush=True)
     return records
+
+
+def _tune_kernel(c: KernelChoice, func, target: Target, records: TuningRecords):
+    """Search one kernel (knobs, then MetaSchedule), commit its records; returns (verdict,
+    note, GFLOP/s of the default, GFLOP/s of what the build will use)."""
+    with target.tvm:                    # default schedules read the target in scope
+        default, knobs = _traced(func, c.op)
+    bench = _Bench(func, target, default)
+    # 1. the default rule's own knobs (tile sizes ...), one candidate per trial: the
+    # KNOB_FIRST most promising when MetaSchedule gets enough of the rest, else all
+    tunable = any(len(choices) > 1 for _, choices in knobs.values())
+    with_ms = _metaschedule_for(knobs)
+    first = KNOB_FIRST if with_ms and c.trials - KNOB_FIRST >= MS_MIN_TRIALS else c.trials
+    best, used = _knob_search(bench, func, c.op, knobs, first)
+    contenders = [("knobs", best[1])] if best is not None else []
+    # 2. MetaSchedule with what is left, for kernel classes where it can win
+    ms_trials, ms_note = c.trials - used, ""
+    if with_ms and ms_trials > 0 and (ms_trials >= MS_MIN_TRIALS or not tunable):
+        try:
+            found = _search(func, target, ms_trials, c.name)
+            tuned = next((s for s in (_replay(func, r.trace) for r in found) if s is not None),
+                         None)
+            if tuned is not None and bench.agrees(bench.build(tuned)):
+                contenders.append(("MetaSchedule", tuned))
+            ms_note = f"MetaSchedule {ms_trials} trials"
+        except Exception as e:          # MetaSchedule cannot handle this workload
+            ms_note = f"search failed: {type(e).__name__}: {_last_line(e)}"
+    # 3. the default and the contenders timed again, in pairs; the default schedule is a
+    # record too, and a contender only when MARGIN faster than it
+    tuning_target = _tuning_target(target, _cores())
+    default_secs, winner, winner_secs = bench.confirm([s for _, s in contenders])
+    records.commit(func, default.trace, default_secs, tuning_target)
+    if winner is not None:
+        records.commit(func, winner.trace, winner_secs, tuning_target)
+        verdict = "tuned: " + next(w for w, s in contenders if s is winner)
+    elif contenders:
+        verdict = f"the default schedule stays: not {100 * MARGIN:.0f}% faster"
+    else:
+        verdict = "the default schedule stays: no faster candidate"
+    kept = best is not None and winner is best[1]
+    note = "; ".join(n for n in (_knob_note(knobs, best[0] if kept else {}, used), ms_note) if n)
+    before = _gflops(c.launch_flops, float(np.mean(default_secs)))
+    after = _gflops(c.launch_flops, float(np.mean(winner_secs))) if winner else before
+    return verdict, note, before, after
 
 
 def device_tuning_tasks(graph: Graph, target: Target | str, cache_dir: str | os.PathLike,
@@ -478,55 +500,56 @@ def _traced(func, op: Op, values: dict | None = None):
 
 
 def _knob_search(bench: _Bench, func, op: Op, knobs: dict, budget: int):
-    """Coordinate search over the default rule's knobs: per knob (in the order the rule
-    reads them), its choices with the other knobs at their best so far, each candidate
-    built, checked against the default's results and timed in pairs with the default; the
-    fastest becomes the base of the next knob. Returns ((values, Schedule, ratio to the
-    default) of the best candidate or None, candidates measured)."""
-    target = bench.target
-    values: dict = {}
+    """Coordinate search over the default rule's knobs: per knob, fewest choices first (a
+    binary knob is settled in one trial and can matter most: computing the padded input
+    per task or at once measured 3.3x on shufflenet's group conv), its choices in the
+    rule's order with the other knobs at their best so far; each candidate built, checked
+    against the default's results and timed in pairs with the default; the fastest becomes
+    the base for the next knob. Returns ((values, Schedule, ratio to the default) of the
+    best candidate or None, candidates measured)."""
     best = None
+    seen = knobs                 # the knobs (and their choices) with the best values so far
     used = 0
-    names = list(knobs)
+    names = sorted(knobs, key=lambda n: len(knobs[n][1]))
     for i, name in enumerate(names):
         rest = budget - used
         if rest <= 0:
             break
-        # later knobs keep up to half of what is left (usually they have few choices)
-        later = sum(len(knobs[n][1]) - 1 for n in names[i + 1:])
+        if name not in seen:
+            continue
+        # later knobs keep up to half of what is left
+        later = sum(len(seen[n][1]) - 1 for n in names[i + 1:] if n in seen)
         share = rest - min(rest // 2, later)
-        current = values.get(name, knobs[name][0])
+        values = best[0] if best is not None else {}
         batch = []
-        for option in knobs[name][1]:
+        for option in seen[name][1]:
             if len(batch) >= share:
                 break
-            if option == current:
+            if option == values.get(name, seen[name][0]):
                 continue
             trial = {**values, name: option}
             try:
-                with target.tvm:
-                    sch, _ = _traced(func, op, trial)
+                with bench.target.tvm:
+                    sch, trial_knobs = _traced(func, op, trial)
                 module = bench.build(sch)
             except Exception:           # the rule cannot use this value on this kernel
                 continue
             used += 1
             if bench.agrees(module):
-                batch.append((trial, sch, module))
+                batch.append((trial, sch, trial_knobs, module))
         if not batch:
             continue
-        for (trial, sch, _), (ref, secs) in zip(batch, bench.paired([m for *_, m in batch],
-                                                                   SEARCH_ROUNDS)):
+        timed = bench.paired([m for *_, m in batch], SEARCH_ROUNDS)
+        for (trial, sch, trial_knobs, _), (ref, secs) in zip(batch, timed):
             ratio = float(np.mean(secs) / np.mean(ref))
             if ratio < (best[2] if best is not None else 1.0):
-                best = (trial, sch, ratio)
-        if best is not None:
-            values = best[0]
+                best, seen = (trial, sch, ratio), trial_knobs
     return best, used
 
 
 def _knob_note(knobs: dict, values: dict, used: int) -> str:
-    """'conv.tile (16, 16) -> (8, 16), 12 knob candidates' (the best candidate's changes),
-    or the knobs searched around the defaults."""
+    """'conv.tile (16, 16) -> (8, 16), 12 knob candidates' for the knobs of the kept
+    candidate `values`, else the knobs searched with their defaults."""
     changed = [f"{n} {knobs[n][0]} -> {v}" for n, v in values.items() if v != knobs[n][0]]
     tunable = [f"{n} {d}" for n, (d, choices) in knobs.items() if len(choices) > 1]
     if not tunable:
