@@ -348,3 +348,22 @@ def test_default_rule_traced_without_overrides_is_the_build_schedule(tmp_path, o
         with target.tvm:     # every choice schedules this workload
             for value in choices[:4]:
                 tune._traced(func, op, {name: value})
+
+
+def test_candidates_with_scratch_at_the_arena_peak_are_rejected(zoo_path):
+    """On resnet50, computing a blocked conv's whole padded input at once (faster alone)
+    needs scratch that would make one of its ops at the arena's peak scratch-free (slower
+    than either schedule): the guard rejects that candidate, never the default."""
+    graph = optimize(import_onnx(str(zoo_path("resnet50"))), Options())[0]
+    target = make_target("x86_64")
+    peak = tune._ArenaPeak(graph, target)
+    verdicts = []
+    for c in tune.choose_kernels(graph, 200)[:3]:       # k3 (56x56 3x3) is among them
+        func = kernel_prim_func(c.op)
+        with target.tvm:
+            default, _ = tune._traced(func, c.op)
+            once, _ = tune._traced(func, c.op, {"blocked.pad_per_task": 0})
+        fits = peak.guard(c.indices, default)
+        assert fits(default)
+        verdicts.append(fits(once))
+    assert False in verdicts and True in verdicts, verdicts
