@@ -103,9 +103,12 @@ def conv_schedule(sch: Schedule) -> None:
             _schedule_injective(sch, blk)
     for blk in sch.get_child_blocks(sch.get_sblock("root")):
         if sch.get(blk).name_hint == "conv_pad":
-            # per task (1), or the whole padded input first (0; tuning only: measured
-            # 3.3x faster on shufflenet's group-4 1x1 convs on 14x14 rows padded to 16)
-            if knob("conv.pad_per_task", 1, lambda: [1, 0]):
+            # per task (1), or the whole padded input first (0: measured 3.3x faster on
+            # shufflenet's group-4 1x1 convs on 14x14 rows padded to 16, whose tasks would
+            # each copy their group's rows for a few channels; the default there)
+            grouped_1x1 = _extents(sch, [kh, kw]) == [1, 1] and _extents(sch, [rc])[0] < \
+                int(sch.get(blk).writes[0].source.shape[1])
+            if knob("conv.pad_per_task", 0 if grouped_1x1 else 1, lambda: [1, 0]):
                 pad_per_task(sch, blk, task)
             else:
                 _schedule_injective(sch, blk)
