@@ -58,7 +58,7 @@ def scratch_free_active() -> bool:
 def staged(*names: str) -> tuple[str, ...]:
     """The stages a rule keeps as buffers of their own (`inline_injective(keep=...)`): `names`,
     or none inside scratch_free()."""
-    return () if _SCRATCH_FREE.get() else names
+    return () if scratch_free_active() else names
 
 PARALLEL_MIN_WORK = 1 << 14       # iterations below which threading costs more than it gains
 PARALLEL_MIN_EXTENT = 64          # fuse leading spatial loops until this many parallel chunks
@@ -132,7 +132,7 @@ def generic_schedule(sch: Schedule) -> None:
         name = sch.get(blk).name_hint
         if _is_reduction(sch, blk):
             outer_of[name] = _schedule_reduction(sch, blk)
-            if _SCRATCH_FREE.get() and outer_of[name] is not None:
+            if scratch_free_active() and outer_of[name] is not None:
                 # consumers follow each vector of results, not each task's rows: the
                 # reduction's buffer is then one vector (stack), not per-task scratch
                 outer_of[name] = _above_reduction(sch, blk)

@@ -313,8 +313,6 @@ def _param(graph: Graph, name: str, data: np.ndarray) -> Value:
 
 def _block_const(a: np.ndarray, c: int) -> np.ndarray:
     """A constant broadcast against [N, C, H, W] as its blocked twin against [N, C/c, H, W, c]."""
+    from edgecc.ops.layout import block_nchw
     a4 = a.reshape((1,) * (4 - a.ndim) + a.shape)
-    if a4.shape[1] == 1:
-        return a4.reshape(a4.shape + (1,))
-    n, ch, h, w = a4.shape
-    return np.ascontiguousarray(a4.reshape(n, ch // c, c, h, w).transpose(0, 1, 3, 4, 2))
+    return a4.reshape(a4.shape + (1,)) if a4.shape[1] == 1 else block_nchw(a4, c)
