@@ -7,8 +7,10 @@ This VM's speed changes by ~2x every ~10 s (other tenants), so two runtimes time
 other can differ only because they ran in different phases. `interleaved` therefore alternates
 short batches of every candidate inside each round and keeps one per-call time per candidate
 per round. The order is a fresh (seeded) permutation per round, and each batch starts after a
-short idle gap: runtimes whose worker threads spin-wait after a run (onnxruntime, TVM, ours)
-would otherwise slow down whichever candidate always came right after them. Ratios are taken
+short idle gap and one untimed call: runtimes whose worker threads spin-wait after a run
+(onnxruntime, TVM, ours) would otherwise slow down whichever candidate came right after them
+(a device runs one model at a time), and the untimed call wakes the candidate's own sleeping
+threads, as back-to-back inferences find them. Ratios are taken
 per round (both batches ran within a fraction of a second of each other, so a phase change hits
 both) and the median of those is reported; per-candidate medians are reported too.
 """
@@ -28,7 +30,9 @@ from pathlib import Path
 from typing import Callable
 
 BATCH_SECONDS = 0.15       # one batch of calls: well below the ~10 s phase of the VM
-GAP_SECONDS = 0.03         # idle before each batch: the previous runtime's spinners go to sleep
+GAP_SECONDS = 0.08         # idle before each batch, so the previous runtime's spinners go to sleep:
+                           # onnxruntime's pool keeps a core busy ~40 ms after its last run
+                           # (measured: 12/8/12/5 ms of CPU in four 10 ms sleeps), ours ~2 ms
 
 
 def calls_per_batch(fn: Callable[[], object], batch_seconds: float = BATCH_SECONDS) -> int:
@@ -75,6 +79,7 @@ def interleaved(fns: dict[str, Callable[[], object]], rounds: int = 7,
         for k in rng.sample(list(fns), len(fns)):
             f, n = fns[k], sizes[k]
             time.sleep(gap_seconds)
+            f()                   # untimed: wakes the runtime's threads after the gap
             t0 = time.perf_counter()
             for _ in range(n):
                 f()
