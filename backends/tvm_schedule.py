@@ -41,9 +41,11 @@ _SCRATCH_FREE = contextvars.ContextVar("edgecc_scratch_free", default=False)
 
 @contextlib.contextmanager
 def scratch_free(on: bool = True):
-    """Rules scheduled inside keep no scratch copies (padded input rows, packed weights):
-    those stages are computed inline where they are read. For kernels at the memory plan's
-    peak, whose scratch would raise the arena (bundle_layout.plan_bundle)."""
+    """Rules scheduled inside keep (almost) no scratch copies (padded input rows, packed
+    weights): those stages are computed inline where they are read, except blocked convs,
+    which copy one register tile's padded input (inline they ran 2.1-2.5x slower). For
+    kernels at the memory plan's peak, whose scratch would raise the arena
+    (bundle_layout.plan_bundle)."""
     token = _SCRATCH_FREE.set(on)
     try:
         yield
