@@ -27,8 +27,8 @@ import math
 from tvm.s_tir import Schedule
 
 from .tvm_schedule import (_extents, _parallelize, _schedule_injective, _try,
-                           inline_injective, schedule_rule, scratch_free_active, vector_lanes,
-                           vector_registers)
+                           cache_bytes, inline_injective, schedule_rule, scratch_free_active,
+                           vector_lanes, vector_registers)
 from .schedule_knobs import knob
 
 MAX_BLOCKS = 4          # output channel blocks per tile (NB)
@@ -38,7 +38,8 @@ MAX_COLUMNS = 16        # output columns per tile (T): beyond, the unrolled body
 
 
 def blocked_tile(blocks: int, width: int, c: int, lanes: int, registers: int,
-                 depthwise: bool = False) -> tuple[int, int]:
+                 depthwise: bool = False, block_weight_bytes: int = 0,
+                 cache: int = 1 << 20) -> tuple[int, int]:
     """(T, NB): output columns and channel blocks of one register tile of a blocked conv
     with `blocks` output channel blocks of `c` lanes and rows `width` wide, on a target
     with `lanes` f32 per vector register and `registers` of them.
@@ -51,11 +52,15 @@ def blocked_tile(blocks: int, width: int, c: int, lanes: int, registers: int,
     costs more than its FMAs (the wider padded input, measured 0.78x for 4x4 on 7-wide rows
     instead of the expected 0.875x), so the useful fraction counts twice. NB divides `blocks`.
     Depthwise: T*v accumulators + an input and a weight vector; the widest such T, rounding
-    waste counted the same way."""
+    waste counted the same way.
+    Every tile reads the weights of its NB output blocks (`block_weight_bytes` each): more
+    than `cache` (L2) and they stream from L3 for every tile (vgg19's 28x28 512-channel
+    convs: 4x4 took 1.11x the time of 14x2, 1.1 vs 0.56 MiB of weights), so such NB are
+    skipped."""
     v = -(-c // lanes)
     best, key = (1, 1), None
     for nb in ([1] if depthwise else range(1, min(blocks, MAX_BLOCKS) + 1)):
-        if blocks % nb:
+        if blocks % nb or (nb > 1 and nb * block_weight_bytes > cache):
             continue
         for t in range(1, min(width, MAX_DW_COLUMNS if depthwise else MAX_COLUMNS) + 1):
             if depthwise:
@@ -111,7 +116,9 @@ def blocked_conv_schedule(sch: Schedule) -> None:
         sch.compute_inline(sch.get_sblock("conv_pad"))    # bounds-checked taps, no band
     blocks, wide, c = _extents(sch, [m, w, o])
     width = int(sch.get(conv).annotations.get("edgecc.width", wide))
-    t, nb = blocked_tile(blocks, width, c, vector_lanes(), vector_registers(), depthwise)
+    weights = math.prod(_extents(sch, red)) * c * 4          # of one output block
+    t, nb = blocked_tile(blocks, width, c, vector_lanes(), vector_registers(), depthwise,
+                         weights, cache_bytes())
     t, nb = knob("blocked.tile", (t, nb), lambda: blocked_tiles(
         blocks, wide, c, vector_lanes(), vector_registers(), depthwise))
     if wide % t:

@@ -89,6 +89,16 @@ def vector_registers(target=None) -> int:
     return 32 if _is_arm(target) or vector_lanes(target) == 16 else 16
 
 
+def cache_bytes(target=None) -> int:
+    """Per-core L2 cache assumed for `target`: 1 MiB on AVX-512 (server cores), 256 KiB on
+    AVX2/SSE, 512 KiB on AArch64 (Cortex-A7x). Working sets a kernel re-reads per tile are
+    kept within it."""
+    target = _target(target)
+    if _is_arm(target):
+        return 512 << 10
+    return (1 << 20) if vector_lanes(target) == 16 else (256 << 10)
+
+
 def _target(target=None):
     if target is None:
         import tvm

@@ -216,6 +216,9 @@ def test_tile_model():
     assert blocked_tile(4, 56, 16, 16, 32) == (4, 4)
     assert blocked_tile(16, 14, 16, 16, 32) == (14, 2)
     assert blocked_tile(32, 7, 16, 16, 32) == (7, 2)
+    # vgg19's 28x28 512-channel 3x3 convs: 4 blocks of weights (1.1 MiB) exceed L2
+    assert blocked_tile(32, 28, 16, 16, 32) == (4, 4)
+    assert blocked_tile(32, 28, 16, 16, 32, block_weight_bytes=32 * 9 * 256 * 4) == (14, 2)
     for blocks, width, c, lanes, regs in [(4, 17, 16, 16, 32), (32, 7, 8, 8, 16),
                                           (6, 13, 16, 8, 16), (64, 28, 4, 4, 32)]:
         t, nb = blocked_tile(blocks, width, c, lanes, regs)
