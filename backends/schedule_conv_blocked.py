@@ -112,6 +112,7 @@ def blocked_conv_schedule(sch: Schedule) -> None:
         raise ValueError("not a 2-D blocked convolution")
     n, m, h, w, o, *red = loops
     depthwise = len(red) == 2
+    blocked_input = not depthwise and _extents(sch, red[-1:])[0] > 1   # ri: c, or 1 (stem)
     if lean and depthwise and _has_block(sch, "conv_pad"):
         sch.compute_inline(sch.get_sblock("conv_pad"))    # bounds-checked taps, no band
     blocks, wide, c = _extents(sch, [m, w, o])
@@ -160,12 +161,15 @@ def blocked_conv_schedule(sch: Schedule) -> None:
     sch.decompose_reduction(conv, red[0])
     for blk in sch.get_child_blocks(sch.get_sblock("root")):
         if sch.get(blk).name_hint == "conv_pad":
-            # per task (1: a task's input rows), per register tile (2: its rows x T columns;
-            # the same speed on resnet50's 3x3 convs, 0.99-1.02x, and a scratch one L1 holds:
-            # what lean kernels at the arena's peak use, reading padded rows in place
-            # measured 2.1-2.5x slower), or the whole padded input first (0; tuning only:
-            # 1.05-1.1x on resnet50's 3x3 convs, 0.8-0.9x on the stems)
-            where = knob("blocked.pad_per_task", 2 if lean else 1, lambda: [1, 0, 2])
+            # The whole padded input first (0), per task (1: the kh input rows of a task,
+            # copied again for every group of NB output blocks and every output row that
+            # reads them), or per register tile (2: those rows x T columns, a scratch L1
+            # holds). Group 1 with blocked input: 0, once per input element (vgg19's 3x3
+            # convs 1.02-1.09x faster than 1). Stems reading NCHW input and depthwise row
+            # bands: 1 (0 measured 0.8-0.9x on the stems). Lean kernels at the arena's peak:
+            # 2 (0.94-1.0x of 1; reading padded rows in place measured 2.1-2.5x slower).
+            where = knob("blocked.pad_per_task", 2 if lean else 0 if blocked_input else 1,
+                         lambda: [1, 0, 2])
             if where == 2:
                 sch.compute_at(blk, wo)
             elif where == 1:

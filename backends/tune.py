@@ -581,7 +581,7 @@ def _metaschedule_for(knobs: dict) -> bool:
 class _ArenaPeak:
     """The memory plan's view of kernel scratch (bundle_layout.plan_bundle): an op whose
     scratch on top of the activations live while it runs exceeds the activations' peak is
-    built scratch-free - without its tuning record, and slower than either schedule. A
+    built lean - with the least scratch, without its tuning record. A
     candidate whose scratch (e.g. the whole padded input instead of a few rows per task)
     would do that to an op its default schedule does not is rejected: records of such
     candidates made resnet50 2-3 % slower although they were 4-20 % faster alone."""

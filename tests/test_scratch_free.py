@@ -72,7 +72,7 @@ def test_padded_blocked_conv_at_the_peak_keeps_one_tile_of_scratch(zoo_source):
     assert padded
     assert lean.memory.arena_bytes < plain.memory.arena_bytes
     i = padded[0]
-    assert 0 < lean.workspace[i].per_task * 4 < plain.workspace[i].per_task
+    assert 0 < lean.workspace[i].bytes(4) * 4 < plain.workspace[i].bytes(4)
     g = _single_op_graph(graph.ops[i])
     rng = np.random.default_rng(0)
     feeds = {v.name: rng.standard_normal(v.type.shape).astype(np.float32) for v in g.inputs}
