@@ -186,11 +186,13 @@ def copy_tensor(t, name: str):
 
 def anchor_kind(op: Op) -> str:
     """The op kind a kernel's schedule is chosen by: its first non-elementwise op (a
-    LayoutTransform feeding a blocked Conv is that conv's prologue)."""
+    LayoutTransform feeding a blocked Conv is that conv's prologue, a Slice a reduction
+    reads through is the reduction's)."""
     from .lower_elementwise import ELEMENTWISE_KINDS
     ops = op.attrs["body"].ops if op.kind == "Fused" else [op]
-    for inner in ops:
-        if (inner.kind not in ELEMENTWISE_KINDS and inner.kind not in VIEW_KINDS
-                and not (inner.kind == "LayoutTransform" and len(ops) > 1)):
-            return inner.kind
-    return ops[0].kind if ops else op.kind
+    kinds = [inner.kind for inner in ops
+             if inner.kind not in ELEMENTWISE_KINDS and inner.kind not in VIEW_KINDS
+             and not (inner.kind == "LayoutTransform" and len(ops) > 1)]
+    if kinds[:1] == ["Slice"] and len(kinds) > 1:
+        return kinds[1]           # a Slice a reduction reads through (fuse-kernels)
+    return kinds[0] if kinds else ops[0].kind if ops else op.kind

@@ -16,7 +16,10 @@ the order the kernel reads them ([M/c, C/c, kh, kw, c, c]).
      conversions costs more than it gains (MIN_MACS_PER_CONVERTED_ELEMENT).
   4. c is the target's f32 vector lanes (16 AVX-512, 8 AVX2, 4 NEON): half vectors on
      AVX-512 measured slower than NCHW (ppocr_det 1.18x), so channel counts c does not
-     divide keep their convs in NCHW. A value is converted at most once each way
+     divide keep their convs in NCHW, except output channels that padding to whole blocks
+     makes at most 1/8 more work (passes/_pad_channels.py: squeezenet's 1000 classes run
+     as 1008, a Slice drops the extra ones after the ops that keep channels apart; padded
+     only when the conv's region is kept). A value is converted at most once each way
      (LayoutTransform), where a region reads an NCHW value or an NCHW op (or a graph
      output) reads a blocked one;
      for a [N, C, 1, 1] value (after a global pool) both layouts are the same bytes, so the
@@ -38,6 +41,7 @@ from edgecc.opdef import build_op
 from edgecc.ops import ELEMENTWISE_KINDS, count_flops
 from edgecc.pass_manager import register_pass
 
+from ._pad_channels import pad_output_channels
 from ._rewrite import ROUNDING_TOLERANCE, const, record_refusal
 
 POOLS = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
@@ -147,6 +151,24 @@ class ConvertLayout:
 
     def run(self, graph: Graph, ctx) -> bool:
         c = max(self.block or _target_lanes(ctx), MIN_BLOCK)
+        # convs padded to whole blocks: only those whose region is then kept (on a trial copy)
+        trial = graph.clone()
+        padded = set(pad_output_channels(trial, c))
+        if padded:
+            kept = {op.name for op in self._choose(trial, c, None)[0] if op.name in padded}
+            padded = set(pad_output_channels(graph, c, only=kept)) if kept else set()
+        chosen, why = self._choose(graph, c, ctx)
+        if not chosen:
+            return False
+        conversions = _rewrite(graph, chosen, c)
+        if ctx is not None and hasattr(ctx, "remark"):
+            extra = f", {len(padded)} padded to whole blocks" if padded else ""
+            ctx.remark(self.name, f"{sum(op.kind == 'Conv' for op in chosen)} convs blocked by "
+                                  f"{c}{extra}, {conversions} layout conversions")
+        return True
+
+    def _choose(self, graph: Graph, c: int, ctx) -> tuple[set[Op], dict[Op, str]]:
+        """The ops of the profitable regions; refusals are recorded when `ctx` is given."""
         users = graph.users()
         chosen: set[Op] = set()
         why: dict[Op, str] = {}
@@ -160,16 +182,11 @@ class ConvertLayout:
                 if op.kind == "Conv":
                     why[op] = (f"its region does {work / max(moved, 1):.0f} multiply-adds per "
                                f"converted element, fewer than {MIN_MACS_PER_CONVERTED_ELEMENT}")
-        for op in graph.ops:
-            if op.kind == "Conv" and op not in chosen and why.get(op) != "already blocked":
-                record_refusal(ctx, self.name, op, why[op])
-        if not chosen:
-            return False
-        conversions = _rewrite(graph, chosen, c)
-        if ctx is not None and hasattr(ctx, "remark"):
-            ctx.remark(self.name, f"{sum(op.kind == 'Conv' for op in chosen)} convs blocked by "
-                                  f"{c}, {conversions} layout conversions")
-        return True
+        if ctx is not None:
+            for op in graph.ops:
+                if op.kind == "Conv" and op not in chosen and why.get(op) != "already blocked":
+                    record_refusal(ctx, self.name, op, why[op])
+        return chosen, why
 
 
 def _target_lanes(ctx) -> int:

@@ -4,7 +4,8 @@ Three kinds of group, formed in this order over the whole graph:
   1. anchor + epilogue: Conv/ConvTranspose/Gemm/MatMul followed by elementwise ops computed
      on its result's index space (bias, BN leftovers, activations, residual Add + activation);
   2. reduction + prologue: GlobalAverage/MaxPool, Reduce*, Softmax/LogSoftmax with the
-     elementwise ops that produce their input, when nothing else reads those values;
+     elementwise ops that produce their input, when nothing else reads those values (and a
+     Slice they read);
   3. elementwise chains: elementwise ops with the same result shape (operands may broadcast).
 Anchor and chain groups also take in the index-remapping producers of their operands (Resize,
 Transpose, Concat, Slice, ...; an upsample feeding a residual Add) when only the group reads
@@ -79,9 +80,10 @@ def downstream(group: list[Op], users: dict) -> set[Op]:
     return seen
 
 
-def pull_producers(graph: Graph, group: list[Op], max_ops: int) -> list[Op]:
-    """`group` plus the injective ops producing its operands that only the group reads and
-    that do not depend on the group (so no cycle can form). An anchor takes
+def pull_producers(graph: Graph, group: list[Op], max_ops: int,
+                   kinds: tuple[str, ...] = INJECTIVE) -> list[Op]:
+    """`group` plus the injective ops (of `kinds`) producing its operands that only the group
+    reads and that do not depend on the group (so no cycle can form). An anchor takes
     them for its epilogue only, and stays first: the backend picks a kernel's schedule by its
     first non-elementwise op."""
     index = {op: i for i, op in enumerate(graph.ops)}
@@ -95,7 +97,7 @@ def pull_producers(graph: Graph, group: list[Op], max_ops: int) -> list[Op]:
         op = pending.pop()
         for v in op.inputs:
             p = None if v is None else v.producer
-            if (p is None or p in members or p.kind not in INJECTIVE or len(p.outputs) != 1
+            if (p is None or p in members or p.kind not in kinds or len(p.outputs) != 1
                     or v in graph.outputs or any(u not in members for u in users.get(v, []))
                     or any(x is not None and x.producer in after for x in p.inputs)):
                 continue
@@ -188,15 +190,16 @@ class FuseKernels:
 
     def run(self, graph, ctx) -> bool:
         changed = False
-        phases = [(ANCHORS, grow_forward, True), (REDUCTIONS, grow_backward, False),
-                  (ELEMENTWISE, grow_forward, True)]
-        for kinds, grow, pull in phases:
+        # reductions read only a Slice through (convert-layout's padded channels, dropped
+        # before a Softmax); other remappings would cost their reduction schedule more
+        phases = [(ANCHORS, grow_forward, INJECTIVE), (REDUCTIONS, grow_backward, ("Slice",)),
+                  (ELEMENTWISE, grow_forward, INJECTIVE)]
+        for kinds, grow, pulled in phases:
             for op in list(graph.ops):
                 if op.kind not in kinds or op not in graph.ops:
                     continue
                 group = grow(graph, op, self.max_ops)
-                if pull:
-                    group = pull_producers(graph, group, self.max_ops)
+                group = pull_producers(graph, group, self.max_ops, pulled)
                 if len(group) > 1:
                     replace_group(graph, group, make_fused(graph, group))
                     changed = True

@@ -22,6 +22,8 @@ def test_interleaved_runs_every_candidate_once_per_round():
     res = common.interleaved(fns, rounds=6, batch_seconds=0.0, gap_seconds=0.0)  # 1 call/batch
     assert {k: len(v) for k, v in res.samples.items()} == {k: 6 for k in "abcd"}
     calls = order[4:]                       # after the four warm-up calls
+    assert calls[::2] == calls[1::2]        # each batch: one untimed call, then the timed one
+    calls = calls[::2]
     rounds = [calls[i:i + 4] for i in range(0, len(calls), 4)]
     assert len(rounds) == 6 and all(sorted(r) == list("abcd") for r in rounds)
     assert len({"".join(r) for r in rounds}) > 1, "the order must vary between rounds"
