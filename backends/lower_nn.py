@@ -107,7 +107,10 @@ def _conv(op, ins):
         if nsp >= 2 and s_w > 1 and dil[-1] == 1:    # o*s + k = (o + k//s)*s + k%s
             sp[-1] = (o[-1] + rk[-1] // s_w) * s_w + rk[-1] % s_w
         return te.sum(load(n, c, sp) * weight(m, rk), axis=[rc] + rk)
-    y = te.compute(list(shape[:-1]) + [wide], body, name="conv")
+    # a depthwise conv's tasks take bands of rows; the schedule sizes them from these
+    attrs = {"edgecc.row_stride": strides[0], "edgecc.row_window": (kshape[0] - 1) * dil[0] + 1} \
+        if nsp == 2 and cin_g == 1 and group == shape[1] else None
+    y = te.compute(list(shape[:-1]) + [wide], body, name="conv", attrs=attrs)
     if b is not None:
         return [te.compute(shape, lambda n, m, *o: y(n, m, *o) + b[m], name="conv_bias")]
     if wide != shape[-1]:

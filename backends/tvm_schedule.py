@@ -29,6 +29,7 @@ the generic schedule (recorded in FALLBACKS). Add one for an op class with
 from __future__ import annotations
 
 import contextlib
+import math
 import contextvars
 from typing import Callable
 
@@ -239,7 +240,10 @@ def _parallelize(sch, loops, extents, work=None):
     return fused
 
 
-def _schedule_injective(sch, blk):
+def _schedule_injective(sch, blk, count_lanes: bool = False):
+    """Parallel outer loops, vectorized innermost; `count_lanes`: the parallel threshold
+    counts elements, not vector iterations (a copy feeding a parallel kernel: each thread
+    then finds its part of the copy in its own cache)."""
     loops = sch.get_loops(blk)
     if not loops:
         return
@@ -248,7 +252,8 @@ def _schedule_injective(sch, blk):
     if len(loops) > 1 and ext[-1] % VECTOR_LANES == 0:
         inner = loops[-1]
     outer = _parallelize(sch, loops[:-1] if inner is not None else loops,
-                         ext[:-1] if inner is not None else ext)
+                         ext[:-1] if inner is not None else ext,
+                         math.prod(ext) if count_lanes else None)
     if inner is not None:
         _, vec = sch.split(inner, [None, VECTOR_LANES])
         _try(sch.vectorize, vec)

@@ -95,6 +95,19 @@ def test_depthwise_conv_rule():
     check(DEPTHWISE)
 
 
+@pytest.mark.parametrize("cin,hw,stride,rows", [(136, 28, 1, 28), (112, 56, 2, 2)])
+def test_depthwise_tasks_take_bands_of_rows(cin, hw, stride, rows):
+    """shufflenet's NCHW depthwise convs: a task computes a band of output rows from one
+    padded copy of the input rows it reads (copied once instead of 3 times: 1.4x faster on
+    the 136-channel 28x28 layer), and computes the same."""
+    from edgecc.backends import tune
+    from edgecc.backends.tvm_lower import kernel_prim_func
+    case = conv(cin, cin, hw, 3, stride=stride, group=cin)
+    g = check([case])
+    _, knobs = tune._traced(kernel_prim_func(g.ops[0]), g.ops[0])
+    assert knobs["conv.rows"][0] == rows
+
+
 def test_conv_transpose_phases():
     check(CONV_T)
 
