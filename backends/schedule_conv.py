@@ -97,6 +97,15 @@ def conv_schedule(sch: Schedule) -> None:
         register_tiled(sch, conv, [n], m, [], sch.fuse(h, w), [rc, kh, kw],
                        own_consumers=True, plane=True)
         return
+    if flat_padded(sch, conv):          # lower_nn._conv_flat_padded: the padded plane first
+        # the epilogue reads the [1, P] plane as [H, W]: TVM cannot follow that per tile
+        # (it inferred a wrong region), so it runs as its own parallel loop nest
+        epilogue = [sch.get(b).name_hint for b in sch.get_consumers(conv)]
+        register_tiled(sch, conv, [n], m, [], sch.fuse(h, w), [rc, kh, kw],
+                       own_consumers=False, plane=True)
+        for name in ["conv_pad"] + epilogue:
+            _schedule_injective(sch, sch.get_sblock(name), count_lanes=True)
+        return
     task = register_tiled(sch, conv, [n], m, [h], w, [rc, kh, kw], own_consumers=True)
     for blk in sch.get_child_blocks(sch.get_sblock("root")):
         if sch.get(blk).name_hint == "conv_wpack":
@@ -125,6 +134,13 @@ def pad_per_task(sch: Schedule, pad, task) -> None:
     lanes = vector_lanes()
     if _extents(sch, [inner])[0] % lanes == 0:
         _try(sch.vectorize, sch.split(inner, [None, lanes])[1])
+
+
+def flat_padded(sch: Schedule, conv) -> bool:
+    """A 1x1 conv computed on its flattened, padded plane [N, C, 1, P]."""
+    pads = [p for p in sch.get_producers(conv) if sch.get(p).name_hint == "conv_pad"]
+    return bool(pads) and _extents(sch, sch.get_loops(conv)[2:3]) == [1] and \
+        int(sch.get(pads[0]).writes[0].source.shape[2]) == 1
 
 
 def pointwise_plane(sch: Schedule, conv) -> bool:
@@ -193,7 +209,8 @@ def register_tiled(sch: Schedule, blk, lead, m, rows, w, reduce_, own_consumers:
                  lambda: blocked.depthwise_row_choices(*band))
         ho, hi = sch.split(rows[0], [None, r])
         rows, inner = [ho], [hi]
-    if pads and _extents(sch, reduce_[:1]) == [int(sch.get(pads[0]).writes[0].source.shape[1])]:
+    if pads and not plane and \
+            _extents(sch, reduce_[:1]) == [int(sch.get(pads[0]).writes[0].source.shape[1])]:
         # every channel block reads all input channels (group 1): a task runs several
         # blocks on its padded rows (pad_per_task copies them once per task), as many as
         # keep their weights within WEIGHTS_PER_TASK bytes

@@ -65,7 +65,9 @@ CONVS = [conv(16, 32, 13, 3), conv(3, 64, 111, 3, stride=2, pad=0), conv(5, 7, (
          conv(48, 96, (10, 23), 1, stride=2, pad=0), conv(12, 24, 11, 3, group=3),
          conv(1024, 32, 5, 1),                      # weights packed (4 KiB rows)
          conv(40, 24, (6, 12), 1, bias=False),      # pointwise: flattened 72-plane
-         conv(1024, 48, (4, 6), 1)]                 # pointwise plane + packed weights
+         conv(1024, 48, (4, 6), 1),                 # pointwise plane + packed weights
+         conv(544, 544, 7, 1, group=4),             # 7-wide rows: the plane padded 49 -> 64
+         conv(40, 24, (3, 13), 1, bias=False)]      # ... 39 -> 48, no bias
 DEPTHWISE = [conv(32, 32, 24, 3, group=32), conv(19, 19, 13, 5, stride=2, group=19),
              conv(16, 16, (7, 30), 3, stride=1, group=16, bias=False)]
 CONV_T = [("ConvTranspose", [randn(1, 8, 9, 9), randn(8, 6, 2, 2), randn(6)],
@@ -154,8 +156,8 @@ def test_lanes_follow_the_target():
     assert tvm_schedule.vector_lanes(make_target("arm64").tvm) == 4
 
 
-@pytest.mark.parametrize("case,packed", [(CONVS[1], False), (CONVS[-3], True),
-                                         (CONVS[-1], True)])
+@pytest.mark.parametrize("case,packed", [(CONVS[1], False), (CONVS[8], True),
+                                         (CONVS[10], True), (CONVS[11], False)])
 def test_rule_is_parallel_and_vectorized(case, packed):
     from edgecc.backends.tvm_lower import lower_kernel
     g, _ = one_op_graph([case])
