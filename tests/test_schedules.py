@@ -97,6 +97,17 @@ def test_depthwise_conv_rule():
     check(DEPTHWISE)
 
 
+def test_grouped_conv_tiles_stay_within_a_group():
+    """shufflenet's group-4 1x1 convs (34-136 channels per group): MI 17, the largest
+    divisor of a group's channels the registers hold (8 or 16 would straddle or waste);
+    group-1 convs keep MI <= 16. The grouped kernel computes the same."""
+    from edgecc.backends.schedule_conv import conv_tile
+    assert conv_tile(136, 784, 16, 32, group_channels=34) == (17, 16)
+    assert conv_tile(544, 16, 16, 32, group_channels=136) == (17, 16)
+    assert conv_tile(544, 16, 16, 32) == (16, 16)
+    check([conv(136, 136, 28, 1, group=4)])
+
+
 @pytest.mark.parametrize("cin,hw,stride,rows", [(136, 28, 1, 28), (112, 56, 2, 2)])
 def test_depthwise_tasks_take_bands_of_rows(cin, hw, stride, rows):
     """shufflenet's NCHW depthwise convs: a task computes a band of output rows from one
