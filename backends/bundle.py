@@ -102,6 +102,7 @@ def _write_sources(d: Path, graph: Graph, lay: Layout, lib, target: Target) -> N
         kernels.append(dst)
     (d / "Makefile").write_text(C.render_makefile(lay, cross_prefix(target), kernels))
     (d / f"{n}.map").write_text(C.render_version_script(lay))
+    (d / f"{n}_profile.map").write_text(C.render_version_script(lay, profile=True))
     (d / "CMakeLists.txt").write_text(C.render_cmake(lay))
     (d / "bundle.json").write_text(C.render_bundle_json(lay))
 

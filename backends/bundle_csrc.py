@@ -40,9 +40,14 @@ def c_comment(text: str) -> str:
     return "".join(c if 32 <= ord(c) < 127 else "?" for c in text).replace("*/", "* /")
 
 
-def api_symbols(name: str) -> list[str]:
-    """The global symbols of lib<id>.a / lib<id>.so (everything else is local)."""
+PROFILE_FUNCS = ["profile_steps", "profile_step", "profile_reset"]
+
+
+def api_symbols(name: str, profile: bool = False) -> list[str]:
+    """The global symbols of lib<id>.a / lib<id>.so (everything else is local); `profile`:
+    those of lib<id>_profile.so (`make profile`)."""
     funcs = ["run", "set_num_threads", "get_num_threads", "last_error"]
+    funcs += PROFILE_FUNCS if profile else []
     arrays = [f"{io}_{what}" for io in ("input", "output")
               for what in ("names", "dtypes", "ndims", "shapes", "bytes")]
     return [f"{name}_{s}" for s in funcs + arrays]
@@ -125,6 +130,16 @@ def render_header(lay: Layout) -> str:
             f"extern const int64_t *const {n}_{io}_shapes[];",
             f"extern const size_t {n}_{io}_bytes[];",
         ]
+    lines += [
+        "",
+        "#ifdef EDGECC_PROFILE",
+        "/* `make profile` (lib<id>_profile.so, built with -DEDGECC_PROFILE): seconds spent in",
+        " * each step (kernel launch or copy) summed over the runs since the last reset. */",
+        f"int {n}_profile_steps(void);",
+        f"double {n}_profile_step(int i, const char **what);",
+        f"void {n}_profile_reset(void);",
+        "#endif",
+    ]
     lines += ["", "#ifdef __cplusplus", "}", "#endif", f"#endif /* {ID}_H_ */", ""]
     return "\n".join(lines)
 
@@ -160,6 +175,10 @@ def render_model_c(lay: Layout) -> str:
         f"/* {n}: host code of the edgecc bundle ({lay.target}). Generated: do not edit.",
         " * Binds static DLTensors to the arena / inputs / outputs / weights and calls the kernels",
         " * in the memory plan's order. */",
+        "#ifdef EDGECC_PROFILE",
+        "#define _POSIX_C_SOURCE 199309L   /* clock_gettime */",
+        "#include <time.h>",
+        "#endif",
         "#include <string.h>",
         "",
         f'#include "{RUNTIME_HEADER}"',
@@ -261,10 +280,36 @@ static void bind(const void *const *inputs, void *const *outputs, char *arena) {
   }
 }
 
+#ifdef EDGECC_PROFILE
+static double step_seconds[NUM_STEPS];
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+int <id>_profile_steps(void) { return NUM_STEPS; }
+
+double <id>_profile_step(int i, const char **what) {
+  if (i < 0 || i >= NUM_STEPS) return -1.0;
+  if (what != NULL) *what = S[i].what;
+  return step_seconds[i];
+}
+
+void <id>_profile_reset(void) { memset(step_seconds, 0, sizeof step_seconds); }
+#define STEP_START() double t0_ = now()
+#define STEP_END(i) (step_seconds[i] += now() - t0_)
+#else
+#define STEP_START() ((void)0)
+#define STEP_END(i) ((void)0)
+#endif
+
 static int run_steps(char *arena) {
   int i;
   for (i = 0; i < NUM_STEPS; ++i) {
     const step_t *s = &S[i];
+    STEP_START();
     if (s->fn != NULL) {
       TVMFFIAny result;
       result.type_index = EDGECC_FFI_NONE;
@@ -278,6 +323,7 @@ static int run_steps(char *arena) {
     } else if (T[s->dst].data != T[s->src].data) {
       memcpy(T[s->dst].data, T[s->src].data, s->nbytes);
     }
+    STEP_END(i);
   }
   return 0;
 }
@@ -442,6 +488,7 @@ def render_makefile(lay: Layout, cross: str, kernels: list[str]) -> str:
 #   make            lib{n}.a and lib{n}.so from the sources here ({' '.join(kernels)} holds
 #                   the TVM-compiled kernels, prebuilt for {lay.triple})
 #   make example    example runner: raw input files -> raw output files (see example.c)
+#   make profile    lib{n}_profile.so: also times every step ({n}_profile_* in model.h)
 #
 # Link your program with only a C compiler (no TVM, no Python):
 #   $(CC) -I<bundle dir> app.c <bundle dir>/lib{n}.a -lpthread -lm
@@ -483,6 +530,14 @@ lib{n}.so: $(CODE) {n}_weights.o {n}.map
 \t$(CC) -shared -o $@ $(CODE) {n}_weights.o -Wl,--version-script={n}.map -Wl,-z,noexecstack \\
 \t\t-lpthread -lm
 
+profile: lib{n}_profile.so
+
+lib{n}_profile.so: model.c {' '.join(RUNTIME_SOURCES)} {RUNTIME_HEADER} model.h {n}_weights.S \\
+\t\t{n}_weights.bin $(KERNELS) {n}_profile.map
+\t$(CC) $(CFLAGS) $(BUNDLE_CFLAGS) -DEDGECC_PROFILE -shared -o $@ model.c \\
+\t\t{' '.join(RUNTIME_SOURCES)} {n}_weights.S $(KERNELS) \\
+\t\t-Wl,--version-script={n}_profile.map -Wl,-z,noexecstack -lpthread -lm
+
 example: example.c model.h lib{n}.a
 \t$(CC) $(CFLAGS) -std=c99 -Wall -Wextra $(WERROR) -I. -o $@ example.c lib{n}.a \\
 \t\t-lpthread -lm $(LDFLAGS)
@@ -490,12 +545,12 @@ example: example.c model.h lib{n}.a
 clean:
 \trm -f {objs} {n}_weights.o {n}_bundle.o
 
-.PHONY: all clean
+.PHONY: all clean profile
 """
 
 
-def render_version_script(lay: Layout) -> str:
-    syms = "".join(f" {s};" for s in api_symbols(lay.name))
+def render_version_script(lay: Layout, profile: bool = False) -> str:
+    syms = "".join(f" {s};" for s in api_symbols(lay.name, profile))
     return f"{{\n  global:{syms}\n  local: *;\n}};\n"
 
 

@@ -49,14 +49,16 @@ class TensorSpec:
     nbytes: int
 
 
-def load(outdir, poison_arena: bool = False) -> "Bundle":
+def load(outdir, poison_arena: bool = False, profile: bool = False) -> "Bundle":
+    """`profile`: load lib<id>_profile.so (built by the bundle's `make profile` when missing),
+    whose runs also time every step: Bundle.step_times()."""
     path = Path(outdir)
     meta_path = path / "bundle.json"
     if not meta_path.is_file():
         raise UsageError(f"{path}: not an edgecc bundle (no bundle.json); build one with "
                          f"`edgecc model.onnx -o {path}`")
     meta = json.loads(meta_path.read_text())
-    return Bundle(path, meta, poison_arena)
+    return Bundle(path, meta, poison_arena, profile)
 
 
 def aligned_empty(nbytes: int) -> np.ndarray:
@@ -72,7 +74,8 @@ def host_target() -> str | None:
 
 
 class Bundle:
-    def __init__(self, path: Path, meta: dict, poison_arena: bool = False):
+    def __init__(self, path: Path, meta: dict, poison_arena: bool = False,
+                 profile: bool = False):
         self.path = Path(path)
         self.name = meta["name"]
         self.target = meta["target"]
@@ -84,9 +87,15 @@ class Bundle:
         self.outputs = [spec(d) for d in meta["outputs"]]
         self.in_process = self.target == host_target()
         self._threads: int | None = None
+        self.profiled = profile
         if self.in_process:
-            self._lib = _load_shared(self.path / f"lib{self.name}.so", self.name)
+            so = _profile_library(self.path, self.name) if profile else \
+                self.path / f"lib{self.name}.so"
+            self._lib = _load_shared(so, self.name, profile)
             self._arena = aligned_empty(max(self.arena_bytes, 1))
+        elif profile:
+            raise UsageError(f"{self.path}: profiling runs the bundle in-process; this "
+                             f"{self.target} bundle runs under emulation")
         else:
             self._exe = None
             self._tmp = tempfile.mkdtemp(prefix="edgecc-run-")
@@ -112,6 +121,23 @@ class Bundle:
             return self._lib.get_num_threads()
         env = os.environ.get("EDGECC_NUM_THREADS", "")
         return self._threads or (int(env) if env.isdigit() else 0)
+
+    def step_times(self) -> list[tuple[str, float]]:
+        """(step, seconds) for every step (kernel launch or copy) in run order, summed over
+        the runs since the last reset_step_times() (load(..., profile=True) only)."""
+        if not self.profiled:
+            raise UsageError("step_times() needs a bundle loaded with profile=True")
+        times = []
+        for i in range(self._lib.profile_steps()):
+            what = ctypes.c_char_p()
+            seconds = self._lib.profile_step(i, ctypes.byref(what))
+            times.append((what.value.decode(), seconds))
+        return times
+
+    def reset_step_times(self) -> None:
+        if not self.profiled:
+            raise UsageError("reset_step_times() needs a bundle loaded with profile=True")
+        self._lib.profile_reset()
 
     def __repr__(self) -> str:
         how = "in-process" if self.in_process else "emulated"
@@ -228,8 +254,16 @@ def _aligned(a: np.ndarray) -> np.ndarray:
 class _Lib:
     """The C API of one loaded lib<id>.so."""
 
-    def __init__(self, cdll: ctypes.CDLL, name: str):
+    def __init__(self, cdll: ctypes.CDLL, name: str, profile: bool = False):
         self._cdll = cdll
+        if profile:
+            self.profile_steps = getattr(cdll, f"{name}_profile_steps")
+            self.profile_steps.restype = ctypes.c_int
+            self.profile_step = getattr(cdll, f"{name}_profile_step")
+            self.profile_step.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)]
+            self.profile_step.restype = ctypes.c_double
+            self.profile_reset = getattr(cdll, f"{name}_profile_reset")
+            self.profile_reset.restype = None
         self.run = getattr(cdll, f"{name}_run")
         self.run.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
         self.run.restype = ctypes.c_int
@@ -244,7 +278,18 @@ class _Lib:
         self.last_error.restype = ctypes.c_char_p
 
 
-def _load_shared(so: Path, name: str) -> _Lib:
+def _profile_library(path: Path, name: str) -> Path:
+    """lib<id>_profile.so of the bundle at `path`, built by its Makefile when missing."""
+    so = path / f"lib{name}_profile.so"
+    if not so.is_file():
+        proc = subprocess.run(["make", "-s", "-C", str(path), "profile"], capture_output=True,
+                              text=True)
+        if proc.returncode != 0 or not so.is_file():
+            raise UsageError(f"{path}: `make profile` failed:\n{proc.stdout}{proc.stderr}")
+    return so
+
+
+def _load_shared(so: Path, name: str, profile: bool = False) -> _Lib:
     """dlopen through a fresh symlink: glibc hands back an already loaded library of the same
     path, and a rebuilt bundle at the same path must load the new file (each load gets its own
     runtime state, thread pool included)."""
@@ -254,6 +299,6 @@ def _load_shared(so: Path, name: str) -> _Lib:
     try:
         link = os.path.join(tmp, so.name)
         os.symlink(so.absolute(), link)
-        return _Lib(ctypes.CDLL(link, mode=ctypes.RTLD_LOCAL), name)
+        return _Lib(ctypes.CDLL(link, mode=ctypes.RTLD_LOCAL), name, profile)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -61,3 +61,38 @@ def test_x86_64_bundle(name, zoo_path, tmp_path):
 @pytest.mark.parametrize("name", SLOW_MODELS)
 def test_x86_64_bundle_zoo(name, zoo_path, tmp_path):
     check_model(name, "x86_64", zoo_path, tmp_path)
+
+
+def test_profile_library_times_every_step_of_the_same_code(zoo_path, tmp_path):
+    """`make profile` (runner.load(..., profile=True)): the same kernels plus a timer per
+    step. SqueezeNet: identical outputs, one entry per kernel launch or copy, in run order,
+    the steps' sum within the measured wall time; reset clears them."""
+    import time
+
+    import numpy as np
+    art = edgecc.compile(zoo_path("squeezenet"), target="x86_64", opt_level=3,
+                         outdir=str(tmp_path / "b"))
+    prof = load(art.path, profile=True)
+    feeds = feeds_for("squeezenet")
+    np.testing.assert_array_equal(prof.run(feeds)[0], load(art.path).run(feeds)[0])
+    steps = step_names(art.path)
+    prof.reset_step_times()
+    assert all(t == 0.0 for _, t in prof.step_times())
+    start = time.perf_counter()
+    for _ in range(5):
+        prof.run(feeds)
+    wall = time.perf_counter() - start
+    times = prof.step_times()
+    assert [w for w, _ in times] == steps
+    assert all(t > 0 for _, t in times)
+    assert 0.3 * wall < sum(t for _, t in times) <= wall
+    with pytest.raises(edgecc.errors.UsageError, match="profile=True"):
+        load(art.path).step_times()
+
+
+def step_names(path):
+    """The step descriptions model.c runs, in order (from its step table)."""
+    import re
+    text = (path / "model.c").read_text()
+    table = text[text.index("static const step_t S[] = {"):text.index("#define NUM_STEPS")]
+    return re.findall(r'"((?:kernel|copy)[^"]*)"\},', table)
