@@ -209,7 +209,8 @@ def summary(rows: list, threads: list, main: str) -> dict:
 def print_tables(result: dict) -> None:
     rows, main = result["models"], result["config"]["main"]
     print(f"\n{'model':12} {'thr':>3} {'onnxruntime':>11} {main:>10} {'ratio':>7} "
-          f"{'tvm':>10} {'ratio':>7} {'GF/s':>6} {'%peak':>5} {'rounds':>6} {'spread':>6} "
+          f"{'tvm':>10} {'ratio':>7} {'GF/s':>6} {'%sgemm':>6} {'%fma':>5} {'rounds':>6} "
+          f"{'spread':>6} "
           f"{'load':>5}   (ms)")
     for r in rows:
         for t, lat in r["latency"].items():
@@ -218,7 +219,8 @@ def print_tables(result: dict) -> None:
             print(f"{r['model']:12} {t:>3} {ms[ORT]:11.2f} {f(ms, main, '10.2f'):>10} "
                   f"{f(ratio, main, '7.3f'):>7} {f(ms, TVM, '10.2f'):>10} "
                   f"{f(ratio, TVM, '7.2f'):>7} {f(lat.get('gflops', {}), main, '6.1f'):>6} "
-                  f"{f(lat.get('pct_sgemm_peak', {}), main, '5.1f'):>5} {lat['rounds']:6d} "
+                  f"{f(lat.get('pct_sgemm_peak', {}), main, '6.1f'):>6} "
+                  f"{f(lat.get('pct_fma_peak', {}), main, '5.1f'):>5} {lat['rounds']:6d} "
                   f"{max(lat['spread'].values()):6.2f} {max(lat['loadavg']):5.1f}")
     print(f"\n{'model':12} {'build':>14} {'sec':>6} {'kernels':>7} {'lib.a':>9} {'lib.so':>9} "
           f"{'weights':>9}  (bytes)   rel.err / failure")
@@ -289,7 +291,7 @@ def main(argv=None) -> int:
               "edgecc_options": compile_options(args),
               "batch_seconds": common.BATCH_SECONDS, "main": main_key,
               "tvm": tvm_onnx.PIPELINE if args.tvm else None, "tvm_timeout": args.tvm_timeout,
-              "per_kernel_timing": "not measured: bundles expose no per-kernel timing"}
+              "per_kernel_timing": "bench/bench_profile.py (the bundle's make profile library)"}
     rows = []
     for name in models:
         try:
@@ -303,11 +305,15 @@ def main(argv=None) -> int:
     for t in peaks:
         peaks[t] = max(peaks[t], common.sgemm_peak_gflops(t))
     info["sgemm_peak_gflops"] = {str(t): round(v, 1) for t, v in peaks.items()}
+    # the vector FMA ceiling too: numpy's BLAS may not use the widest vectors edgecc does
+    fma = {t: max(common.fma_peak_gflops(t), common.fma_peak_gflops(t)) for t in peaks}
+    info["fma_peak_gflops"] = {str(t): round(v, 1) for t, v in fma.items()}
     for r in rows:
         for t, lat in r["latency"].items():
-            if lat.get("gflops") and peaks.get(int(t)):
-                lat["pct_sgemm_peak"] = {k: round(100 * g / peaks[int(t)], 1)
-                                         for k, g in lat["gflops"].items()}
+            for key, peak in (("pct_sgemm_peak", peaks), ("pct_fma_peak", fma)):
+                if lat.get("gflops") and peak.get(int(t)):
+                    lat[key] = {k: round(100 * g / peak[int(t)], 1)
+                                for k, g in lat["gflops"].items()}
     result = {"machine": info, "config": config, "models": rows,
               "summary": summary(rows, args.threads, main_key)}
     common.write_json(args.output, result)

@@ -168,6 +168,70 @@ def sgemm_peak_gflops(threads: int, n: int = 2048, seconds: float = 3.0) -> floa
     return float(out.strip())
 
 
+_FMA_C = r'''
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+typedef float vec __attribute__((vector_size(VBYTES)));
+static double now(void) {
+  struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+static volatile float sink;
+/* 12 independent FMA chains in registers: enough to cover the FMA latency on every port */
+#define STEP(x) x = x * b + c
+static void *burn(void *arg) {
+  long iters = *(long *)arg, i;
+  vec b = (vec){0} + 0.999f, c = (vec){0} + 1e-6f;
+  vec a0 = b, a1 = b + 1, a2 = b + 2, a3 = b + 3, a4 = b + 4, a5 = b + 5;
+  vec a6 = b + 6, a7 = b + 7, a8 = b + 8, a9 = b + 9, a10 = b + 10, a11 = b + 11;
+  for (i = 0; i < iters; ++i) {
+    STEP(a0); STEP(a1); STEP(a2); STEP(a3); STEP(a4); STEP(a5);
+    STEP(a6); STEP(a7); STEP(a8); STEP(a9); STEP(a10); STEP(a11);
+  }
+  sink += (a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11)[0];
+  return NULL;
+}
+int main(int argc, char **argv) {
+  int threads = atoi(argv[1]), t, r;
+  long iters = 20000000;
+  double best = 1e30;
+  pthread_t th[64];
+  for (r = 0; r < 5; ++r) {
+    double t0 = now();
+    for (t = 0; t < threads; ++t) pthread_create(&th[t], NULL, burn, &iters);
+    for (t = 0; t < threads; ++t) pthread_join(th[t], NULL);
+    if (now() - t0 < best) best = now() - t0;
+  }
+  printf("%f\n", 2.0 * 12 * (VBYTES / 4) * (double)iters * threads / best / 1e9);
+  return 0;
+}
+'''
+
+
+def fma_peak_gflops(threads: int, vector_bytes: int | None = None) -> float:
+    """f32 FMA throughput of this CPU with `threads` threads: independent vector FMA
+    chains at the widest vector edgecc's kernels use here (64 bytes on AVX-512, 32 on AVX2),
+    compiled with gcc -march=native. The ceiling a kernel can reach; numpy's sgemm peak can
+    sit below it (OpenBLAS picks AVX2 kernels on some AVX-512 CPUs)."""
+    import tempfile
+    if vector_bytes is None:
+        from edgecc.backends.tvm_schedule import vector_lanes
+        vector_bytes = 4 * vector_lanes()
+    d = Path(tempfile.mkdtemp(prefix="edgecc-fma-"))
+    try:
+        (d / "fma.c").write_text(_FMA_C)
+        subprocess.run(["gcc", "-O2", "-march=native", f"-mprefer-vector-width={8 * vector_bytes}",
+                        f"-DVBYTES={vector_bytes}", "-o", str(d / "fma"), str(d / "fma.c"),
+                        "-lpthread"], check=True, capture_output=True)
+        out = subprocess.run([str(d / "fma"), str(threads)], capture_output=True, text=True,
+                             check=True).stdout
+        return float(out.strip())
+    finally:
+        import shutil
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def write_json(path, data) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
