@@ -142,8 +142,7 @@ def _conv_blocked(op, ins, c):
     schedule needs and cannot read from the loops: the real output width ("edgecc.width",
     to pick the same tile), the row stride and the rows one output row reads
     ("edgecc.row_stride", "edgecc.row_window", to size the per-task padded input)."""
-    from .schedule_conv_blocked import blocked_tile
-    from .tvm_schedule import cache_bytes, vector_lanes, vector_registers
+    from .schedule_conv_blocked import target_blocked_tile
     x, w, b = ins[0], ins[1], ins[2] if len(ins) > 2 else None
     shape, dt = out_type(op)
     n, mb, oh, ow, _ = shape
@@ -151,8 +150,7 @@ def _conv_blocked(op, ins, c):
     pads = op.attrs["pads"]
     depthwise = int(op.attrs["group"]) != 1
     kh, kw = (int(d) for d in w.shape[2:4])
-    t, _ = blocked_tile(mb, ow, c, vector_lanes(), vector_registers(), depthwise,
-                        math.prod(int(d) for d in w.shape[1:]) * 4, cache_bytes())
+    t, _ = target_blocked_tile(mb, ow, c, depthwise, math.prod(int(d) for d in w.shape[1:]) * 4)
     wide = -(-ow // t) * t
     xp = pad_tensor(x, pads[:2], [pads[2], pads[3] + (wide - ow) * sw], name="conv_pad",
                     tail=1)

@@ -79,6 +79,14 @@ def blocked_tile(blocks: int, width: int, c: int, lanes: int, registers: int,
     return best
 
 
+def target_blocked_tile(blocks: int, width: int, c: int, depthwise: bool,
+                        block_weight_bytes: int) -> tuple[int, int]:
+    """blocked_tile for the target in scope: what the lowering rounds the width to and the
+    schedule tiles by (both must pick the same)."""
+    return blocked_tile(blocks, width, c, vector_lanes(), vector_registers(), depthwise,
+                        block_weight_bytes, cache_bytes())
+
+
 def blocked_tiles(blocks: int, wide: int, c: int, lanes: int, registers: int,
                   depthwise: bool = False) -> list[tuple[int, int]]:
     """Every (T, NB) register tile of a blocked conv on rows lowered `wide` columns wide,
@@ -118,8 +126,7 @@ def blocked_conv_schedule(sch: Schedule) -> None:
     blocks, wide, c = _extents(sch, [m, w, o])
     width = int(sch.get(conv).annotations.get("edgecc.width", wide))
     weights = math.prod(_extents(sch, red)) * c * 4          # of one output block
-    t, nb = blocked_tile(blocks, width, c, vector_lanes(), vector_registers(), depthwise,
-                         weights, cache_bytes())
+    t, nb = target_blocked_tile(blocks, width, c, depthwise, weights)
     t, nb = knob("blocked.tile", (t, nb), lambda: blocked_tiles(
         blocks, wide, c, vector_lanes(), vector_registers(), depthwise))
     if wide % t:

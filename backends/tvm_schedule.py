@@ -29,8 +29,8 @@ the generic schedule (recorded in FALLBACKS). Add one for an op class with
 from __future__ import annotations
 
 import contextlib
-import math
 import contextvars
+import math
 from typing import Callable
 
 from tvm.s_tir import Schedule

@@ -21,9 +21,11 @@ import math
 import os
 import platform
 import random
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,7 +216,6 @@ def fma_peak_gflops(threads: int, vector_bytes: int | None = None) -> float:
     chains at the widest vector edgecc's kernels use here (64 bytes on AVX-512, 32 on AVX2),
     compiled with gcc -march=native. The ceiling a kernel can reach; numpy's sgemm peak can
     sit below it (OpenBLAS picks AVX2 kernels on some AVX-512 CPUs)."""
-    import tempfile
     if vector_bytes is None:
         from edgecc.backends.tvm_schedule import vector_lanes
         vector_bytes = 4 * vector_lanes()
@@ -228,7 +229,6 @@ def fma_peak_gflops(threads: int, vector_bytes: int | None = None) -> float:
                              check=True).stdout
         return float(out.strip())
     finally:
-        import shutil
         shutil.rmtree(d, ignore_errors=True)
 
 

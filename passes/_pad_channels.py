@@ -151,8 +151,7 @@ def _padded_param(graph: Graph, v: Value, extra: int, taken: set[str], zeros: bo
     a = v.data
     axis = 0 if zeros else a.ndim - 3
     widths = [(0, extra if i == axis else 0) for i in range(a.ndim)]
-    data = np.pad(a, widths, mode="constant" if zeros else "edge")
-    name = unique_name(f"{v.name}_padded", taken)
-    p = Value(name, type(v.type).of(data), data=np.ascontiguousarray(data))
-    graph.params.append(p)
+    p = graph.add_param(f"{v.name}_padded",
+                        np.pad(a, widths, mode="constant" if zeros else "edge"))
+    taken.add(p.name)
     return p
