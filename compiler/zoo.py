@@ -89,9 +89,18 @@ def sample_inputs(name: str, seed: int = 0) -> dict[str, np.ndarray]:
     return {m.input: x.astype(np.float32)}
 
 
-def materialize(name: str, cache_dir) -> Path:
+def default_cache_dir() -> Path:
+    """Where materialized models are kept (tests and benchmarks share it):
+    `$EDGECC_ZOO_CACHE`, else `<tmp>/edgecc-zoo-cache`."""
+    import tempfile
+    return Path(os.environ.get("EDGECC_ZOO_CACHE")
+                or Path(tempfile.gettempdir()) / "edgecc-zoo-cache")
+
+
+def materialize(name: str, cache_dir: Path | str | None = None) -> Path:
     """A runnable .onnx for `name`: PP-OCR files as they are; light models with seeded
-    realistic weights, written once to `cache_dir` (deterministic bytes)."""
+    realistic weights, written once to `cache_dir` (default: default_cache_dir()), deterministic
+    bytes."""
     m = _get(name)
     src = source_path(name)
     if not src.is_file():
@@ -99,7 +108,7 @@ def materialize(name: str, cache_dir) -> Path:
                          f"directory holding models/)")
     if not m.light:
         return src
-    cache_dir = Path(cache_dir)
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
     out = cache_dir / f"{name}-r{_RECIPE}.onnx"
     if out.is_file():

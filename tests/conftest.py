@@ -11,8 +11,8 @@ import pytest
 
 
 def zoo_cache_dir() -> Path:
-    return Path(os.environ.get("EDGECC_ZOO_CACHE")
-                or Path(tempfile.gettempdir()) / "edgecc-zoo-cache")
+    from edgecc import zoo
+    return zoo.default_cache_dir()
 
 
 @pytest.fixture(scope="session")
