@@ -56,15 +56,15 @@ def model_graph(name: str):
 
 
 def _np_dtype(short):
-    from edgecc.backends.tvm_build import _np_dtype as f
+    from edgecc.backends.tvm.build import _np_dtype as f
     return f(short)
 
 
 def compile_kernels(graph, generic: bool = False):
     """(calls, funcs, executable) for the host; `generic` disables every per-class rule."""
-    from edgecc.backends import tvm_schedule
-    from edgecc.backends.targets import make_target
-    from edgecc.backends.tvm_build import _compile, plan_kernels
+    from edgecc.backends.tvm import schedule as tvm_schedule
+    from edgecc.target import make_target
+    from edgecc.backends.tvm.build import _compile, plan_kernels
     saved = dict(tvm_schedule.SCHEDULE_RULES)
     if generic:
         tvm_schedule.SCHEDULE_RULES.clear()
@@ -112,7 +112,7 @@ def per_call_seconds(fns: dict, rounds: int = 5) -> dict:
 
 
 def bench_model(name: str, peak: float, generic: bool) -> dict:
-    from edgecc.backends.tvm_lower import anchor_kind
+    from edgecc.backends.tvm.lower import anchor_kind
     from edgecc.ops import count_flops
     g = model_graph(name)
     calls, funcs, exe = compile_kernels(g)

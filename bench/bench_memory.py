@@ -46,11 +46,11 @@ import time
 from pathlib import Path
 
 from edgecc import zoo
-from edgecc.backends.memory_alloc import lower_bound
-from edgecc.backends.memory_liveness import liveness
-from edgecc.backends.bundle_layout import plan_bundle
-from edgecc.backends.memory_plan import plan_graph
-from edgecc.backends.targets import make_target
+from edgecc.backends.memory.alloc import lower_bound
+from edgecc.backends.memory.liveness import liveness
+from edgecc.backends.bundle.layout import plan_bundle
+from edgecc.backends.memory.plan import plan_graph
+from edgecc.target import make_target
 from edgecc.driver import parse_input_shape
 from edgecc.onnx_import import import_onnx
 
@@ -176,7 +176,7 @@ def _tvm_child(argv) -> int:
         import tvm
         from tvm import relax
         from tvm.relax.frontend.onnx import from_onnx
-        from edgecc.backends.targets import make_target
+        from edgecc.target import make_target
         t0 = time.perf_counter()
         mod = from_onnx(onnx.load(a.model), shape_dict=shapes)
         imported = time.perf_counter() - t0

@@ -3,7 +3,7 @@ runtime): the bundle's `make profile` library times every kernel launch and copy
 
     python bench/bench_profile.py [--models squeezenet] [--threads 1,2] [--runs 20] [--top 15]
 
-Per model: builds the -O3 x86_64 bundle, loads lib<id>_profile.so (edgecc.backends.runner.load
+Per model: builds the -O3 x86_64 bundle, loads lib<id>_profile.so (edgecc.backends.bundle.runner.load
 with profile=True), runs it `--runs` times per thread count, alternating the thread counts
 run by run (this VM's speed drifts), and prints the slowest steps: microseconds per run at
 each thread count, the scaling from the first to the last, and the sum of the steps against
@@ -26,7 +26,7 @@ from bench_latency import cache_dir  # noqa: E402
 
 import edgecc  # noqa: E402
 from edgecc import zoo  # noqa: E402
-from edgecc.backends import runner  # noqa: E402
+from edgecc.backends.bundle import runner  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "profile.json"
 

@@ -140,7 +140,7 @@ def machine_info() -> dict:
         except Exception as e:          # a missing baseline is recorded, not fatal
             info[mod] = f"unavailable: {type(e).__name__}"
     import edgecc
-    from edgecc.backends.targets import host_x86_level, make_target
+    from edgecc.target import host_x86_level, make_target
     info["edgecc"] = edgecc.__version__
     info["edgecc_revision"] = source_revision()
     if platform.machine().lower() in ("x86_64", "amd64"):      # what bundles are built for
@@ -217,7 +217,7 @@ def fma_peak_gflops(threads: int, vector_bytes: int | None = None) -> float:
     compiled with gcc -march=native. The ceiling a kernel can reach; numpy's sgemm peak can
     sit below it (OpenBLAS picks AVX2 kernels on some AVX-512 CPUs)."""
     if vector_bytes is None:
-        from edgecc.backends.tvm_schedule import vector_lanes
+        from edgecc.backends.tvm.schedule import vector_lanes
         vector_bytes = 4 * vector_lanes()
     d = Path(tempfile.mkdtemp(prefix="edgecc-fma-"))
     try:

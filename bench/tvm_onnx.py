@@ -89,7 +89,7 @@ def _child(argv=None) -> int:
         import onnx
         import tvm
         from tvm.relax.frontend.onnx import from_onnx
-        from edgecc.backends.targets import make_target
+        from edgecc.target import make_target
         mod = from_onnx(onnx.load(a.model), shape_dict=shapes)
         stage = "build (tvm.compile)"
         ex = tvm.compile(mod, make_target("x86_64").tvm)

@@ -119,8 +119,8 @@ def optimize(graph: Graph, opts: Options, log=None):
 
 def target_vector_lanes(opts: Options) -> int:
     """f32 lanes of the target's vectors: the layout pass blocks channels by this many."""
-    from .backends.targets import make_target
-    from .backends.tvm_schedule import vector_lanes
+    from .target import make_target
+    from .backends.tvm.schedule import vector_lanes
     return vector_lanes(make_target(opts.target, mcpu=opts.mcpu, mattr=opts.mattr).tvm)
 
 
@@ -183,11 +183,11 @@ def run_compile(model_path: str, opts: Options, log=None):
 def build_bundle(graph: Graph, opts: Options, outdir: Path, report: dict, t0: float,
                  log=None):
     """Plan memory, compile kernels with TVM, write and link the bundle; return it loaded."""
-    from .backends.bundle import plan_bundle, write_bundle
-    from .backends.memory_plan import enforce_max_arena
-    from .backends.targets import make_target
+    from .backends.bundle.writer import plan_bundle, write_bundle
+    from .backends.memory.plan import enforce_max_arena
+    from .target import make_target
     from .backends.tune import tuning_for
-    from .backends.tvm_build import build_kernels
+    from .backends.tvm.build import build_kernels
     target = make_target(opts.target, mcpu=opts.mcpu, mattr=opts.mattr)
     tuning = None
     if opts.tune is not None or opts.tuning_cache is not None:   # never a hidden input
@@ -228,7 +228,7 @@ def _ordered_report(report: dict) -> dict:
 
 def load(path):
     """Load a bundle written by edgecc (x86_64 bundles run in-process, arm64 under qemu)."""
-    from .backends.runner import load as load_bundle
+    from .backends.bundle.runner import load as load_bundle
     return load_bundle(path)
 
 

@@ -193,7 +193,7 @@ def _target_lanes(ctx) -> int:
     lanes = (getattr(ctx, "options", None) or {}).get("vector_lanes")
     if lanes:
         return int(lanes)
-    from edgecc.backends.tvm_schedule import vector_lanes
+    from edgecc.backends.tvm.schedule import vector_lanes
     return vector_lanes()
 
 

@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgecc.backends.bundle import RUNTIME_DIR, plan_bundle, write_bundle
-from edgecc.backends.bundle_csrc import RUNTIME_SOURCES, api_symbols
-from edgecc.backends.bundle_layout import BundlePlan, make_layout, misaligned_values
-from edgecc.backends.bundle_workspace import scan_workspace
-from edgecc.backends.memory_plan import plan_graph
-from edgecc.backends.runner import BundleRunError, load
-from edgecc.backends.tvm_build import build_kernels
+from edgecc.backends.bundle.writer import RUNTIME_DIR, plan_bundle, write_bundle
+from edgecc.backends.bundle.csrc import RUNTIME_SOURCES, api_symbols
+from edgecc.backends.bundle.layout import BundlePlan, make_layout, misaligned_values
+from edgecc.backends.tvm.workspace import scan_workspace
+from edgecc.backends.memory.plan import plan_graph
+from edgecc.backends.bundle.runner import BundleRunError, load
+from edgecc.backends.tvm.build import build_kernels
 from edgecc.errors import UsageError
 from edgecc.ir import Graph, TensorType, Value
 from edgecc.kernels.executor import run_graph
@@ -328,7 +328,7 @@ def test_set_num_threads_starts_workers_and_keeps_results(small, x86_bundle, tmp
 def test_forked_child_runs_without_the_parents_workers(x86_bundle):
     code = """if True:
         import os, sys, numpy as np
-        from edgecc.backends.runner import load
+        from edgecc.backends.bundle.runner import load
         b = load(sys.argv[1]); b.set_num_threads(3)
         feeds = [np.ones((1, 3, 16, 16), np.float32), np.arange(6)]
         want = b.run(feeds)
@@ -389,7 +389,7 @@ def test_pool_is_stable_over_many_runs_and_concurrent_callers(small, x86_bundle)
 def test_runs_allocate_nothing_and_touch_no_bad_memory(small, tmp_path):
     """Under valgrind (kernels built without AVX-512, which it cannot run): no memory errors,
     and 1 or 20 runs (3 threads, poisoned arena) make the same number of heap allocations."""
-    from edgecc.backends.targets import make_target
+    from edgecc.target import make_target
     g, feeds = small
     target = make_target("x86_64", mcpu="x86-64-v3")
     lib = build_kernels(g, target, tmp_path / "k")
@@ -409,7 +409,7 @@ def test_runs_allocate_nothing_and_touch_no_bad_memory(small, tmp_path):
 
 
 def test_env_var_overrides_the_default_thread_count(x86_bundle):
-    code = ("import sys; from edgecc.backends.runner import load; "
+    code = ("import sys; from edgecc.backends.bundle.runner import load; "
             "b = load(sys.argv[1]); print(b.num_threads()); b.set_num_threads(1); "
             "print(b.num_threads())")
     env = {**os.environ, "EDGECC_NUM_THREADS": "2"}

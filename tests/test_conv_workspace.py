@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgecc.backends.bundle_workspace import kernel_workspace
+from edgecc.backends.tvm.workspace import kernel_workspace
 from edgecc.ir import Graph, TensorType, Value
 from edgecc.opdef import build_op
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgecc.backends import tvm_schedule
-from edgecc.backends.schedule_conv_blocked import blocked_tile, depthwise_rows
-from edgecc.backends.targets import make_target
-from edgecc.backends.tvm_build import build_kernels, run_kernels_in_tvm
-from edgecc.backends.tvm_lower import lower_kernel
+from edgecc.backends.tvm import schedule as tvm_schedule
+from edgecc.backends.tvm.schedule_conv_blocked import blocked_tile, depthwise_rows
+from edgecc.target import make_target
+from edgecc.backends.tvm.build import build_kernels, run_kernels_in_tvm
+from edgecc.backends.tvm.lower import lower_kernel
 from edgecc.ir import Graph
 from edgecc.kernels.executor import run_graph
 from edgecc.ops.layout import block_conv_weight, block_nchw
@@ -162,7 +162,7 @@ def test_blocked_conv_reads_an_nchw_input_as_one_lane_blocks(k, order):
     [N, C, H, W, 1], with weights [M/c, C, kh, kw, 1, c]; with 7x7 taps (resnet50's and
     inception's stems) the taps loop outside the 3 channels (1.2x faster)."""
     from edgecc.backends import tune
-    from edgecc.backends.tvm_lower import kernel_prim_func
+    from edgecc.backends.tvm.lower import kernel_prim_func
     g, feeds = Graph("stem"), {}
     x = operand(g, feeds, "x", randn(1, 3, 17, 17), False)
     view = build_op("Reshape", [x], {"shape": [1, 3, 17, 17, 1]}, name="view")
@@ -254,7 +254,7 @@ def test_blocked_rules_build_for_arm64(tmp_path):
 @pytest.mark.parametrize("mcpu,c", [("x86-64-v3", 8), ("x86-64-v3", 16)])
 def test_blocked_conv_on_avx2(mcpu, c):
     """Tiles sized for 16 registers of 8 lanes (c = 16 takes two vectors per block)."""
-    from edgecc.backends.targets import make_target
+    from edgecc.target import make_target
     g, feeds = one_op_graph([conv(c, 32, 32, 11, 3), conv(c, 16, 16, 9, 3, depthwise=True)])
     tvm_schedule.FALLBACKS.clear()
     got = run_kernels_in_tvm(g, feeds, make_target("x86_64", mcpu=mcpu))

@@ -8,13 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgecc.backends.memory_alloc import (ALIGN, STRATEGIES, Buffer, Plan, PlanCheckError,
+from edgecc.backends.memory.alloc import (ALIGN, STRATEGIES, Buffer, Plan, PlanCheckError,
                                           arena_of, best_fit_by_start, check_plan,
                                           first_fit_by_start, greedy_by_breadth, greedy_by_size,
                                           live_bytes, lower_bound, plan_buffers, squeaky_wheel)
-from edgecc.backends.memory_liveness import analyze, liveness
-from edgecc.backends.memory_order import candidate_orders, choose_order
-from edgecc.backends.memory_plan import enforce_max_arena, plan_graph
+from edgecc.backends.memory.liveness import analyze, liveness
+from edgecc.backends.memory.order import candidate_orders, choose_order
+from edgecc.backends.memory.plan import enforce_max_arena, plan_graph
 from edgecc.errors import ResourceError
 from edgecc.ir import Graph, TensorType, Value
 from edgecc.opdef import build_op
@@ -662,7 +662,7 @@ def test_model_arena_within_2_percent_of_bound(name):
 def test_model_runs_bit_exact_through_its_plan(name, level):
     """Real graphs (-O3: Fused kernels, in-place into them) through the simulated arena."""
     from edgecc import zoo
-    from edgecc.backends.memory_sim import simulate
+    from edgecc.backends.memory.sim import simulate
     from edgecc.kernels.executor import run_graph
     g = import_model(name, level)
     gp = plan_graph(g)
@@ -734,7 +734,7 @@ def feeds_for(g, seed=0):
 @settings(max_examples=int(os.environ.get("MEMORY_SIM_EXAMPLES", 60)), deadline=None)
 @given(st.integers(0, 10**6), st.booleans(), st.booleans(), st.booleans(), st.booleans())
 def test_simulated_arena_matches_reference(seed, inplace, reorder, concat, workspace):
-    from edgecc.backends.memory_sim import simulate
+    from edgecc.backends.memory.sim import simulate
     from edgecc.kernels.executor import run_graph
     g = random_graph(seed)
     ws = {i: 64 * (1 + i % 3) for i in range(0, len(g.ops), 2)} if workspace else None
@@ -749,7 +749,7 @@ def test_simulated_arena_matches_reference(seed, inplace, reorder, concat, works
 
 def test_simulation_catches_a_broken_plan():
     """The oracle is not vacuous: shortening a lifetime corrupts the results."""
-    from edgecc.backends.memory_sim import simulate
+    from edgecc.backends.memory.sim import simulate
     from edgecc.kernels.executor import run_graph
     g = branchy_graph()
     gp = plan_graph(g, reorder=False)

@@ -11,7 +11,7 @@ import pytest
 
 import edgecc
 from edgecc import zoo
-from edgecc.backends.runner import load
+from edgecc.backends.bundle.runner import load
 from edgecc.check import onnxruntime_outputs
 from edgecc.driver import relative_error
 from edgecc.kernels import run_graph

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgecc.backends import tvm_schedule
-from edgecc.backends.tvm_build import build_kernels, run_kernels_in_tvm
+from edgecc.backends.tvm import schedule as tvm_schedule
+from edgecc.backends.tvm.build import build_kernels, run_kernels_in_tvm
 from edgecc.ir import Graph, TensorType, Value
 from edgecc.kernels.executor import run_graph
 from edgecc.opdef import build_op
@@ -101,7 +101,7 @@ def test_grouped_conv_tiles_stay_within_a_group():
     """shufflenet's group-4 1x1 convs (34-136 channels per group): MI 17, the largest
     divisor of a group's channels the registers hold (8 or 16 would straddle or waste);
     group-1 convs keep MI <= 16. The grouped kernel computes the same."""
-    from edgecc.backends.schedule_conv import conv_tile
+    from edgecc.backends.tvm.schedule_conv import conv_tile
     assert conv_tile(136, 784, 16, 32, group_channels=34) == (17, 16)
     assert conv_tile(544, 16, 16, 32, group_channels=136) == (17, 16)
     assert conv_tile(544, 16, 16, 32) == (16, 16)
@@ -114,7 +114,7 @@ def test_depthwise_tasks_take_bands_of_rows(cin, hw, stride, rows):
     padded copy of the input rows it reads (copied once instead of 3 times: 1.4x faster on
     the 136-channel 28x28 layer), and computes the same."""
     from edgecc.backends import tune
-    from edgecc.backends.tvm_lower import kernel_prim_func
+    from edgecc.backends.tvm.lower import kernel_prim_func
     case = conv(cin, cin, hw, 3, stride=stride, group=cin)
     g = check([case])
     _, knobs = tune._traced(kernel_prim_func(g.ops[0]), g.ops[0])
@@ -161,7 +161,7 @@ def test_rules_build_for_arm64(tmp_path):
 
 
 def test_lanes_follow_the_target():
-    from edgecc.backends.targets import make_target
+    from edgecc.target import make_target
     assert tvm_schedule.vector_lanes(make_target("x86_64", mcpu="x86-64-v4").tvm) == 16
     assert tvm_schedule.vector_lanes(make_target("x86_64", mcpu="x86-64-v3").tvm) == 8
     assert tvm_schedule.vector_lanes(make_target("arm64").tvm) == 4
@@ -170,7 +170,7 @@ def test_lanes_follow_the_target():
 @pytest.mark.parametrize("case,packed", [(CONVS[1], False), (CONVS[8], True),
                                          (CONVS[10], True), (CONVS[11], False)])
 def test_rule_is_parallel_and_vectorized(case, packed):
-    from edgecc.backends.tvm_lower import lower_kernel
+    from edgecc.backends.tvm.lower import lower_kernel
     g, _ = one_op_graph([case])
     script = lower_kernel(g.ops[0], "k").script()
     assert "T.parallel" in script and "T.vectorized" in script
@@ -200,7 +200,7 @@ def test_dense_rule():
 def test_dense_rule_shapes_the_loops():
     """M == 1 with [N, K] weights reduces K in vector lanes (rfactor); M > 1 uses register
     tiles with B transposed to [K, N]; both parallel over outputs."""
-    from edgecc.backends.tvm_lower import lower_kernel
+    from edgecc.backends.tvm.lower import lower_kernel
     g, _ = one_op_graph([("Gemm", [randn(1, 512), randn(256, 512), randn(256)],
                           {"transB": 1}, (1, 2)),
                          ("Gemm", [randn(64, 128), randn(96, 128)], {"transB": 1}, (1,))])

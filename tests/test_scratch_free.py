@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from edgecc import zoo
-from edgecc.backends.bundle_layout import plan_bundle
-from edgecc.backends.bundle_workspace import kernel_workspace
-from edgecc.backends.memory_alloc import lower_bound
-from edgecc.backends.memory_liveness import liveness
-from edgecc.backends.targets import make_target
-from edgecc.backends.tvm_build import build_kernels, run_kernels_in_tvm
+from edgecc.backends.bundle.layout import plan_bundle
+from edgecc.backends.tvm.workspace import kernel_workspace
+from edgecc.backends.memory.alloc import lower_bound
+from edgecc.backends.memory.liveness import liveness
+from edgecc.target import make_target
+from edgecc.backends.tvm.build import build_kernels, run_kernels_in_tvm
 from edgecc.driver import Options, optimize
 from edgecc.ir import Graph
 from edgecc.kernels.executor import run_graph

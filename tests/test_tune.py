@@ -17,9 +17,9 @@ from onnx import TensorProto, helper
 
 import edgecc
 from edgecc.backends import tune
-from edgecc.backends.targets import make_target
-from edgecc.backends.tvm_build import plan_kernels
-from edgecc.backends.tvm_lower import kernel_prim_func
+from edgecc.target import make_target
+from edgecc.backends.tvm.build import plan_kernels
+from edgecc.backends.tvm.lower import kernel_prim_func
 from edgecc.cli import main
 from edgecc.driver import Options, optimize, run_compile
 from edgecc.errors import UsageError
@@ -188,7 +188,7 @@ def test_failed_search_keeps_the_default_schedule(tmp_path, monkeypatch):
     """MetaSchedule runs for kernels under the generic schedule (the Conv rule removed)."""
     import io
 
-    from edgecc.backends import tvm_schedule
+    from edgecc.backends.tvm import schedule as tvm_schedule
 
     def boom(*args, **kwargs):
         raise RuntimeError("no design space for this block")
@@ -213,7 +213,8 @@ def test_tuned_schedule_lands_in_the_bundle(tmp_path, monkeypatch):
     chosen; the bundle differs from the untuned one and still matches the reference executor.
     (The one kernel is at the arena's peak: the memory plan would build it scratch-free, with
     no record, whenever MetaSchedule's schedule has scratch; here it keeps its scratch.)"""
-    from edgecc.backends import bundle_layout, tvm_schedule
+    from edgecc.backends.bundle import layout as bundle_layout
+    from edgecc.backends.tvm import schedule as tvm_schedule
     monkeypatch.delitem(tvm_schedule.SCHEDULE_RULES, "MatMul")
     monkeypatch.setattr(bundle_layout, "fast_without_scratch", lambda op: False)
     rng = np.random.default_rng(0)
@@ -265,7 +266,7 @@ def test_knob_record_lands_in_the_bundle(tmp_path, monkeypatch):
     rebuild from the records is byte-identical, and the result matches the reference."""
     import io
 
-    from edgecc.backends import schedule_conv
+    from edgecc.backends.tvm import schedule_conv
     monkeypatch.setattr(schedule_conv, "conv_tile", lambda *args, **kwargs: (1, 1))
     model = _pointwise_model(tmp_path / "pw.onnx")
     cache, log = tmp_path / "cache", io.StringIO()
@@ -291,7 +292,7 @@ def test_slower_candidate_is_not_chosen(tmp_path, monkeypatch):
 
     import tvm
 
-    from edgecc.backends import schedule_conv
+    from edgecc.backends.tvm import schedule_conv
     monkeypatch.setattr(schedule_conv, "conv_tiles", lambda *args, **kwargs: [(1, 1)])
     model = _pointwise_model(tmp_path / "pw.onnx")
     graph = optimize(import_onnx(str(model)), Options())[0]
@@ -311,7 +312,7 @@ def test_knobs_leave_the_default_schedules_alone():
     """Outside tuning a knob is its default (its choices are not even listed); inside,
     overrides apply, every knob read is reported with its choices (the default among
     them), and a value that is not a choice is refused."""
-    from edgecc.backends.schedule_knobs import knob, overrides
+    from edgecc.backends.tvm.knobs import knob, overrides
 
     def no_choices():
         raise AssertionError("choices listed outside tuning")
@@ -330,8 +331,8 @@ def test_default_rule_traced_without_overrides_is_the_build_schedule(tmp_path, o
     the model's picks first among valid choices (NCHW conv at -O2, blocked at -O3)."""
     import tvm
 
-    from edgecc.backends.tvm_lower import anchor_kind
-    from edgecc.backends.tvm_schedule import schedule
+    from edgecc.backends.tvm.lower import anchor_kind
+    from edgecc.backends.tvm.schedule import schedule
     model = _conv_model(tmp_path / "conv.onnx")
     graph = optimize(import_onnx(str(model)), Options(opt_level=opt_level))[0]
     target = make_target("x86_64")

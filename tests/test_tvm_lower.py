@@ -17,8 +17,8 @@ from edgecc.errors import ModelError
 from edgecc.ir import Graph, TensorType, Value
 from edgecc.kernels.executor import run_graph
 from edgecc.opdef import build_op
-from edgecc.backends.targets import make_target
-from edgecc.backends.tvm_build import build_kernels, kernel_key, run_kernels_in_tvm
+from edgecc.target import make_target
+from edgecc.backends.tvm.build import build_kernels, kernel_key, run_kernels_in_tvm
 from tests.graphs import operand
 
 RNG = np.random.default_rng(1234)
@@ -296,8 +296,8 @@ def assert_close(ref, got, tol=1e-3):
 
 
 def test_fused_conv_bias_relu_is_one_kernel():
-    from edgecc.backends import tvm_schedule
-    from edgecc.backends.tvm_build import plan_kernels
+    from edgecc.backends.tvm import schedule as tvm_schedule
+    from edgecc.backends.tvm.build import plan_kernels
     g, feeds = fused_graph(conv_bias_relu, [randn(1, 8, 12, 12), randn(16, 8, 3, 3), randn(16)],
                            param_positions=(1, 2), label="conv_bias_relu")
     tvm_schedule.FALLBACKS.clear()
@@ -376,7 +376,7 @@ def test_kernel_key_distinguishes_attrs_and_types():
 
 
 def test_unsupported_op_is_a_model_error_naming_the_node(monkeypatch):
-    from edgecc.backends import tvm_lower
+    from edgecc.backends.tvm import lower as tvm_lower
     tvm_lower._load()
     monkeypatch.delitem(tvm_lower.LOWERINGS, "Relu")
     x = Value("x", TensorType("f32", (4,)))
@@ -387,8 +387,8 @@ def test_unsupported_op_is_a_model_error_naming_the_node(monkeypatch):
 
 
 def test_conv_schedule_rule_applies_to_common_convs():
-    from edgecc.backends import tvm_schedule
-    from edgecc.backends.tvm_lower import lower_kernel
+    from edgecc.backends.tvm import schedule as tvm_schedule
+    from edgecc.backends.tvm.lower import lower_kernel
     tvm_schedule.FALLBACKS.clear()
     for cin, cout, hw, k, pads, stride, group in [(16, 32, 13, 3, [1] * 4, 1, 1),
                                                   (64, 16, 55, 1, [0] * 4, 1, 1),
@@ -492,7 +492,7 @@ def test_node_conformance_through_tvm():
 # ---- targets ---------------------------------------------------------------------------------
 
 def test_targets(tmp_path):
-    from edgecc.backends.targets import host_x86_level
+    from edgecc.target import host_x86_level
     from edgecc.errors import UsageError
     arm = make_target("arm64", mattr="+dotprod")
     assert arm.triple == "aarch64-linux-gnu" and arm.mattr == ("+neon", "+dotprod")

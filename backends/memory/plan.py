@@ -20,10 +20,10 @@ from typing import NamedTuple
 from edgecc.errors import ResourceError
 from edgecc.ir import Graph, Op
 
-from .memory_alloc import (ALIGN, Buffer, Plan, PlanCheckError, align, check_plan,  # noqa: F401
+from edgecc.backends.memory.alloc import (ALIGN, Buffer, Plan, PlanCheckError, align, check_plan,  # noqa: F401
                            live_bytes, lower_bound, plan_buffers)
-from .memory_liveness import VIEW_OPS, Liveness, analyze, liveness  # noqa: F401
-from .memory_order import candidate_orders, choose_order  # noqa: F401
+from edgecc.backends.memory.liveness import VIEW_OPS, Liveness, analyze, liveness  # noqa: F401
+from edgecc.backends.memory.order import candidate_orders, choose_order  # noqa: F401
 
 
 class Location(NamedTuple):

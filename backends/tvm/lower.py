@@ -106,7 +106,7 @@ def lower_kernel(op: Op, func_name: str):
 
     f16 tensors are computed in f32 (loaded, widened, narrowed on store), like the reference
     executor; an explicit Cast to f16 still rounds."""
-    from .tvm_schedule import schedule
+    from edgecc.backends.tvm.schedule import schedule
     func = schedule(kernel_prim_func(op), anchor_kind(op))
     return func.with_attr("global_symbol", func_name)
 
@@ -188,7 +188,7 @@ def anchor_kind(op: Op) -> str:
     """The op kind a kernel's schedule is chosen by: its first non-elementwise op (a
     LayoutTransform feeding a blocked Conv is that conv's prologue, a Slice a reduction
     reads through is the reduction's)."""
-    from .lower_elementwise import ELEMENTWISE_KINDS
+    from edgecc.backends.tvm.lower_elementwise import ELEMENTWISE_KINDS
     ops = op.attrs["body"].ops if op.kind == "Fused" else [op]
     kinds = [inner.kind for inner in ops
              if inner.kind not in ELEMENTWISE_KINDS and inner.kind not in VIEW_KINDS

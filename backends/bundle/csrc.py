@@ -9,7 +9,7 @@ import json
 
 from edgecc import __version__
 
-from .bundle_layout import IOSpec, Layout
+from edgecc.backends.bundle.layout import IOSpec, Layout
 
 RUNTIME_SOURCES = ("rt_error.c", "rt_workspace.c", "rt_threads.c")
 RUNTIME_HEADER = "edgecc_runtime.h"

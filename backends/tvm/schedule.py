@@ -105,7 +105,7 @@ def _target(target=None):
         import tvm
         target = tvm.target.Target.current(allow_none=True)
     if target is None:
-        from .targets import _host_name, make_target
+        from edgecc.target import _host_name, make_target
         target = make_target(_host_name() or "x86_64").tvm
     return target
 

@@ -27,7 +27,7 @@ from typing import Collection, Sequence
 
 from edgecc.ir import Graph, Op, Value
 
-from .memory_alloc import Buffer, align
+from edgecc.backends.memory.alloc import Buffer, align
 
 VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"})
 UNARY_OPS = frozenset({

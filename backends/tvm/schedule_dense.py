@@ -28,10 +28,10 @@ from __future__ import annotations
 
 from tvm.s_tir import Schedule
 
-from .schedule_conv import conv_tile, conv_tiles
-from .schedule_knobs import knob
-from .schedule_pool import lane_split
-from .tvm_schedule import (_extents, _schedule_injective, _try, schedule_rule, sole_reduction,
+from edgecc.backends.tvm.schedule_conv import conv_tile, conv_tiles
+from edgecc.backends.tvm.knobs import knob
+from edgecc.backends.tvm.schedule_pool import lane_split
+from edgecc.backends.tvm.schedule import (_extents, _schedule_injective, _try, schedule_rule, sole_reduction,
                            vector_lanes, vector_registers)
 
 GEMV_COLUMNS = 4          # output columns per matrix-vector chunk (independent FMA chains)

@@ -54,7 +54,7 @@ the candidates on the host and measures them on the device.
   2. Build host: the kernels of the graph exactly as the build will see them (same model,
      --input-shape and -O level), tuned against the device:
         from edgecc.driver import Options, load_model, optimize
-        from edgecc.backends.targets import make_target
+        from edgecc.target import make_target
         from edgecc.backends.tune import device_tuning_tasks
         from tvm.s_tir import meta_schedule as ms
         graph = optimize(load_model("model.onnx", {"x": (1, 3, 320, 320)})[0],
@@ -87,7 +87,7 @@ import numpy as np
 from edgecc.errors import UsageError
 from edgecc.ir import Graph, Op
 
-from .targets import Target, make_target
+from edgecc.target import Target, make_target
 
 COVERAGE = 0.8            # tune the biggest kernels until they hold this share of the FLOPs
 MIN_TRIALS = 8            # fewer trials than this rarely beat the default schedule
@@ -155,7 +155,7 @@ class TuningRecords:
 
     def schedule(self, op: Op):
         """`op`'s kernel scheduled by its chosen record (no global symbol), or None."""
-        from .tvm_lower import kernel_prim_func
+        from edgecc.backends.tvm.lower import kernel_prim_func
         func = kernel_prim_func(op)
         for record in self.ranked(func):
             sch = _replay(func, record.trace)
@@ -211,7 +211,7 @@ def choose_kernels(graph: Graph, trials: int, coverage: float = COVERAGE) -> lis
     """The biggest distinct kernels covering `coverage` of the FLOPs, with their trials."""
     from edgecc.ops import count_flops
 
-    from .tvm_build import plan_kernels
+    from edgecc.backends.tvm.build import plan_kernels
     calls, funcs = plan_kernels(graph)
     flops: dict[str, int] = {}
     for call in calls:
@@ -266,7 +266,7 @@ def tune_kernels(graph: Graph, target: Target | str, trials: int,
     choices = choose_kernels(graph, trials)
     print(f"edgecc: tuning {len(choices)} kernel(s) with {trials} trials for "
           f"{target.describe()}; records in {records.path}", file=out, flush=True)
-    from .tvm_lower import kernel_prim_func
+    from edgecc.backends.tvm.lower import kernel_prim_func
     peak = _ArenaPeak(graph, target)
     for c in choices:
         func = kernel_prim_func(c.op)
@@ -337,7 +337,7 @@ def device_tuning_tasks(graph: Graph, target: Target | str, cache_dir: str | os.
     RPC, and the directory their JSONDatabase must live in for edgecc to find it."""
     from tvm.s_tir import meta_schedule as ms
 
-    from .tvm_lower import kernel_prim_func
+    from edgecc.backends.tvm.lower import kernel_prim_func
     target = make_target(target) if isinstance(target, str) else target
     _cpu_tensor_intrinsics()
     tasks = [ms.TuneContext(mod=_workload_mod(kernel_prim_func(c.op)),
@@ -490,9 +490,9 @@ def _traced(func, op: Op, values: dict | None = None):
     overrides it raises."""
     from tvm.s_tir import Schedule
 
-    from .schedule_knobs import overrides
-    from .tvm_lower import anchor_kind
-    from .tvm_schedule import SCHEDULE_RULES, generic_schedule
+    from edgecc.backends.tvm.knobs import overrides
+    from edgecc.backends.tvm.lower import anchor_kind
+    from edgecc.backends.tvm.schedule import SCHEDULE_RULES, generic_schedule
     rule = SCHEDULE_RULES.get(anchor_kind(op))
     if rule is not None:
         sch = Schedule(_workload_mod(func))
@@ -587,7 +587,7 @@ class _ArenaPeak:
     candidates made resnet50 2-3 % slower although they were 4-20 % faster alone."""
 
     def __init__(self, graph: Graph, target: Target):
-        from .bundle_layout import WORKSPACE_THREADS, _plan
+        from edgecc.backends.bundle.layout import WORKSPACE_THREADS, _plan
         self.graph, self.target, self.threads = graph, target, WORKSPACE_THREADS
         self.activations = _plan(graph, {}, self.threads)
 
@@ -595,8 +595,8 @@ class _ArenaPeak:
         """The ops (of `indices`) the plan would build scratch-free with schedule `sch`."""
         import tvm
 
-        from .bundle_layout import scratch_at_peak
-        from .bundle_workspace import _lowered_host_module, scan_workspace
+        from edgecc.backends.bundle.layout import scratch_at_peak
+        from edgecc.backends.tvm.workspace import _lowered_host_module, scan_workspace
         host = _lowered_host_module(tvm.IRModule({"main": sch.mod["main"]}), self.target.tvm)
         ws = scan_workspace(host["main"].script(), "main")
         if not ws.top and not ws.per_task:

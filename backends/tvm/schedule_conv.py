@@ -33,8 +33,8 @@ import math
 from tvm.s_tir import Schedule
 
 from . import schedule_conv_blocked as blocked  # registers the blocked-layout rules too
-from .schedule_knobs import knob
-from .tvm_schedule import (_extents, _schedule_injective, _try, generic_schedule,
+from edgecc.backends.tvm.knobs import knob
+from edgecc.backends.tvm.schedule import (_extents, _schedule_injective, _try, generic_schedule,
                            inline_injective, schedule_rule, scratch_free_active, staged,
                            vector_lanes, vector_registers)
 

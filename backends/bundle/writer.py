@@ -34,9 +34,9 @@ from edgecc.errors import UsageError
 from edgecc.ir import Graph
 from edgecc.report import format_report
 
-from . import bundle_csrc as C
-from .bundle_layout import BundlePlan, Layout, make_layout, plan_bundle, weights_blob
-from .targets import Target, make_target
+from . import csrc as C
+from edgecc.backends.bundle.layout import BundlePlan, Layout, make_layout, plan_bundle, weights_blob
+from edgecc.target import Target, make_target
 
 __all__ = ["write_bundle", "plan_bundle", "BundlePlan", "cross_prefix", "RUNTIME_DIR"]
 

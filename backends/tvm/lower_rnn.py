@@ -12,8 +12,8 @@ from tvm import te, tirx
 
 from edgecc.errors import ModelError
 
-from .lower_elementwise import const
-from .tvm_lower import lowering
+from edgecc.backends.tvm.lower_elementwise import const
+from edgecc.backends.tvm.lower import lowering
 
 _F = "float32"
 

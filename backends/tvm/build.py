@@ -55,9 +55,9 @@ import numpy as np
 from edgecc.errors import ModelError, UnsupportedOpsError
 from edgecc.ir import Graph, Op
 
-from .targets import Target, make_target
-from .tvm_lower import is_view, lower_kernel, unsupported
-from .tvm_schedule import scratch_free as scratch_free_schedules
+from edgecc.target import Target, make_target
+from edgecc.backends.tvm.lower import is_view, lower_kernel, unsupported
+from edgecc.backends.tvm.schedule import scratch_free as scratch_free_schedules
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ import math
 
 from tvm import te, tirx
 
-from .lower_elementwise import const, is_float_dtype, out_type
-from .tvm_lower import lowering
+from edgecc.backends.tvm.lower_elementwise import const, is_float_dtype, out_type
+from edgecc.backends.tvm.lower import lowering
 
 
 def lowest(dtype):
@@ -57,7 +57,7 @@ def _windows(op, x, shape, tail=0):
 def _layout(op):
     """(tail axes, stage name suffix): the lane axis of a blocked NCHW{c}c pool (its
     stages are named *_blocked: schedule_pool's blocked rule finds them)."""
-    from .lower_nn import block_size
+    from edgecc.backends.tvm.lower_nn import block_size
     return (1, "_blocked") if block_size(op) else (0, "")
 
 

@@ -26,10 +26,10 @@ import math
 
 from tvm.s_tir import Schedule
 
-from .tvm_schedule import (_extents, _parallelize, _schedule_injective, _try,
+from edgecc.backends.tvm.schedule import (_extents, _parallelize, _schedule_injective, _try,
                            cache_bytes, inline_injective, schedule_rule, scratch_free_active,
                            vector_lanes, vector_registers)
-from .schedule_knobs import knob
+from edgecc.backends.tvm.knobs import knob
 
 MAX_BLOCKS = 4          # output channel blocks per tile (NB)
 MAX_DW_COLUMNS = 8      # depthwise: 8 measured 1.0-1.25x faster than 14-16

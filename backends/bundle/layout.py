@@ -18,10 +18,10 @@ import numpy as np
 from edgecc.errors import ModelError
 from edgecc.ir import Graph
 
-from .bundle_workspace import Workspace, kernel_workspace
-from .memory_alloc import ALIGN, align
-from .memory_plan import GraphPlan, plan_graph
-from .targets import Target, make_target
+from edgecc.backends.tvm.workspace import Workspace, kernel_workspace
+from edgecc.backends.memory.alloc import ALIGN, align
+from edgecc.backends.memory.plan import GraphPlan, plan_graph
+from edgecc.target import Target, make_target
 
 # Kernel scratch inside parallel loops is reserved for this many threads (or --threads when
 # larger); at run time a launch uses at most as many threads as the reserved scratch serves.

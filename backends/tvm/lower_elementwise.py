@@ -7,7 +7,7 @@ import math
 import numpy as np
 from tvm import te, tirx
 
-from .tvm_lower import lowering, tvm_dtype
+from edgecc.backends.tvm.lower import lowering, tvm_dtype
 
 
 def out_type(op, i=0):

@@ -14,7 +14,7 @@ import math
 
 from tvm.s_tir import Schedule
 
-from .tvm_schedule import (_extents, _parallelize, _schedule_injective, _try,
+from edgecc.backends.tvm.schedule import (_extents, _parallelize, _schedule_injective, _try,
                            generic_schedule, schedule_rule, sole_reduction, vector_lanes)
 
 

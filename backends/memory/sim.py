@@ -14,8 +14,8 @@ import numpy as np
 from edgecc.ir import Graph, Value
 from edgecc.kernels.executor import run_op
 
-from .memory_alloc import PlanCheckError
-from .memory_plan import GraphPlan
+from edgecc.backends.memory.alloc import PlanCheckError
+from edgecc.backends.memory.plan import GraphPlan
 
 POISON = 0xFF
 

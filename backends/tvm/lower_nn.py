@@ -8,8 +8,8 @@ import math
 
 from tvm import te, tirx
 
-from .lower_elementwise import bcast_index, const, out_type
-from .tvm_lower import lowering
+from edgecc.backends.tvm.lower_elementwise import bcast_index, const, out_type
+from edgecc.backends.tvm.lower import lowering
 
 
 def pad_tensor(x, begins, ends, value=0.0, name="pad", tail=0):
@@ -142,7 +142,7 @@ def _conv_blocked(op, ins, c):
     schedule needs and cannot read from the loops: the real output width ("edgecc.width",
     to pick the same tile), the row stride and the rows one output row reads
     ("edgecc.row_stride", "edgecc.row_window", to size the per-task padded input)."""
-    from .schedule_conv_blocked import target_blocked_tile
+    from edgecc.backends.tvm.schedule_conv_blocked import target_blocked_tile
     x, w, b = ins[0], ins[1], ins[2] if len(ins) > 2 else None
     shape, dt = out_type(op)
     n, mb, oh, ow, _ = shape
@@ -191,8 +191,8 @@ def _pack_weights(w, out_channels: int, width: int):
     import math
     from collections import Counter
 
-    from .schedule_conv import conv_tile
-    from .tvm_schedule import vector_lanes, vector_registers
+    from edgecc.backends.tvm.schedule_conv import conv_tile
+    from edgecc.backends.tvm.schedule import vector_lanes, vector_registers
     mi, _ = conv_tile(out_channels, width, vector_lanes(), vector_registers())
     row = 4 * math.prod(int(d) for d in w.shape[1:])
     per_set = Counter((i * row // LINE_BYTES) % L1_SETS for i in range(mi))
@@ -210,7 +210,7 @@ def _flat_padded_plane(nsp, kshape, strides, pads, plane, width, cin_g) -> bool:
     used, instead of 7-wide rows in 8-lane vectors, 44% on AVX-512: 85 -> 57 us). Its
     epilogue then runs as a loop nest of its own: on 14-wide rows (16-lane vectors already)
     that cost more than the 6% of padding it saved."""
-    from .tvm_schedule import vector_lanes
+    from edgecc.backends.tvm.schedule import vector_lanes
     lanes = vector_lanes()
     return (nsp == 2 and kshape == [1, 1] and list(strides) == [1, 1] and not any(pads)
             and cin_g > 1 and _vector_width(width) < lanes and plane % lanes
@@ -220,7 +220,7 @@ def _flat_padded_plane(nsp, kshape, strides, pads, plane, width, cin_g) -> bool:
 def _conv_flat_padded(x, w, b, shape, group, rc):
     """Conv (see _flat_padded_plane) as [N, C, 1, P] -> [N, M, 1, P] on the plane padded to
     P columns (stage conv_pad, zeros beyond H*W), cropped back to [N, M, H, W]."""
-    from .tvm_schedule import vector_lanes
+    from edgecc.backends.tvm.schedule import vector_lanes
     n, m, h, wd = shape
     plane = h * wd
     cols = -(-plane // vector_lanes()) * vector_lanes()
@@ -243,7 +243,7 @@ def _conv_flat_padded(x, w, b, shape, group, rc):
 def _vector_width(width: int) -> int:
     """`width` rounded up to a multiple of min(8, f32 lanes of the target), unless it is a
     multiple of the lanes already or narrower than half a vector."""
-    from .tvm_schedule import vector_lanes
+    from edgecc.backends.tvm.schedule import vector_lanes
     lanes = vector_lanes()
     q = min(8, lanes)
     if width % lanes == 0 or width % q == 0 or 2 * width < q:

@@ -12,8 +12,8 @@ from typing import Callable
 
 from edgecc.ir import Graph, Op, Value
 
-from .memory_alloc import align
-from .memory_liveness import VIEW_OPS
+from edgecc.backends.memory.alloc import align
+from edgecc.backends.memory.liveness import VIEW_OPS
 
 
 def _storage_groups(graph: Graph) -> tuple[dict[Value, Value], dict[Value, int]]:
@@ -104,8 +104,8 @@ def candidate_orders(graph: Graph) -> dict[str, list[Op]]:
 
 def choose_order(graph: Graph, **analyze_options) -> list[Op]:
     """The candidate order with the lowest liveness lower bound (ties: the earlier candidate)."""
-    from .memory_alloc import lower_bound
-    from .memory_liveness import analyze
+    from edgecc.backends.memory.alloc import lower_bound
+    from edgecc.backends.memory.liveness import analyze
     best = None
     for order in candidate_orders(graph).values():
         lb = lower_bound(analyze(graph, order, **analyze_options).buffers)

@@ -20,9 +20,9 @@ from typing import NamedTuple
 from edgecc.errors import ModelError
 from edgecc.ir import Graph
 
-from .memory_alloc import align
-from .targets import Target, make_target
-from .tvm_build import plan_kernels
+from edgecc.backends.memory.alloc import align
+from edgecc.target import Target, make_target
+from edgecc.backends.tvm.build import plan_kernels
 
 _ALLOC = re.compile(r"TVMBackendAllocWorkspace\(\s*[^,]+,\s*[^,]+,\s*(?:T\.uint64\()?(\w+)")
 _PARALLEL = re.compile(r"^(\s*)for .* in T\.parallel\(")

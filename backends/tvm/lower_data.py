@@ -8,8 +8,8 @@ from tvm import te, tirx
 
 from edgecc.errors import ModelError
 
-from .lower_elementwise import bcast_index, const, etype, is_float_dtype, out_type
-from .tvm_lower import lowering
+from edgecc.backends.tvm.lower_elementwise import bcast_index, const, etype, is_float_dtype, out_type
+from edgecc.backends.tvm.lower import lowering
 
 
 @lowering("Transpose")
