@@ -9,13 +9,13 @@ import math
 
 import numpy as np
 
+from edgecc.dtypes import FLOAT_DTYPES  # noqa: F401  (re-exported for the passes)
 from edgecc.ir import Graph, Op, Value
 from edgecc.opdef import build_op
 
 # Ops that only reinterpret the shape of a contiguous buffer (no kernel at run time).
 VIEW_KINDS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
 
-FLOAT_DTYPES = ("f16", "f32", "f64")
 
 # Tolerance of rewrites that only change float rounding (ulps per element), amplified by deep
 # nets: 1.6e-5 measured on ppocr_det, whose sigmoid output is ~1e-5 in scale on random inputs.

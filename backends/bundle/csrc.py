@@ -8,17 +8,13 @@ from __future__ import annotations
 import json
 
 from edgecc import __version__
+from edgecc.dtypes import DTYPE
 
 from edgecc.backends.bundle.layout import IOSpec, Layout
 
 RUNTIME_SOURCES = ("rt_error.c", "rt_workspace.c", "rt_threads.c")
 RUNTIME_HEADER = "edgecc_runtime.h"
 
-# IR dtype -> (DLDataType code, bits, C element type)
-_DL = {"f32": (2, 32, "float"), "f16": (2, 16, "uint16_t"), "f64": (2, 64, "double"),
-       "i8": (0, 8, "int8_t"), "i16": (0, 16, "int16_t"), "i32": (0, 32, "int32_t"),
-       "i64": (0, 64, "int64_t"), "u8": (1, 8, "uint8_t"), "u16": (1, 16, "uint16_t"),
-       "u32": (1, 32, "uint32_t"), "u64": (1, 64, "uint64_t"), "bool": (6, 8, "uint8_t")}
 
 
 def c_string(text: str) -> str:
@@ -70,7 +66,7 @@ def _io_macros(ID: str, kind: str, i: int, spec: IOSpec) -> list[str]:
         f"#define {p}_SHAPE {_shape(spec.shape)}",
         f"#define {p}_ELEMS {elems}",
         f"#define {p}_BYTES {spec.nbytes}",
-        f"typedef {_DL[spec.dtype][2]} {ID.lower()}_{kind}_{i}_t;",
+        f"typedef {DTYPE[spec.dtype].c} {ID.lower()}_{kind}_{i}_t;",
         "",
     ]
 
@@ -200,7 +196,7 @@ def render_model_c(lay: Layout) -> str:
           "typedef struct { unsigned char where; unsigned short index; size_t offset; } place_t;",
           "", "static DLTensor T[] = {"]
     for t, s in enumerate(lay.tensors):
-        code, bits, _ = _DL[s.dtype]
+        code, bits = DTYPE[s.dtype].dlpack
         L.append(f"  /* {t} {c_comment(s.value)} */ {{NULL, {{EDGECC_DL_CPU, 0}}, {len(s.shape)}, "
                  f"{{{code}, {bits}, 1}}, shape_{t}, NULL, 0}},")
     L += ["};", "", "static const place_t P[] = {"]

@@ -52,6 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecc.dtypes import dtype_to_tvm
 from edgecc.errors import ModelError, UnsupportedOpsError
 from edgecc.ir import Graph, Op
 
@@ -307,9 +308,4 @@ def run_kernels_in_tvm(graph: Graph, feeds: dict[str, np.ndarray], target: str =
 
 
 def _np_dtype(short: str) -> str:
-    return "bool" if short == "bool" else str(np.dtype(_NP[short]))
-
-
-_NP = {"f32": np.float32, "f16": np.float16, "f64": np.float64, "i8": np.int8,
-       "u8": np.uint8, "i16": np.int16, "u16": np.uint16, "i32": np.int32, "u32": np.uint32,
-       "i64": np.int64, "u64": np.uint64, "bool": np.bool_}
+    return dtype_to_tvm(short)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from edgecc.dtypes import dtype_to_tvm
 from edgecc.errors import ModelError
 from edgecc.ir import Op
 
@@ -29,9 +30,6 @@ VIEW_KINDS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"
 Rule = Callable[[Op, list], list]
 LOWERINGS: dict[str, Rule] = {}
 
-_TVM_DTYPES = {"f32": "float32", "f16": "float16", "f64": "float64", "i8": "int8",
-               "u8": "uint8", "i16": "int16", "u16": "uint16", "i32": "int32",
-               "u32": "uint32", "i64": "int64", "u64": "uint64", "bool": "bool"}
 
 
 def lowering(*kinds: str):
@@ -44,7 +42,7 @@ def lowering(*kinds: str):
 
 
 def tvm_dtype(short: str) -> str:
-    return _TVM_DTYPES[short]
+    return dtype_to_tvm(short)
 
 
 def _load() -> None:

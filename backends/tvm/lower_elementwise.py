@@ -8,6 +8,7 @@ import numpy as np
 from tvm import te, tirx
 
 from edgecc.backends.tvm.lower import lowering, tvm_dtype
+from edgecc.dtypes import is_float
 
 
 def out_type(op, i=0):
@@ -41,7 +42,7 @@ def etype(e) -> str:
 
 
 def is_float_dtype(dtype: str) -> bool:
-    return str(dtype).startswith("float")
+    return is_float(str(dtype))
 
 
 # ---- unary -----------------------------------------------------------------------------------

@@ -8,13 +8,10 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ..dtypes import is_float
+from ..dtypes import FLOAT_DTYPES, INT_DTYPES, NUMERIC_DTYPES, SIGNED_DTYPES, is_float
 from ..ir import Op, TensorType
 from ..opdef import OpRuleError
 
-INT_DTYPES = ("i8", "u8", "i16", "u16", "i32", "u32", "i64", "u64")
-SIGNED_DTYPES = ("i8", "i16", "i32", "i64", "f16", "f32", "f64")
-NUMERIC_DTYPES = INT_DTYPES + ("f16", "f32", "f64")
 
 
 def fmt(shape: Iterable[int]) -> str:
@@ -57,7 +54,7 @@ def need_dtype(kind: str, what: str, t: TensorType, allowed: Sequence[str], desc
 
 
 def need_float(kind: str, what: str, t: TensorType) -> None:
-    need_dtype(kind, what, t, ("f16", "f32", "f64"), "float (f16/f32/f64)")
+    need_dtype(kind, what, t, FLOAT_DTYPES, "float (f16/f32/f64)")
 
 
 def need_numeric(kind: str, what: str, t: TensorType) -> None:

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import math
 
-from ..dtypes import DTYPES
+from ..dtypes import DTYPES, FLOAT_DTYPES as FLOATS
 from ..ir import TensorType
 from ..opdef import REQUIRED, OpRuleError, opdef
 from ._util import (INT_DTYPES, NUMERIC_DTYPES, SIGNED_DTYPES, attr_choice, attr_float,
                     attr_int, broadcast_shapes, need_dtype, need_float, need_numeric,
                     same_dtype, unidirectional)
 
-FLOATS = ("f16", "f32", "f64")
 
 # ---- unary ----------------------------------------------------------------------------------
 
