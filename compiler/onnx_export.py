@@ -21,7 +21,7 @@ from onnx import helper, numpy_helper
 from .dtypes import dtype_to_numpy, dtype_to_onnx
 from .errors import ModelError, UsageError
 from .ir import Graph, Op, Value, unique_name
-from .ops.layout import LAYOUT_KINDS, parse_layout
+from .ops.layout import LAYOUT_KINDS, layout_of
 
 MIN_EXPORT_OPSET, MAX_EXPORT_OPSET = 13, 21
 _INT64_MIN = int(np.iinfo(np.int64).min)
@@ -303,7 +303,7 @@ def _unblock(ex, src: str, dst: str, blocked_shape, name: str):
 
 @_rule("LayoutTransform")
 def _layout_transform(ex, op, ins, outs):
-    c = parse_layout(op.attrs["dst_layout"])
+    c = layout_of(op, "dst_layout").block
     if c is None:
         _unblock(ex, ins[0], outs[0], op.inputs[0].type.shape, op.name or outs[0])
     else:
@@ -314,7 +314,7 @@ def _layout_transform(ex, op, ins, outs):
 def _layout_op(ex, op, ins, outs):
     """Conv/pools: `layout` is edgecc's attribute; a blocked op runs NCHW between conversions."""
     attrs = {k: v for k, v in op.attrs.items() if k != "layout"}
-    c = parse_layout(op.attrs["layout"])
+    c = layout_of(op).block
     if c is None:
         return ex.node(op.kind, ins, outs, op.name, **attrs)
     base = op.name or outs[0]

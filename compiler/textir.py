@@ -30,6 +30,7 @@ from .errors import ModelError, UsageError
 from .ir import Graph, Op, QuantParams, TensorType, Value
 from .opdef import OpRuleError, build_op, get_opdef
 from .ops import QUIET_ATTRS
+from .ops.layout import Layout
 
 __all__ = ["print_graph", "parse_graph", "save_module", "load_module", "weights_path",
            "format_type"]
@@ -89,6 +90,8 @@ def _fmt_attr(v: Any) -> str:
         return repr(float(v))            # repr round-trips exactly, incl. inf/-inf/nan
     if isinstance(v, str):
         return v if v in DTYPES else json.dumps(v)
+    if isinstance(v, Layout):
+        return json.dumps(str(v))
     if isinstance(v, (list, tuple)):
         return _fmt_list(v)
     if isinstance(v, np.ndarray):
@@ -101,8 +104,7 @@ def _fmt_attr(v: Any) -> str:
 def _quiet_default(kind: str, key: str, value: Any) -> bool:
     """An edgecc-only attribute of an ONNX op (Conv's `layout`) at its default: not printed,
     so ONNX-shaped graphs print as they always did (the parser fills the default back in)."""
-    return (key in QUIET_ATTRS.get(kind, ()) and isinstance(value, str)
-            and value == get_opdef(kind).attrs[key])
+    return key in QUIET_ATTRS.get(kind, ()) and value == get_opdef(kind).attrs[key]
 
 
 def _fmt_op(op: Op, indent: str, out: list[str]) -> None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import functools
 
-from edgecc.ops.layout import block_nchw, parse_layout, unblock_conv_weight, unblock_nchw
+from edgecc.ops.layout import block_nchw, layout_of, unblock_conv_weight, unblock_nchw
 
 from .registry import Kernel, kernel
 
 
 @kernel("LayoutTransform")
 def layout_transform(op, ins):
-    c = parse_layout(op.attrs["dst_layout"])
+    c = layout_of(op, "dst_layout").block
     return [unblock_nchw(ins[0]) if c is None else block_nchw(ins[0], c)]
 
 
@@ -21,7 +21,7 @@ def blocked_layout(fn: Kernel) -> Kernel:
     in both layouts); a blocked Conv's 6-D W is unblocked to [M, C/group, kh, kw]."""
     @functools.wraps(fn)
     def run(op, ins):
-        c = parse_layout(op.attrs["layout"])
+        c = layout_of(op).block
         if c is None:
             return fn(op, ins)
         ins = list(ins)

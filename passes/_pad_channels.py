@@ -21,6 +21,7 @@ import math
 import numpy as np
 
 from edgecc.ir import Graph, Op, Value, unique_name
+from edgecc.ops.layout import layout_of
 from edgecc.opdef import build_op
 from edgecc.ops import ELEMENTWISE_KINDS
 
@@ -35,7 +36,7 @@ def paddable(op: Op, c: int) -> bool:
     `c` but whose input channels are, padded for at most MAX_PADDED_FRACTION more work."""
     if op.kind != "Conv" or op.inputs[0].type.rank != 4 or op.attrs["group"] != 1:
         return False
-    if op.attrs.get("layout", "NCHW") != "NCHW" or const(op.inputs[1]) is None:
+    if layout_of(op).is_blocked or const(op.inputs[1]) is None:
         return False
     if len(op.inputs) > 2 and op.inputs[2] is not None and const(op.inputs[2]) is None:
         return False
@@ -108,7 +109,7 @@ def _channel_independent_twin(graph: Graph, op: Op, old: Value, new: Value, extr
     if op.output.type.rank != 4:
         return None
     if op.kind in CHANNEL_INDEPENDENT_POOLS:
-        if op.attrs.get("layout", "NCHW") != "NCHW" or op.inputs[0] is not old:
+        if layout_of(op).is_blocked or op.inputs[0] is not old:
             return None
         ins = [new]
     elif op.kind in ELEMENTWISE_KINDS and op.kind not in ("Identity", "Dropout"):

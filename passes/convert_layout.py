@@ -39,6 +39,7 @@ import numpy as np
 from edgecc.ir import Graph, Op, TensorType, Value, unique_name
 from edgecc.opdef import build_op
 from edgecc.ops import ELEMENTWISE_KINDS, count_flops
+from edgecc.ops.layout import NCHW, Layout, layout_of
 from edgecc.pass_manager import register_pass
 
 from ._pad_channels import pad_output_channels
@@ -58,7 +59,7 @@ def blockable_conv(op: Op, c: int) -> str | None:
     x, w = op.inputs[0], op.inputs[1]
     if x.type.rank != 4:
         return "not a 2-D convolution"
-    if op.attrs.get("layout", "NCHW") != "NCHW":
+    if layout_of(op).is_blocked:
         return "already blocked"
     if const(w) is None or (len(op.inputs) > 2 and op.inputs[2] is not None
                             and const(op.inputs[2]) is None):
@@ -82,7 +83,7 @@ def agnostic(op: Op, c: int) -> bool:
     if len(op.outputs) != 1 or op.output.type.rank != 4 or op.output.type.shape[1] % c:
         return False
     if op.kind in LAYOUT_AWARE:
-        return op.attrs.get("layout", "NCHW") == "NCHW"
+        return not layout_of(op).is_blocked
     if op.kind == "Concat":
         return op.attrs["axis"] in (1, -3) and all(
             v.data is None and v.type.shape[1] % c == 0 for v in op.inputs)
@@ -209,11 +210,11 @@ def _rewrite(graph: Graph, chosen: set[Op], c: int) -> int:
     converted: dict[tuple, Value] = {}      # (NCHW value or weight, c) -> blocked operand
     ops: list[Op] = []
 
-    def transform(v: Value, src: str, dst: str, out: str) -> Value:
+    def transform(v: Value, src: Layout, dst: Layout, out: str) -> Value:
         n, h, w = v.type.shape[0], v.type.shape[2], v.type.shape[3]
         if h * w == 1:      # [N, C, 1, 1] and [N, C/c, 1, 1, c] are the same bytes: a view
-            ch = v.type.shape[1] * (v.type.shape[-1] if src != "NCHW" else 1)
-            shape = [n, ch, 1, 1] if dst == "NCHW" else [n, ch // c, 1, 1, c]
+            ch = v.type.shape[1] * (v.type.shape[-1] if src.is_blocked else 1)
+            shape = [n, ch // c, 1, 1, c] if dst.is_blocked else [n, ch, 1, 1]
             t = build_op("Reshape", [v], {"shape": shape}, name=f"{out}_layout",
                          out_names=[out])
         else:
@@ -226,7 +227,7 @@ def _rewrite(graph: Graph, chosen: set[Op], c: int) -> int:
         if v not in twin:
             return v
         if v not in nchw_copy:
-            nchw_copy[v] = transform(twin[v], f"NCHW{twin[v].type.shape[-1]}c", "NCHW", v.name)
+            nchw_copy[v] = transform(twin[v], Layout(twin[v].type.shape[-1]), NCHW, v.name)
         return nchw_copy[v]
 
     def blocked(v: Value, weight_of: Op | None = None, lanes: int = c) -> Value:
@@ -250,7 +251,7 @@ def _rewrite(graph: Graph, chosen: set[Op], c: int) -> int:
                 ops.append(t)
                 converted[key] = t.output
             else:
-                converted[key] = transform(v, "NCHW", f"NCHW{c}c", name)
+                converted[key] = transform(v, NCHW, Layout(c), name)
         return converted[key]
 
     users = graph.users()
@@ -284,7 +285,7 @@ def _rewrite(graph: Graph, chosen: set[Op], c: int) -> int:
                 ins.append(blocked(v))
         attrs = dict(op.attrs)
         if op.kind == "Conv" or op.kind in LAYOUT_AWARE:
-            attrs["layout"] = f"NCHW{c}c"
+            attrs["layout"] = Layout(c)
         new = build_op(op.kind, ins, attrs, name=op.name,
                        out_names=[unique_name(f"{op.output.name}_nchw{c}c", taken)])
         new.loc = op.loc

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgecc.ops.layout import layout_of
 from edgecc.pass_manager import register_pass
 
 from ._rewrite import (ROUNDING_TOLERANCE, channel_vector, const, num_uses, per_channel,
@@ -37,7 +38,7 @@ def plan(graph, conv):
     if aff is None:
         return None
     kind, x, c = aff
-    if conv.attrs["layout"] != "NCHW":
+    if layout_of(conv).is_blocked:
         return (f"{conv.describe()} uses the blocked layout {conv.attrs['layout']} (6-D "
                 f"weights, not folded; run fold-affine-into-conv before convert-layout)")
     if not per_channel(c.shape, v.type.shape) or v.type.rank < 3 or x.type != v.type:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from edgecc.opdef import OpRuleError, build_op
 from edgecc.ops import LAYOUT_KINDS
+from edgecc.ops.layout import layout_of
 from edgecc.pass_manager import register_pass
 
 from ._rewrite import prune, record_refusal, replace
@@ -68,7 +69,7 @@ class FoldPad:
         for pad in [op for op in graph.ops if op.kind == "Pad"]:
             for user in dict.fromkeys(users.get(pad.output, [])):
                 p = spatial_pads(pad, user.kind in LAYOUT_KINDS
-                                 and user.attrs["layout"] != "NCHW")
+                                 and layout_of(user).is_blocked)
                 reason = p if isinstance(p, str) else check(pad, user)
                 if reason is None and user.inputs[0] is not pad.output:
                     reason = "the padded value is not the data operand"

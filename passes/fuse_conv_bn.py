@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgecc.ops.layout import layout_of
 from edgecc.pass_manager import register_pass
 
 from ._rewrite import (FLOAT_DTYPES, channel_vector, const, num_uses, per_channel,
@@ -51,7 +52,7 @@ def affine(op):
 
 def blocked(anchor) -> str | None:
     """Why a blocked-layout Conv anchor is left alone (None for the other anchors)."""
-    if anchor.kind != "Conv" or anchor.attrs["layout"] == "NCHW":
+    if anchor.kind != "Conv" or not layout_of(anchor).is_blocked:
         return None
     return (f"{anchor.describe()} uses the blocked layout {anchor.attrs['layout']} (6-D "
             f"weights, not folded; run fuse-conv-bn before convert-layout)")

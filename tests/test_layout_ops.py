@@ -14,7 +14,7 @@ from edgecc.kernels import run_graph, run_op
 from edgecc.onnx_export import export_onnx
 from edgecc.opdef import OpRuleError, build_op, verify_graph
 from edgecc.ops import count_flops
-from edgecc.ops.layout import (block_conv_weight, block_nchw, parse_layout, unblock_conv_weight,
+from edgecc.ops.layout import (NCHW, Layout, block_conv_weight, block_nchw, unblock_conv_weight,
                                unblock_nchw)
 from edgecc.pass_manager import PassContext
 from edgecc.passes.fold_affine_into_conv import FoldAffineIntoConv
@@ -69,11 +69,14 @@ class Builder:
 # ---- helpers ---------------------------------------------------------------------------------
 
 def test_parse_layout():
-    assert parse_layout("NCHW") is None
-    assert parse_layout("NCHW16c") == 16 and parse_layout("NCHW1c") == 1
+    assert Layout.parse("NCHW") == NCHW and not NCHW.is_blocked and NCHW.block is None
+    assert Layout.parse("NCHW16c") == Layout(16) and Layout.parse("NCHW1c").block == 1
+    assert Layout.parse(Layout(8)) == Layout(8) and Layout(8).is_blocked
+    assert str(Layout(16)) == "NCHW16c" and str(NCHW) == "NCHW"
+    assert Layout.parse(str(Layout(4))) == Layout(4)           # spelled and parsed back
     for bad in ("NHWC", "NCHW0c", "NCHW08c", "NCHWc", "nchw8c", "NCHW8C", 8, None):
         with pytest.raises(OpRuleError, match="neither 'NCHW' nor"):
-            parse_layout(bad)
+            Layout.parse(bad)
 
 
 @pytest.mark.parametrize("c", [4, 8, 16])
@@ -225,7 +228,7 @@ def test_max_pool_blocked_int8():
 
 def test_nchw_ops_keep_their_attrs_and_types():
     conv = build_op("Conv", [V("x", 1, 3, 8, 8), V("w", 4, 3, 3, 3)], {})
-    assert conv.attrs["layout"] == "NCHW" and conv.output.type.shape == (1, 4, 6, 6)
+    assert conv.attrs["layout"] == NCHW and conv.output.type.shape == (1, 4, 6, 6)
     pool = build_op("GlobalMaxPool", [V("x", 1, 3, 8, 8, 2)], {})   # 3-D NCHW stays legal
     assert pool.output.type.shape == (1, 3, 1, 1, 1)
 
@@ -473,7 +476,7 @@ def test_fold_pad_folds_into_blocked_conv_and_pools():
     out, changed, refusals = _run_pass(FoldPad(), graph, g.feeds)
     assert changed and not refusals and "Pad" not in [op.kind for op in out.ops]
     conv, mp, ap = out.ops
-    assert conv.attrs["pads"] == [2, 3, 2, 2] and conv.attrs["layout"] == "NCHW8c"
+    assert conv.attrs["pads"] == [2, 3, 2, 2] and conv.attrs["layout"] == Layout(8)
     assert mp.attrs["pads"] == [1, 1, 1, 1]
     assert ap.attrs["pads"] == [1, 1, 1, 1] and ap.attrs["count_include_pad"] == 1
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from edgecc.errors import ModelError, UsageError
 from edgecc.ir import Graph, QuantParams, TensorType, Value
 from edgecc.opdef import build_op
+from edgecc.ops.layout import NCHW
 from edgecc.textir import (generated_data, load_module, parse_graph, print_graph, save_module,
                            weights_path)
 
@@ -193,7 +194,7 @@ def test_parse_fills_defaults_and_infers():
 """
     op = parse_graph(text).ops[0]
     assert op.attrs == {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
-                        "dilations": [1, 1], "group": 1, "layout": "NCHW"}
+                        "dilations": [1, 1], "group": 1, "layout": NCHW}
     assert op.loc == "<string>:5:8"
 
 

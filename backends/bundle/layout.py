@@ -17,6 +17,7 @@ import numpy as np
 
 from edgecc.errors import ModelError
 from edgecc.ir import Graph
+from edgecc.ops.layout import layout_of
 
 from edgecc.backends.tvm.workspace import Workspace, kernel_workspace
 from edgecc.backends.memory.alloc import ALIGN, align
@@ -96,8 +97,8 @@ def fast_without_scratch(op) -> bool:
     15-20x slower on ppocr_cls's depthwise convs). Blocked group-1 convs keep one register
     tile's padded input instead of a task's rows (0.99-1.02x on resnet50's 3x3 convs)."""
     ops = op.attrs["body"].ops if op.kind == "Fused" else [op]
-    return not any(o.kind in ("Conv", "ConvTranspose") and o.attrs.get("layout", "NCHW")
-                   == "NCHW" for o in ops)
+    return not any(o.kind in ("Conv", "ConvTranspose") and not layout_of(o).is_blocked
+                   for o in ops)
 
 
 def misaligned_values(graph: Graph, gp: GraphPlan) -> list[str]:

@@ -29,10 +29,10 @@ def _transpose(op, ins):
 @lowering("LayoutTransform")
 def _layout_transform(op, ins):
     # blocked[n, cb, h, w, i] = nchw[n, cb*c + i, h, w]  (schedule_conv_blocked has its rule)
-    from edgecc.ops.layout import parse_layout
+    from edgecc.ops.layout import layout_of
     x = ins[0]
     shape, _ = out_type(op)
-    c = parse_layout(op.attrs["dst_layout"])
+    c = layout_of(op, "dst_layout").block
     if c:
         return [te.compute(shape, lambda n, cb, h, w, i: x[n, cb * c + i, h, w],
                            name="layout_transform")]

@@ -121,12 +121,9 @@ def _conv(op, ins):
 
 
 def block_size(op) -> int | None:
-    """c of an op whose `layout` attr is "NCHW{c}c", None for plain NCHW."""
-    layout = op.attrs.get("layout", "NCHW")
-    if layout == "NCHW":
-        return None
-    from edgecc.ops.layout import parse_layout
-    return parse_layout(layout)
+    """c of an op whose `layout` attr is NCHW{c}c, None for plain NCHW."""
+    from edgecc.ops.layout import layout_of
+    return layout_of(op).block
 
 
 def _conv_blocked(op, ins, c):

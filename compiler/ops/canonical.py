@@ -13,6 +13,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..ir import TensorType
+from ..opdef import OpRuleError
+from .layout import LAYOUT_KINDS, Layout
 from .pooling import REDUCE_KINDS
 
 
@@ -40,6 +42,15 @@ def canonicalize_attrs(kind: str, attrs: dict[str, Any],
     """
     a = {k: _plain(v) for k, v in attrs.items()}
     x = input_types[0] if input_types else None
+    layout_keys = ("src_layout", "dst_layout") if kind == "LayoutTransform" else \
+        ("layout",) if kind in LAYOUT_KINDS else ()
+    for key in layout_keys:                 # the text IR and tests give layouts as strings
+        if isinstance(a.get(key), str):
+            try:
+                a[key] = Layout.parse(a[key])
+            except OpRuleError:
+                raise OpRuleError(f"{kind}: attribute {key}={a[key]!r} must be 'NCHW' or "
+                                  f"'NCHW{{c}}c' with c >= 1 (e.g. 'NCHW16c')") from None
 
     def fill(name, value):
         if a.get(name) is None:
@@ -48,7 +59,7 @@ def canonicalize_attrs(kind: str, attrs: dict[str, Any],
     if kind in ("Conv", "ConvTranspose", "MaxPool", "AveragePool"):
         w = input_types[1] if len(input_types) > 1 else None
         # blocked layouts (NCHW{c}c, checked by inference) have 2 spatial axes: W[.., kh, kw, ..]
-        blocked = a.get("layout", "NCHW") != "NCHW"
+        blocked = isinstance(a.get("layout"), Layout) and a["layout"].is_blocked
         if kind.startswith("Conv") and w is not None and w.rank >= 3:
             fill("kernel_shape", list(w.shape[2:4] if blocked else w.shape[2:]))
         ks = a.get("kernel_shape")

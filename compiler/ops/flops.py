@@ -11,7 +11,7 @@ import math
 
 from ..ir import Op
 from .elementwise import ELEMENTWISE_KINDS
-from .layout import parse_layout
+from .layout import layout_of
 from .movement import MOVEMENT_KINDS
 from .rnn import lstm_dims
 
@@ -30,7 +30,7 @@ def count_flops(op: Op) -> int:
         # weights per output element: prod(W[1:]) = C/group·k...; a blocked W
         # [M/c, C/c|1, kh, kw, c|1, c] holds the same per output channel times the c lanes
         w = ins[1]
-        lanes = parse_layout(op.attrs["layout"]) or 1
+        lanes = layout_of(op).block or 1
         return 2 * out.numel * math.prod(w.shape[1:]) // lanes
     if kind == "ConvTranspose":
         x, w = ins[0], ins[1]

@@ -8,6 +8,7 @@ block_conv_weight). The numpy helpers here are what passes, kernels and the expo
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -15,28 +16,71 @@ from ..ir import Op, TensorType
 from ..opdef import REQUIRED, OpRuleError, opdef
 from ._util import fmt, operand
 
-# ops with a `layout` attribute (default "NCHW")
+# ops with a `layout` attribute (default NCHW)
 LAYOUT_KINDS = ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LRN")
 
 _BLOCKED = re.compile(r"NCHW([1-9][0-9]*)c\Z")
 
 
-def parse_layout(s) -> int | None:
-    """"NCHW" -> None, "NCHW16c" -> 16; anything else is an OpRuleError."""
-    if s == "NCHW":
-        return None
-    m = _BLOCKED.match(s) if isinstance(s, str) else None
-    if m is None:
-        raise OpRuleError(f"layout {s!r} is neither 'NCHW' nor 'NCHW{{c}}c' (e.g. 'NCHW16c')")
-    return int(m.group(1))
+@dataclass(frozen=True)
+class Layout:
+    """An activation layout: NCHW (block None) or NCHW{c}c (block c). Ops hold these in
+    their `layout` (LayoutTransform: `src_layout`, `dst_layout`) attributes; the text IR
+    and error messages spell them "NCHW" / "NCHW16c" (`str(layout)`)."""
+    block: int | None = None
+
+    def __post_init__(self):
+        if self.block is not None and (not isinstance(self.block, int) or self.block < 1):
+            raise OpRuleError(f"layout block {self.block!r} must be a positive int")
+
+    @staticmethod
+    def parse(text) -> "Layout":
+        """"NCHW" -> NCHW, "NCHW16c" -> Layout(16); a Layout is returned as it is; anything
+        else is an OpRuleError."""
+        if isinstance(text, Layout):
+            return text
+        if text == "NCHW":
+            return NCHW
+        m = _BLOCKED.match(text) if isinstance(text, str) else None
+        if m is None:
+            raise OpRuleError(f"layout {text!r} is neither 'NCHW' nor 'NCHW{{c}}c' "
+                              f"(e.g. 'NCHW16c')")
+        return Layout(int(m.group(1)))
+
+    @staticmethod
+    def blocked(c: int) -> "Layout":
+        return Layout(int(c))
+
+    @property
+    def is_blocked(self) -> bool:
+        return self.block is not None
+
+    def __str__(self) -> str:
+        return "NCHW" if self.block is None else f"NCHW{self.block}c"
+
+    def __repr__(self) -> str:
+        return f"Layout({str(self)!r})"
+
+
+NCHW = Layout()
+
+
+def layout_of(op: Op, name: str = "layout") -> Layout:
+    """The Layout in op's attribute `name` (NCHW when the op has none, e.g. ONNX-shaped ops
+    built without canonicalization)."""
+    v = op.attrs.get(name, NCHW)
+    return v if isinstance(v, Layout) else Layout.parse(v)
 
 
 def layout_attr(op: Op, name: str = "layout") -> int | None:
     """The block size c of op's layout attribute (None for NCHW); errors name the op."""
+    v = op.attrs.get(name)
+    if isinstance(v, Layout):
+        return v.block
     try:
-        return parse_layout(op.attrs.get(name))
+        return Layout.parse(v).block
     except OpRuleError:
-        raise OpRuleError(f"{op.kind}: attribute {name}={op.attrs.get(name)!r} must be 'NCHW' "
+        raise OpRuleError(f"{op.kind}: attribute {name}={v!r} must be 'NCHW' "
                           f"or 'NCHW{{c}}c' with c >= 1 (e.g. 'NCHW16c')") from None
 
 
@@ -57,7 +101,7 @@ def _layout_transform(op):
     src, dst = layout_attr(op, "src_layout"), layout_attr(op, "dst_layout")
     if (src is None) == (dst is None):
         raise OpRuleError(f"LayoutTransform: exactly one of src_layout="
-                          f"{op.attrs['src_layout']!r} and dst_layout={op.attrs['dst_layout']!r} "
+                          f"'{op.attrs['src_layout']}' and dst_layout='{op.attrs['dst_layout']}' "
                           f"must be 'NCHW' (it converts NCHW <-> NCHW{{c}}c)")
     if src is not None:
         need_blocked("LayoutTransform", "X", x, src)
@@ -116,5 +160,5 @@ def unblock_conv_weight(w6: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(w6.transpose(0, 5, 1, 4, 2, 3)).reshape(mb * c, cb * ci, kh, kw)
 
 
-__all__ = ["LAYOUT_KINDS", "parse_layout", "layout_attr", "need_blocked", "block_nchw",
+__all__ = ["LAYOUT_KINDS", "Layout", "NCHW", "layout_of", "layout_attr", "need_blocked", "block_nchw",
            "unblock_nchw", "block_conv_weight", "unblock_conv_weight"]

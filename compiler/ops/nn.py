@@ -6,7 +6,7 @@ from ..opdef import REQUIRED, OpRuleError, opdef
 from ._util import (NUMERIC_DTYPES, attr_axis, attr_float, attr_int, attr_ints,
                     broadcast_shapes, fmt, need_dtype, need_float, need_rank, need_shape, operand,
                     same_dtype, unidirectional)
-from .layout import layout_attr, need_blocked
+from .layout import NCHW, layout_attr, need_blocked
 from .spatial import (check_positive, conv_output_shape, conv_transpose_output_shape,
                       window_attrs)
 
@@ -30,7 +30,7 @@ def _conv_operands(kind, op):
     return x, w, b, a
 
 
-@opdef("Conv", ["X", "W", "B?"], {**_WINDOW, "group": 1, "layout": "NCHW"})
+@opdef("Conv", ["X", "W", "B?"], {**_WINDOW, "group": 1, "layout": NCHW})
 def _conv(op):
     """Conv(X[N,C,*], W[M,C/group,*k], B?[M]) -> [N,M,*out]; layout NCHW{c}c: _blocked_conv."""
     c = layout_attr(op)
@@ -207,7 +207,7 @@ def _layer_norm(op):
 
 
 @opdef("LRN", ["X"], {"size": REQUIRED, "alpha": 1e-4, "beta": 0.75, "bias": 1.0,
-                      "layout": "NCHW"})
+                      "layout": NCHW})
 def _lrn(op):
     """LRN: local response normalization across `size` neighbouring channels (of the
     blocked [N,C/c,H,W,c] with layout NCHW{c}c: channel cb*c + i)."""

@@ -5,21 +5,21 @@ from ..ir import TensorType
 from ..opdef import REQUIRED, OpRuleError, opdef
 from ._util import (attr_axes, attr_axis, attr_int, need_dtype, need_float,
                     need_numeric, need_rank, operand)
-from .layout import layout_attr, need_blocked
+from .layout import NCHW, layout_attr, need_blocked
 from .spatial import check_positive, pool_output_shape, window_attrs
 
 _POOL_TYPES = ("f16", "f32", "f64", "i8", "u8")
 
 
 @opdef("MaxPool", ["X"], {"kernel_shape": REQUIRED, "strides": None, "pads": None,
-                          "dilations": None, "ceil_mode": 0, "layout": "NCHW"})
+                          "dilations": None, "ceil_mode": 0, "layout": NCHW})
 def _max_pool(op):
     """MaxPool over the spatial axes of X[N,C,*] (or [N,C/c,H,W,c]); one output (no indices)."""
     return [_pool("MaxPool", op, dilations=True)]
 
 
 @opdef("AveragePool", ["X"], {"kernel_shape": REQUIRED, "strides": None, "pads": None,
-                              "ceil_mode": 0, "count_include_pad": 0, "layout": "NCHW"})
+                              "ceil_mode": 0, "count_include_pad": 0, "layout": NCHW})
 def _average_pool(op):
     """AveragePool over the spatial axes of X[N,C,*] (or [N,C/c,H,W,c])."""
     attr_int(op, "count_include_pad", 0, 1)
@@ -68,7 +68,7 @@ def _global_pool(kind):
 
 
 for _kind in ("GlobalAveragePool", "GlobalMaxPool"):
-    opdef(_kind, ["X"], {"layout": "NCHW"})(_global_pool(_kind))
+    opdef(_kind, ["X"], {"layout": NCHW})(_global_pool(_kind))
 
 
 # ---- reductions -----------------------------------------------------------------------------
