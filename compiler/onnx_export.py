@@ -21,7 +21,8 @@ from onnx import helper, numpy_helper
 from .dtypes import dtype_to_numpy, dtype_to_onnx
 from .errors import ModelError, UsageError
 from .ir import Graph, Op, Value, unique_name
-from .ops.layout import LAYOUT_KINDS, layout_of
+from .ops import kinds_with
+from .ops.layout import layout_of
 
 MIN_EXPORT_OPSET, MAX_EXPORT_OPSET = 13, 21
 _INT64_MIN = int(np.iinfo(np.int64).min)
@@ -218,11 +219,7 @@ def _resize(ex, op, ins, outs):
     ex.node("Resize", operands, outs, op.name, **a)
 
 
-_REDUCE_ATTR_AXES = ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
-                     "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp")
-
-
-@_rule("ReduceSum", *_REDUCE_ATTR_AXES)
+@_rule(*sorted(k for k in kinds_with("reduction") if k.startswith("Reduce")))
 def _reduce(ex, op, ins, outs):
     axes, keep = op.attrs["axes"], op.attrs["keepdims"]
     if op.kind == "ReduceSum" or ex.opset >= 18:
@@ -310,7 +307,7 @@ def _layout_transform(ex, op, ins, outs):
         _block(ex, ins[0], outs[0], op.inputs[0].type.shape, c, op.name or outs[0])
 
 
-@_rule(*LAYOUT_KINDS)
+@_rule(*sorted(kinds_with("layout_aware")))
 def _layout_op(ex, op, ins, outs):
     """Conv/pools: `layout` is edgecc's attribute; a blocked op runs NCHW between conversions."""
     attrs = {k: v for k, v in op.attrs.items() if k != "layout"}

@@ -26,7 +26,8 @@ from .ir import Graph, TensorType, Value, unique_name
 from .onnx_import_check import (DEFAULT_DOMAINS, MAX_ELEMENTS, check_structure, default_opset,
                                 dtype_name, load_model, node_label, tensor_to_array)
 from .onnx_import_ops import CONVERTERS, unsupported_hint
-from .opdef import OpRuleError, build_op, verify_graph
+from .opdef import OpRuleError
+from .ops import build_op, verify_graph
 
 # The text IR quotes names it cannot print plainly, so ONNX names are kept as they are;
 # only control characters (which no printer or file name should carry) are replaced.

@@ -17,6 +17,7 @@ import onnx
 from onnx import helper
 
 from .dtypes import is_float, onnx_to_dtype
+from .ops import OPS, QUIET_ATTRS, kinds_with
 from .onnx_import_check import MAX_ELEMENTS, dtype_name, tensor_to_array
 
 
@@ -104,27 +105,21 @@ def _scalar(a, dtype: str):
     return float(x[0]) if is_float(dtype) or x.dtype.kind == "f" else int(x[0])
 
 
-# ---- elementwise -----------------------------------------------------------------------------
-_UNARY = ["Relu", "Sigmoid", "Tanh", "Erf", "Sqrt", "Exp", "Log", "Neg", "Abs", "Reciprocal",
-          "Floor", "Ceil", "Round", "Sign", "Sin", "Cos", "Softplus", "Softsign", "HardSwish",
-          "Not", "Identity"]
-_BINARY = ["Add", "Sub", "Mul", "Div", "Pow", "Equal", "Less", "Greater", "LessOrEqual",
-           "GreaterOrEqual", "And", "Or", "Xor", "Where", "PRelu", "Max", "Min", "Sum", "Mean",
-           "MatMul"]
-_ATTRS = {  # ops whose ONNX attributes carry over unchanged
-    "LeakyRelu": ("alpha",), "Elu": ("alpha",), "Selu": ("alpha", "gamma"),
-    "HardSigmoid": ("alpha", "beta"), "Gelu": ("approximate",), "Mod": ("fmod",),
-    "LRN": ("size", "alpha", "beta", "bias"), "InstanceNormalization": ("epsilon",),
-    "Gemm": ("alpha", "beta", "transA", "transB"), "DepthToSpace": ("blocksize", "mode"),
-    "SpaceToDepth": ("blocksize",), "GlobalAveragePool": (), "GlobalMaxPool": (),
-}
-
-
-@converter(*_UNARY, *_BINARY, *_ATTRS)
+# ---- ops that are ONNX's as they are (declared with onnx="same") ------------------------------
 def _same(ctx):
-    keep = _ATTRS.get(ctx.kind, ())
+    """The ONNX node becomes the op of the same name with the ONNX attributes it declares
+    (not edgecc's own, such as `layout`)."""
+    d = OPS[ctx.kind]
+    keep = set(d.attrs) - set(QUIET_ATTRS.get(ctx.kind, ()))
     attrs = {k: v for k, v in ctx.attrs.items() if k in keep}
     return ctx.emit(ctx.kind, ctx.inputs(), attrs, [ctx.out(0)])
+
+
+def register_same_ops() -> None:
+    """A converter for every op declared onnx="same" that has no converter of its own."""
+    for kind, d in sorted(OPS.items()):
+        if d.onnx == "same" and kind not in CONVERTERS:
+            CONVERTERS[kind] = Converter(_same)
 
 
 @converter("Dropout", check=_extra_outputs_used(1, "mask"))
@@ -363,11 +358,7 @@ def _lstm(ctx):
 
 
 # ---- reductions, softmax -----------------------------------------------------------------------
-_REDUCE = ["ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd", "ReduceL1",
-           "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp"]
-
-
-@converter(*_REDUCE)
+@converter(*sorted(k for k in kinds_with("reduction") if k.startswith("Reduce")))
 def _reduce(ctx):
     x = ctx.input(0, "data")
     axes_as_input = ctx.opset >= 18 or (ctx.kind == "ReduceSum" and ctx.opset >= 13)
@@ -767,3 +758,6 @@ def _range(ctx):
     if n > MAX_ELEMENTS:
         raise ctx.error(f"would produce {n} elements")
     return [ctx.constant((s + np.arange(n) * d).astype(start.dtype))]
+
+
+register_same_ops()

@@ -1,22 +1,26 @@
-"""Op definitions: one declaration per op kind with operands, attributes + defaults,
-type/shape inference and a verifier rule.
+"""Op declarations: one per op kind, with operands, attributes + defaults, traits, and the
+functions that define it: type/shape inference (the verifier rule), and optional hooks for
+FLOPs, canonicalization and no-op detection.
 
-    @opdef("LeakyRelu", inputs=["X"], attrs={"alpha": 0.01})
+    @opdef("LeakyRelu", inputs=["X"], attrs={"alpha": 0.01}, traits={"elementwise"},
+           onnx="same")
     def _leaky_relu(op):            # inference: returns the output types
         return [op.inputs[0].type]
 
 Operand names ending in "?" are optional (None in op.inputs), a name ending in "*" is
 variadic. Attributes whose default is REQUIRED must be given. Inference raises
-`OpRuleError` with the rule that was broken; `check_op` turns it into a ModelError that
-names the node. Op definitions live in compiler/ops/*.py and register on import.
+`OpRuleError` with the rule that was broken. Op definitions live in compiler/ops/*.py and
+register when `edgecc.ops` is imported; building and verifying ops (build_op, verify_graph)
+lives there too (compiler/ops/checks.py). This module is the leaf they all share.
+
+Traits (TRAITS) are the op groupings passes and backends ask about (`has_trait(op,
+"elementwise")`, `kinds_with("view")`): declared once here with the op, never as lists
+elsewhere.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable
-
-from .errors import ModelError
-from .ir import Graph, Op, TensorType
 
 
 class _Required:
@@ -31,14 +35,42 @@ class OpRuleError(Exception):
     """Raised by an inference function: the message states the broken rule."""
 
 
+TRAITS = {
+    "elementwise": "result element i is a function of the operands' (broadcast) elements i",
+    "view": "the result is the operand's bytes under another shape: no kernel, the memory "
+            "plan aliases them (Reshape, Flatten, Squeeze, Unsqueeze, Identity, Dropout)",
+    "reshape": "a view that only changes the shape of a contiguous buffer",
+    "identity": "the result is the operand itself (inference mode)",
+    "movement": "pure data movement: no arithmetic, 0 FLOPs",
+    "injective": "each result element reads a few operand elements at remapped indices: a "
+                 "kernel can read through it instead of materializing it",
+    "inplace_ok": "may write its result over an operand of the same shape and element size "
+                  "that it reads only elementwise",
+    "layout_aware": "has a `layout` attribute: NCHW or the blocked NCHW{c}c",
+    "pool": "a per-channel window or global pool over the spatial axes",
+    "reduction": "reduces along axes; elementwise producers can run inside its kernel",
+    "contraction": "a sum of products over weights (conv, gemm): anchors a kernel whose "
+                   "epilogue (bias, activation, residual) runs on its result",
+    "affine_foldable": "a per-output-channel scale and shift after it fold into its weights "
+                       "and bias",
+}
+
+
 @dataclass(frozen=True)
 class OpDef:
     kind: str
     inputs: tuple[str, ...]
     attrs: dict[str, Any]
     outputs: int | str                  # a count, or "*" when the op decides (Split)
-    infer: Callable[[Op], list[TensorType]]
+    infer: Callable                     # (Op) -> list[TensorType]; raises OpRuleError
     doc: str
+    traits: frozenset[str] = frozenset()
+    # optional hooks
+    flops: Callable | None = None       # (Op) -> int; default by traits (flops.py)
+    canonicalize: Callable | None = None  # (attrs, input types, num_outputs) -> None, fills
+    noop: Callable | None = None        # (Op) -> bool: the result equals operand 0
+    onnx: str | None = None             # "same": imported/exported as the ONNX op of the same
+    #                                     name with the attributes declared here
 
     @property
     def min_inputs(self) -> int:
@@ -69,96 +101,35 @@ OPS: dict[str, OpDef] = {}
 
 
 def opdef(kind: str, inputs: list[str], attrs: dict[str, Any] | None = None,
-          outputs: int | str = 1):
+          outputs: int | str = 1, *, traits=(), flops=None, canonicalize=None, noop=None,
+          onnx: str | None = None):
+    """Declare op `kind`; decorates its inference function."""
+    unknown = set(traits) - set(TRAITS)
+    assert not unknown, f"op {kind}: unknown traits {sorted(unknown)}"
+
     def register(infer):
         assert kind not in OPS, f"op {kind} defined twice"
         OPS[kind] = OpDef(kind, tuple(inputs), dict(attrs or {}), outputs, infer,
-                          (infer.__doc__ or "").strip())
+                          (infer.__doc__ or "").strip(), frozenset(traits), flops,
+                          canonicalize, noop, onnx)
         return infer
     return register
 
 
 def get_opdef(kind: str) -> OpDef | None:
-    _load_ops()
+    """The declaration of `kind` (ops register when edgecc.ops is imported)."""
     return OPS.get(kind)
 
 
-def _load_ops():
-    if not OPS:
-        from . import ops  # noqa: F401  (registers every op definition)
+def has_trait(op_or_kind, trait: str) -> bool:
+    """Whether an op (or op kind) has `trait` (see TRAITS)."""
+    assert trait in TRAITS, trait
+    kind = op_or_kind if isinstance(op_or_kind, str) else op_or_kind.kind
+    d = OPS.get(kind)
+    return d is not None and trait in d.traits
 
 
-def infer_types(op: Op) -> list[TensorType]:
-    """Output types of `op` from its input types and attributes (raises OpRuleError)."""
-    d = get_opdef(op.kind)
-    if d is None:
-        raise OpRuleError(f"unknown op kind '{op.kind}'")
-    n = len(op.inputs)
-    if n < d.min_inputs or (not d.variadic and n > len(d.inputs)):
-        raise OpRuleError(f"{op.kind} takes {d.min_inputs}..{len(d.inputs)} operands, got {n}")
-    for i, (name, v) in enumerate(zip(d.inputs, op.inputs)):
-        if v is None and not name.endswith(("?", "*")):
-            raise OpRuleError(f"{op.kind} operand {i} ('{name}') is required")
-    return d.infer(op)
-
-
-def check_op(op: Op) -> None:
-    """Verify one op: inference must succeed and agree with the recorded output types."""
-    try:
-        types = infer_types(op)
-    except OpRuleError as e:
-        raise ModelError(f"{_where(op)}: {e}") from None
-    if len(types) != len(op.outputs):
-        raise ModelError(f"{_where(op)}: produces {len(types)} result(s), "
-                         f"graph has {len(op.outputs)}")
-    for v, t in zip(op.outputs, types):
-        if v.type.dtype != t.dtype or v.type.shape != t.shape:
-            raise ModelError(f"{_where(op)}: result %{v.name} is declared {v.type} "
-                             f"but the op produces {t}")
-
-
-def verify_graph(graph: Graph) -> None:
-    """Structural and type checks of a whole graph (raises ModelError)."""
-    defined = set(graph.inputs) | set(graph.params)
-    names: set[str] = set()
-    for v in list(graph.inputs) + list(graph.params) + [o for op in graph.ops for o in op.outputs]:
-        if v.name in names:
-            raise ModelError(f"graph '{graph.name}': value %{v.name} is defined twice")
-        names.add(v.name)
-    for op in graph.ops:
-        for v in op.inputs:
-            if v is not None and v not in defined:
-                raise ModelError(f"{_where(op)}: operand %{v.name} is not defined before use "
-                                 f"(dangling input or cycle)")
-        check_op(op)
-        defined.update(op.outputs)
-    for v in graph.outputs:
-        if v not in defined:
-            raise ModelError(f"graph '{graph.name}': output %{v.name} is never produced")
-
-
-def _where(op: Op) -> str:
-    return f"{op.loc}: {op.describe()}" if op.loc else op.describe()
-
-
-def build_op(kind: str, inputs: list, attrs: dict[str, Any] | None = None, name: str = "",
-             out_names: list[str] | None = None, loc: str | None = None) -> Op:
-    """Create an op in canonical form: attributes completed, result types inferred.
-
-    Raises OpRuleError when the op is malformed. `out_names` defaults to `<name>_out<i>`.
-    """
-    from .ir import Value
-    d = get_opdef(kind)
-    if d is None:
-        raise OpRuleError(f"unknown op kind '{kind}'")
-    from .ops import canonicalize_attrs
-    full = d.complete_attrs(attrs or {})
-    in_types = [None if v is None else v.type for v in inputs]
-    full = canonicalize_attrs(kind, full, in_types, len(out_names) if out_names else None)
-    op = Op(kind, inputs, [], full, name, loc)
-    types = infer_types(op)
-    names = out_names or [f"{name or kind}_out{i}" for i in range(len(types))]
-    if len(names) != len(types):
-        raise OpRuleError(f"{kind} produces {len(types)} result(s), {len(names)} named")
-    op.outputs = [Value(n, t, op) for n, t in zip(names, types)]
-    return op
+def kinds_with(trait: str) -> frozenset[str]:
+    """Every op kind that has `trait`."""
+    assert trait in TRAITS, trait
+    return frozenset(k for k, d in OPS.items() if trait in d.traits)

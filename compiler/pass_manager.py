@@ -390,7 +390,7 @@ class PassManager:
         return bisect(graph, self.passes, self.seed, self.ctx)
 
     def _verify(self, graph: Graph, p) -> None:
-        from .opdef import verify_graph
+        from .ops import verify_graph
         try:
             verify_graph(graph)
         except ModelError as e:

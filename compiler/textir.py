@@ -28,7 +28,8 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 from .dtypes import DTYPES, dtype_to_numpy
 from .errors import ModelError, UsageError
 from .ir import Graph, Op, QuantParams, TensorType, Value
-from .opdef import OpRuleError, build_op, get_opdef
+from .opdef import OpRuleError
+from .ops import build_op, get_opdef
 from .ops import QUIET_ATTRS
 from .ops.layout import Layout
 

@@ -22,13 +22,11 @@ import numpy as np
 
 from edgecc.ir import Graph, Op, Value, unique_name
 from edgecc.ops.layout import layout_of
-from edgecc.opdef import build_op
-from edgecc.ops import ELEMENTWISE_KINDS
+from edgecc.ops import build_op, has_trait
 
 from ._rewrite import const, single_user
 
 MAX_PADDED_FRACTION = 1 / 8      # extra channels per real one: more work than that is waste
-CHANNEL_INDEPENDENT_POOLS = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
 
 
 def paddable(op: Op, c: int) -> bool:
@@ -101,18 +99,18 @@ def _channel_independent_twin(graph: Graph, op: Op, old: Value, new: Value, extr
     depends only on the same channel of `old` (None otherwise)."""
     if len(op.outputs) != 1:
         return None
-    if op.kind in ("Reshape", "Flatten") and _keeps_channel_axis(old, op.output):
+    if has_trait(op, "reshape") and _keeps_channel_axis(old, op.output):
         n, ch = new.type.shape[:2]
         shape = [n, ch] + list(op.output.type.shape[2:])
         return build_op("Reshape", [new], {"shape": shape}, name=op.name,
                         out_names=[unique_name(f"{op.output.name}_padded", taken)])
     if op.output.type.rank != 4:
         return None
-    if op.kind in CHANNEL_INDEPENDENT_POOLS:
+    if has_trait(op, "pool"):                    # channels pooled independently
         if layout_of(op).is_blocked or op.inputs[0] is not old:
             return None
         ins = [new]
-    elif op.kind in ELEMENTWISE_KINDS and op.kind not in ("Identity", "Dropout"):
+    elif has_trait(op, "elementwise"):
         if op.output.type.shape != old.type.shape:
             return None
         ins = []

@@ -11,10 +11,7 @@ import numpy as np
 
 from edgecc.dtypes import FLOAT_DTYPES  # noqa: F401  (re-exported for the passes)
 from edgecc.ir import Graph, Op, Value
-from edgecc.opdef import build_op
-
-# Ops that only reinterpret the shape of a contiguous buffer (no kernel at run time).
-VIEW_KINDS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+from edgecc.ops import build_op
 
 
 # Tolerance of rewrites that only change float rounding (ulps per element), amplified by deep

@@ -37,17 +37,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgecc.ir import Graph, Op, TensorType, Value, unique_name
-from edgecc.opdef import build_op
-from edgecc.ops import ELEMENTWISE_KINDS, count_flops
+from edgecc.ops import build_op
+from edgecc.ops import count_flops, has_trait
 from edgecc.ops.layout import NCHW, Layout, layout_of
 from edgecc.pass_manager import register_pass
 
 from ._pad_channels import pad_output_channels
 from ._rewrite import ROUNDING_TOLERANCE, const, record_refusal
 
-POOLS = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
-LAYOUT_AWARE = POOLS + ("LRN",)    # ops with a `layout` attr besides Conv
-ELEMENTWISE = frozenset(ELEMENTWISE_KINDS) - {"Identity", "Dropout"}
 MIN_BLOCK = 4                       # NEON: 4 f32 lanes
 # a conversion reads and writes each element once; below this many conv multiply-adds per
 # converted element the conversions cost more than the faster convs save
@@ -82,12 +79,12 @@ def agnostic(op: Op, c: int) -> bool:
     """Ops that compute the same in the blocked layout, given blocked operands."""
     if len(op.outputs) != 1 or op.output.type.rank != 4 or op.output.type.shape[1] % c:
         return False
-    if op.kind in LAYOUT_AWARE:
+    if has_trait(op, "layout_aware"):          # pools, LRN (not Conv: a seed, see above)
         return not layout_of(op).is_blocked
     if op.kind == "Concat":
         return op.attrs["axis"] in (1, -3) and all(
             v.data is None and v.type.shape[1] % c == 0 for v in op.inputs)
-    if op.kind in ELEMENTWISE:
+    if has_trait(op, "elementwise"):
         # activations of the result's channel count (a [N, 1, H, W] map is not whole blocks)
         return all(v.type.rank == 4 and v.type.shape[1] == op.output.type.shape[1]
                    for v in activations(op))
@@ -284,7 +281,7 @@ def _rewrite(graph: Graph, chosen: set[Op], c: int) -> int:
             else:
                 ins.append(blocked(v))
         attrs = dict(op.attrs)
-        if op.kind == "Conv" or op.kind in LAYOUT_AWARE:
+        if has_trait(op, "layout_aware"):
             attrs["layout"] = Layout(c)
         new = build_op(op.kind, ins, attrs, name=op.name,
                        out_names=[unique_name(f"{op.output.name}_nchw{c}c", taken)])

@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgecc.ir import Graph, Value
+from edgecc.ops import has_trait
 from edgecc.pass_manager import register_pass
-
-KINDS = ("Identity", "Dropout")
 
 
 def _removable(graph: Graph, x: Value, y: Value) -> bool:
@@ -31,7 +30,7 @@ class EliminateIdentity:
     def run(self, graph: Graph, ctx) -> bool:
         changed = False
         for op in list(graph.ops):
-            if op.kind not in KINDS or len(op.outputs) != 1:
+            if not has_trait(op, "identity") or len(op.outputs) != 1:
                 continue
             x, y = op.inputs[0], op.outputs[0]
             if not _removable(graph, x, y):

@@ -11,35 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgecc.opdef import build_op
+from edgecc.ops import build_op, has_trait, is_noop
 from edgecc.pass_manager import register_pass
 
-from ._rewrite import VIEW_KINDS, can_forward, forward, prune, replace
+from ._rewrite import can_forward, forward, prune, replace
 
 
 def _reshape(graph, x, op):
     """Reshape(x) to op's result shape, named like op."""
     return build_op("Reshape", [x], {"shape": list(op.output.type.shape)}, name=op.name,
                     out_names=[graph.fresh_name(op.output.name)])
-
-
-def _is_identity(op) -> bool:
-    """An op whose single result equals its first operand."""
-    x, y = op.inputs[0], op.output
-    if x is None or x.type.shape != y.type.shape or len(op.outputs) != 1:
-        return False
-    a = op.attrs
-    if op.kind in VIEW_KINDS or op.kind in ("Expand", "Tile"):
-        return True
-    if op.kind == "Transpose":
-        return list(a["perm"]) == sorted(a["perm"])
-    if op.kind == "Concat":
-        return len(op.inputs) == 1
-    if op.kind == "Pad":
-        return not any(a["pads"])
-    if op.kind == "Slice":    # same shape and forward steps: every element, in order
-        return all(s > 0 for s in a["steps"])
-    return False
 
 
 def _moves_only_unit_axes(op) -> bool:
@@ -58,7 +39,8 @@ class EliminateNoopMovement:
     def run(self, graph, ctx) -> bool:
         changed = False
         for op in list(graph.ops):
-            if op.kind in VIEW_KINDS + ("Transpose", "Expand", "Tile", "Concat", "Pad", "Slice"):
+            # data movement, not Identity/Dropout (eliminate-identity's job)
+            if has_trait(op, "movement") and not has_trait(op, "identity"):
                 changed |= self.rewrite(graph, op)
         if changed:
             prune(graph)
@@ -66,14 +48,14 @@ class EliminateNoopMovement:
 
     def rewrite(self, graph, op) -> bool:
         x, y = op.inputs[0], op.output
-        if _is_identity(op):                                  # f(x) == x
+        if is_noop(op):                                       # f(x) == x (its opdef says)
             if can_forward(graph, y, x):
                 forward(graph, y, x)
                 graph.ops.remove(op)
                 return True
             return False
         inner = x.producer
-        if op.kind in VIEW_KINDS and inner is not None and inner.kind in VIEW_KINDS:
+        if has_trait(op, "reshape") and inner is not None and has_trait(inner, "reshape"):
             new = _reshape(graph, inner.inputs[0], op)        # view(view(x)) → Reshape(x)
         elif op.kind == "Transpose" and inner is not None and inner.kind == "Transpose":
             p1, p2 = inner.attrs["perm"], op.attrs["perm"]    # y[k] = x[p1[p2[k]]]
@@ -85,6 +67,6 @@ class EliminateNoopMovement:
             return False
         if not replace(graph, op, [new], [new.output]):
             return False
-        if _is_identity(new):                                 # e.g. the perms cancelled
+        if is_noop(new):                                      # e.g. the perms cancelled
             self.rewrite(graph, new)
         return True

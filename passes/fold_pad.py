@@ -15,8 +15,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from edgecc.opdef import OpRuleError, build_op
-from edgecc.ops import LAYOUT_KINDS
+from edgecc.opdef import OpRuleError
+
+from edgecc.ops import build_op
+from edgecc.ops import has_trait
 from edgecc.ops.layout import layout_of
 from edgecc.pass_manager import register_pass
 
@@ -68,7 +70,7 @@ class FoldPad:
         users = graph.users()
         for pad in [op for op in graph.ops if op.kind == "Pad"]:
             for user in dict.fromkeys(users.get(pad.output, [])):
-                p = spatial_pads(pad, user.kind in LAYOUT_KINDS
+                p = spatial_pads(pad, has_trait(user, "layout_aware")
                                  and layout_of(user).is_blocked)
                 reason = p if isinstance(p, str) else check(pad, user)
                 if reason is None and user.inputs[0] is not pad.output:

@@ -17,15 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgecc.ops import has_trait
 from edgecc.ops.layout import layout_of
 from edgecc.pass_manager import register_pass
 
 from ._rewrite import (FLOAT_DTYPES, channel_vector, const, num_uses, per_channel,
                        record_refusal, replace_with_folded, suffixed)
 from .simplify_algebra import as_affine
-
-ANCHORS = ("Conv", "ConvTranspose", "Gemm")
-
 
 def affine(op):
     """(x, s, t) with op(x) = x*s + t per output channel; a reason string when op
@@ -67,12 +65,12 @@ def plan(graph, op):
     if isinstance(aff, str):
         x = op.inputs[0] if const(op.inputs[0]) is None else op.inputs[1]
         anchor = x.producer
-        if anchor is None or anchor.kind not in ANCHORS:
+        if anchor is None or not has_trait(anchor, "affine_foldable"):
             return None
         return blocked(anchor) or aff
     x, s, t = aff
     anchor = x.producer
-    if anchor is None or anchor.kind not in ANCHORS:
+    if anchor is None or not has_trait(anchor, "affine_foldable"):
         if op.kind == "BatchNormalization":
             what = "a graph input or weight" if anchor is None else anchor.describe()
             return f"its input %{x.name} comes from {what}, not Conv/ConvTranspose/Gemm"

@@ -18,18 +18,32 @@ value is lost; an op whose operand depends on the group through an outside op ne
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from edgecc.ir import Graph, Op, Value
-from edgecc.opdef import check_op
-from edgecc.ops import ELEMENTWISE_KINDS, REDUCE_KINDS
+from edgecc.ops import check_op, has_trait
 from edgecc.pass_manager import register_pass
 
-ANCHORS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
-REDUCTIONS = ("GlobalAveragePool", "GlobalMaxPool", "Softmax", "LogSoftmax") + REDUCE_KINDS
-ELEMENTWISE = frozenset(ELEMENTWISE_KINDS) - {"Identity", "Dropout"}
-# each result element is a function of a few operand elements at remapped indices
-INJECTIVE = ("Resize", "Transpose", "Expand", "Slice", "Tile", "Pad", "Concat", "DepthToSpace",
-             "SpaceToDepth", "LayoutTransform")
+
+def anchors(op: Op) -> bool:
+    return has_trait(op, "contraction")
+
+
+def reductions(op: Op) -> bool:
+    return has_trait(op, "reduction")
+
+
+def elementwise(op: Op) -> bool:
+    return has_trait(op, "elementwise")
+
+
+def injective(op: Op) -> bool:
+    """Each result element is a function of a few operand elements at remapped indices."""
+    return has_trait(op, "injective")
+
+
+def a_slice(op: Op) -> bool:
+    return op.kind == "Slice"
 
 _SHORT = {"Conv": "conv", "ConvTranspose": "deconv", "Gemm": "gemm", "MatMul": "matmul",
           "GlobalAveragePool": "gap", "GlobalMaxPool": "gmp", "HardSwish": "hswish",
@@ -56,7 +70,7 @@ def grow_forward(graph: Graph, seed: Op, max_ops: int) -> list[Op]:
         op = graph.ops[i]
         reads = [v for v in op.inputs if v is not None]
         if any(v in inside or v in tainted for v in reads):
-            if (op.kind in ELEMENTWISE and len(op.outputs) == 1
+            if (elementwise(op) and len(op.outputs) == 1
                     and op.output.type.shape == shape
                     and not any(v in tainted for v in reads)):
                 group.append(op)
@@ -81,15 +95,15 @@ def downstream(group: list[Op], users: dict) -> set[Op]:
 
 
 def pull_producers(graph: Graph, group: list[Op], max_ops: int,
-                   kinds: tuple[str, ...] = INJECTIVE) -> list[Op]:
-    """`group` plus the injective ops (of `kinds`) producing its operands that only the group
+                   pullable: Callable[[Op], bool] = injective) -> list[Op]:
+    """`group` plus the injective ops (`pullable`) producing its operands that only the group
     reads and that do not depend on the group (so no cycle can form). An anchor takes
     them for its epilogue only, and stays first: the backend picks a kernel's schedule by its
     first non-elementwise op."""
     index = {op: i for i, op in enumerate(graph.ops)}
     users = graph.users()
     seed = group[0]
-    anchored = seed.kind in ANCHORS
+    anchored = anchors(seed)
     members = set(group)
     after = downstream(group, users)
     pending = [op for op in group if not (anchored and op is seed)]
@@ -97,7 +111,7 @@ def pull_producers(graph: Graph, group: list[Op], max_ops: int,
         op = pending.pop()
         for v in op.inputs:
             p = None if v is None else v.producer
-            if (p is None or p in members or p.kind not in kinds or len(p.outputs) != 1
+            if (p is None or p in members or not pullable(p) or len(p.outputs) != 1
                     or v in graph.outputs or any(u not in members for u in users.get(v, []))
                     or any(x is not None and x.producer in after for x in p.inputs)):
                 continue
@@ -136,7 +150,7 @@ def grow_backward(graph: Graph, sink: Op, max_ops: int) -> list[Op]:
     while frontier and len(group) < max_ops:
         v = frontier.pop()
         p = v.producer
-        if (p is None or p in group or p.kind not in ELEMENTWISE or len(p.outputs) != 1
+        if (p is None or p in group or not elementwise(p) or len(p.outputs) != 1
                 or p.output.type.shape != shape or v in graph.outputs
                 or any(u not in group for u in users.get(v, []))):
             continue
@@ -192,11 +206,11 @@ class FuseKernels:
         changed = False
         # reductions read only a Slice through (convert-layout's padded channels, dropped
         # before a Softmax); other remappings would cost their reduction schedule more
-        phases = [(ANCHORS, grow_forward, INJECTIVE), (REDUCTIONS, grow_backward, ("Slice",)),
-                  (ELEMENTWISE, grow_forward, INJECTIVE)]
-        for kinds, grow, pulled in phases:
+        phases = [(anchors, grow_forward, injective), (reductions, grow_backward, a_slice),
+                  (elementwise, grow_forward, injective)]
+        for seeds, grow, pulled in phases:
             for op in list(graph.ops):
-                if op.kind not in kinds or op not in graph.ops:
+                if not seeds(op) or op not in graph.ops:
                     continue
                 group = grow(graph, op, self.max_ops)
                 group = pull_producers(graph, group, self.max_ops, pulled)

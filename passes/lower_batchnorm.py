@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgecc.opdef import build_op
+from edgecc.ops import build_op
 from edgecc.pass_manager import register_pass
 
 from ._rewrite import ROUNDING_TOLERANCE, const, record_refusal, replace

@@ -30,7 +30,7 @@ from edgecc.backends.tvm.build import build_kernels
 from edgecc.errors import UsageError
 from edgecc.ir import Graph, TensorType, Value
 from edgecc.kernels.executor import run_graph
-from edgecc.opdef import build_op
+from edgecc.ops import build_op
 
 HAVE_QEMU = all(shutil.which(t) for t in ("qemu-aarch64", "aarch64-linux-gnu-gcc"))
 needs_qemu = pytest.mark.skipif(not HAVE_QEMU, reason="qemu-aarch64 / aarch64-linux-gnu-gcc "

@@ -8,7 +8,7 @@ import pytest
 
 from edgecc.backends.tvm.workspace import kernel_workspace
 from edgecc.ir import Graph, TensorType, Value
-from edgecc.opdef import build_op
+from edgecc.ops import build_op
 
 
 def conv_graph(cin, cout, size, k, stride, pad):

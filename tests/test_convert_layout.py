@@ -8,7 +8,7 @@ import pytest
 from edgecc import zoo
 from edgecc.kernels import run_graph
 from edgecc.onnx_import import import_onnx
-from edgecc.opdef import verify_graph
+from edgecc.ops import verify_graph
 from edgecc.pass_manager import PassContext, PassManager, pipeline
 from edgecc.passes.convert_layout import ConvertLayout, macs
 

@@ -9,7 +9,7 @@ from edgecc.errors import ModelError, UsageError
 from edgecc.ir import Graph, TensorType, Value
 from edgecc.onnx_export import export_onnx
 from edgecc.onnx_import import import_onnx
-from edgecc.opdef import build_op
+from edgecc.ops import build_op
 from tests.onnx_cases import CASES, ort_run, rel_err
 
 FAST_ZOO = ("squeezenet", "ppocr_cls")

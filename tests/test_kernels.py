@@ -1,7 +1,7 @@
 """Reference kernels vs onnxruntime on equivalent one-node ONNX models.
 
 Each case gives the ONNX node (operands, attributes; shape-like operands as initializers)
-and the canonical edgecc attributes; the op is built with edgecc.opdef.build_op and run with
+and the canonical edgecc attributes; the op is built with edgecc.ops.build_op and run with
 edgecc.kernels.run_op. Floats must agree within 1e-4 of the output's scale, others exactly.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from edgecc.dtypes import dtype_to_onnx, numpy_to_dtype
 from edgecc.errors import ModelError, UsageError
 from edgecc.ir import Graph, Op, TensorType, Value
 from edgecc.kernels import KERNELS, run_graph, run_op
-from edgecc.opdef import build_op
+from edgecc.ops import build_op
 
 RNG = np.random.default_rng(0)
 
@@ -555,7 +555,7 @@ def test_resize_exclude_outside_and_downsample(mode):
 def run_beyond_spec(kind, inputs, attrs, want):
     """Run a kernel with attributes the canonical op set does not declare yet (build_op would
     refuse them): the op is assembled by hand, typed like the expected results."""
-    from edgecc.opdef import get_opdef
+    from edgecc.ops import get_opdef
     d = get_opdef(kind)
     full = {**d.complete_attrs({k: v for k, v in attrs.items() if k in d.attrs}), **attrs}
     values = [None if a is None else Value(f"v{i}", TensorType.of(a))
@@ -723,7 +723,6 @@ def test_fused_runs_its_body():
 
 
 def test_every_canonical_op_has_a_kernel():
-    from edgecc.opdef import OPS, _load_ops
-    _load_ops()
+    from edgecc.ops import OPS
     missing = sorted(set(OPS) - set(KERNELS))
     assert not missing, f"no reference kernel for {missing}"

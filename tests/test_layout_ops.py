@@ -12,7 +12,8 @@ from edgecc.errors import ModelError
 from edgecc.ir import Graph, TensorType, Value
 from edgecc.kernels import run_graph, run_op
 from edgecc.onnx_export import export_onnx
-from edgecc.opdef import OpRuleError, build_op, verify_graph
+from edgecc.opdef import OpRuleError
+from edgecc.ops import build_op, verify_graph
 from edgecc.ops import count_flops
 from edgecc.ops.layout import (NCHW, Layout, block_conv_weight, block_nchw, unblock_conv_weight,
                                unblock_nchw)

@@ -16,7 +16,7 @@ from edgecc.backends.tvm.lower import lower_kernel
 from edgecc.ir import Graph
 from edgecc.kernels.executor import run_graph
 from edgecc.ops.layout import block_conv_weight, block_nchw
-from edgecc.opdef import build_op
+from edgecc.ops import build_op
 from tests.graphs import operand
 
 RNG = np.random.default_rng(11)

@@ -17,7 +17,7 @@ from edgecc.backends.memory.order import candidate_orders, choose_order
 from edgecc.backends.memory.plan import enforce_max_arena, plan_graph
 from edgecc.errors import ResourceError
 from edgecc.ir import Graph, TensorType, Value
-from edgecc.opdef import build_op
+from edgecc.ops import build_op
 
 
 def plan_of(buffers, offsets, name="t"):

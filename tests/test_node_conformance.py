@@ -151,7 +151,7 @@ def results() -> dict[str, tuple[str, str]]:
 
 
 def _in_scope() -> set[str]:
-    from edgecc.opdef import get_opdef
+    from edgecc.ops import get_opdef
     manifest = json.loads((ROOT / "MANIFEST.json").read_text())
     return {n for n, m in manifest.items() if get_opdef(m["primary"]) is not None}
 

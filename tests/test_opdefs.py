@@ -18,7 +18,8 @@ from onnx import helper, numpy_helper
 from edgecc.dtypes import dtype_to_onnx, numpy_to_dtype, onnx_to_dtype
 from edgecc.errors import ModelError
 from edgecc.ir import Graph, Op, TensorType, Value
-from edgecc.opdef import OPS, OpRuleError, build_op, check_op, verify_graph
+from edgecc.opdef import OpRuleError
+from edgecc.ops import OPS, build_op, check_op, verify_graph
 from edgecc.ops import (broadcast_shapes, canonicalize_attrs, count_flops, equal_split,
                         normalize_slice)
 

@@ -11,7 +11,7 @@ import pytest
 
 from edgecc.ir import Graph, TensorType, Value
 from edgecc.kernels import run_graph
-from edgecc.opdef import build_op, verify_graph
+from edgecc.ops import build_op, verify_graph
 from edgecc.pass_manager import PassContext
 from edgecc.passes.cse import CSE
 from edgecc.passes.eliminate_noop_movement import EliminateNoopMovement

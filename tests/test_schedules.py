@@ -10,7 +10,7 @@ from edgecc.backends.tvm import schedule as tvm_schedule
 from edgecc.backends.tvm.build import build_kernels, run_kernels_in_tvm
 from edgecc.ir import Graph, TensorType, Value
 from edgecc.kernels.executor import run_graph
-from edgecc.opdef import build_op
+from edgecc.ops import build_op
 from tests.graphs import operand
 
 RNG = np.random.default_rng(7)

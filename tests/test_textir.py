@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from edgecc.errors import ModelError, UsageError
 from edgecc.ir import Graph, QuantParams, TensorType, Value
-from edgecc.opdef import build_op
+from edgecc.ops import build_op
 from edgecc.ops.layout import NCHW
 from edgecc.textir import (generated_data, load_module, parse_graph, print_graph, save_module,
                            weights_path)

@@ -147,7 +147,7 @@ def test_bad_cache_dir_is_a_usage_error(tmp_path):
 
 def test_choose_kernels_covers_the_flops(tmp_path):
     from edgecc.ir import Graph, TensorType, Value
-    from edgecc.opdef import build_op
+    from edgecc.ops import build_op
     g = Graph("g")
     x = Value("x", TensorType("f32", (1, 8, 32, 32)))
     g.inputs.append(x)

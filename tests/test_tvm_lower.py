@@ -16,7 +16,7 @@ import pytest
 from edgecc.errors import ModelError
 from edgecc.ir import Graph, TensorType, Value
 from edgecc.kernels.executor import run_graph
-from edgecc.opdef import build_op
+from edgecc.ops import build_op
 from edgecc.target import make_target
 from edgecc.backends.tvm.build import build_kernels, kernel_key, run_kernels_in_tvm
 from tests.graphs import operand

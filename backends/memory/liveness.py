@@ -26,21 +26,23 @@ from dataclasses import dataclass, field
 from typing import Collection, Sequence
 
 from edgecc.ir import Graph, Op, Value
+from edgecc.ops import has_trait
 
 from edgecc.backends.memory.alloc import Buffer, align
 
-VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"})
-UNARY_OPS = frozenset({
-    "Relu", "Sigmoid", "Tanh", "Erf", "Sqrt", "Exp", "Log", "Neg", "Abs", "Reciprocal", "Floor",
-    "Ceil", "Round", "Sign", "Sin", "Cos", "Softplus", "Softsign", "HardSwish", "Not",
-    "LeakyRelu", "Elu", "Selu", "HardSigmoid", "Clip", "Cast", "Gelu"})
-BINARY_OPS = frozenset({
-    "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Equal", "Less", "Greater",
-    "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor", "Mod", "Where", "PRelu"})
-# BatchNormalization (inference) is elementwise with per-channel constants. Normalizations that
-# read a whole row before writing it (Softmax, Layer/InstanceNormalization) are left out: their
-# in-place safety would depend on the kernel's loop order.
-ELEMENTWISE_OPS = UNARY_OPS | BINARY_OPS | {"BatchNormalization"}
+
+
+def is_view(op: Op) -> bool:
+    """A view op: its result aliases its operand's bytes."""
+    return has_trait(op, "view")
+
+
+def inplace_ok(op: Op) -> bool:
+    """Elementwise ops and BatchNormalization (elementwise with per-channel constants), the
+    "inplace_ok" trait. Normalizations that read a whole row before writing it (Softmax,
+    Layer/InstanceNormalization) do not have it: their in-place safety would depend on the
+    kernel's loop order."""
+    return has_trait(op, "inplace_ok")
 
 
 def inplace_operands(op: Op) -> set[int]:
@@ -51,7 +53,7 @@ def inplace_operands(op: Op) -> set[int]:
     several results never qualify (a second result could read an overwritten operand)."""
     if len(op.outputs) != 1:
         return set()
-    if op.kind in ELEMENTWISE_OPS:
+    if inplace_ok(op):
         return set(range(len(op.inputs)))
     body = op.attrs.get("body") if op.kind == "Fused" else None
     if body is None:
@@ -61,7 +63,7 @@ def inplace_operands(op: Op) -> set[int]:
         reached, ok = {arg}, True
         for o in body.ops:
             if any(v in reached for v in o.inputs if v is not None):
-                if o.kind not in ELEMENTWISE_OPS:
+                if not inplace_ok(o):
                     ok = False
                     break
                 reached.update(o.outputs)
@@ -184,7 +186,7 @@ def analyze(graph: Graph, order: Sequence[Op] | None = None, *, views: bool = Tr
 
     if views:
         for op in order:
-            if op.kind in VIEW_OPS and op.inputs and op.inputs[0] is not None:
+            if is_view(op) and op.inputs and op.inputs[0] is not None:
                 src, dst = op.inputs[0], op.output
                 both_external = (groups.home[groups.find(src)] != "arena"
                                  and groups.home[groups.find(dst)] != "arena")

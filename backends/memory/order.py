@@ -13,7 +13,7 @@ from typing import Callable
 from edgecc.ir import Graph, Op, Value
 
 from edgecc.backends.memory.alloc import align
-from edgecc.backends.memory.liveness import VIEW_OPS
+from edgecc.backends.memory.liveness import is_view
 
 
 def _storage_groups(graph: Graph) -> tuple[dict[Value, Value], dict[Value, int]]:
@@ -25,7 +25,7 @@ def _storage_groups(graph: Graph) -> tuple[dict[Value, Value], dict[Value, int]]
             v = key[v]
         return v
     for op in graph.ops:
-        if op.kind in VIEW_OPS and op.inputs and op.inputs[0] is not None:
+        if is_view(op) and op.inputs and op.inputs[0] is not None:
             key[find(op.output)] = find(op.inputs[0])
     external = set(graph.inputs) | set(graph.params) | set(graph.outputs)
     size: dict[Value, int] = {}

@@ -22,7 +22,7 @@ from edgecc.ir import Graph, Op
 
 from edgecc.backends.memory.alloc import (ALIGN, Buffer, Plan, PlanCheckError, align, check_plan,  # noqa: F401
                            live_bytes, lower_bound, plan_buffers)
-from edgecc.backends.memory.liveness import VIEW_OPS, Liveness, analyze, liveness  # noqa: F401
+from edgecc.backends.memory.liveness import Liveness, analyze, is_view, liveness  # noqa: F401
 from edgecc.backends.memory.order import candidate_orders, choose_order  # noqa: F401
 
 
@@ -73,9 +73,9 @@ class GraphPlan:
     def is_noop(self, op: Op) -> bool:
         """A view op whose result shares its operand's storage, or a Concat whose operands were
         written in place into its result: no code needed."""
-        if op.kind not in VIEW_OPS and op.kind != "Concat":
+        if not is_view(op) and op.kind != "Concat":
             return False
-        ins = op.inputs[:1] if op.kind in VIEW_OPS else op.inputs
+        ins = op.inputs[:1] if is_view(op) else op.inputs
         root = self.aliases.get(op.output.name, op.output.name)
         return all(x is not None and self.aliases.get(x.name, x.name) == root for x in ins)
 

@@ -5,7 +5,7 @@
 A kernel is one top-level op. Its arguments are the op's present operands (in operand order)
 then its results. A `Fused` op is ONE kernel: the TE computes of its body ops are composed and
 the intermediate stages are inlined by the scheduler (backends/tvm_schedule.py). View ops
-(VIEW_KINDS) need no kernel at top level: the host aliases the bytes; inside a Fused body they
+(the "view" trait) need no kernel at top level: the host aliases the bytes; inside a Fused body they
 are ordinary index remappings.
 
 Each op kind's rule lives in one family file (backends/lower_*.py) and registers with
@@ -24,8 +24,8 @@ from typing import Callable
 from edgecc.dtypes import dtype_to_tvm
 from edgecc.errors import ModelError
 from edgecc.ir import Op
+from edgecc.ops import has_trait
 
-VIEW_KINDS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"})
 
 Rule = Callable[[Op, list], list]
 LOWERINGS: dict[str, Rule] = {}
@@ -58,7 +58,7 @@ def supported_kinds() -> frozenset[str]:
 
 
 def is_view(op: Op) -> bool:
-    return op.kind in VIEW_KINDS
+    return has_trait(op, "view")
 
 
 def unsupported(ops: list[Op]) -> list[str]:
@@ -186,10 +186,9 @@ def anchor_kind(op: Op) -> str:
     """The op kind a kernel's schedule is chosen by: its first non-elementwise op (a
     LayoutTransform feeding a blocked Conv is that conv's prologue, a Slice a reduction
     reads through is the reduction's)."""
-    from edgecc.backends.tvm.lower_elementwise import ELEMENTWISE_KINDS
     ops = op.attrs["body"].ops if op.kind == "Fused" else [op]
     kinds = [inner.kind for inner in ops
-             if inner.kind not in ELEMENTWISE_KINDS and inner.kind not in VIEW_KINDS
+             if not has_trait(inner, "elementwise") and not has_trait(inner, "view")
              and not (inner.kind == "LayoutTransform" and len(ops) > 1)]
     if kinds[:1] == ["Slice"] and len(kinds) > 1:
         return kinds[1]           # a Slice a reduction reads through (fuse-kernels)

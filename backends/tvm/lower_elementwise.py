@@ -251,7 +251,3 @@ def _strides(shape):
 def _identity(op, ins):
     x = ins[0]
     return [te.compute(x.shape, lambda *i: x(*i), name="identity")]
-
-
-ELEMENTWISE_KINDS = frozenset(_UNARY) | frozenset(_BINARY) | {
-    "Gelu", "Clip", "Cast", "Max", "Min", "Sum", "Mean", "Where"}

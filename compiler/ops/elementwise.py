@@ -47,13 +47,25 @@ def _unary(kind, allowed, desc):
     return infer
 
 
+ELEMENTWISE = ("elementwise", "inplace_ok")
+# Identity and Dropout (inference) return their operand: views, no kernel
+_VIEW = ("view", "identity", "movement")
+
+
+def _always(op) -> bool:
+    return True
+
+
 for _kind, (_allowed, _desc) in _UNARY.items():
-    opdef(_kind, ["X"])(_unary(_kind, _allowed, _desc))
+    _view = _kind in ("Identity", "Dropout")
+    opdef(_kind, ["X"], traits=_VIEW if _view else ELEMENTWISE, noop=_always if _view else None,
+          onnx=None if _kind == "Dropout" else "same")(_unary(_kind, _allowed, _desc))
 for _kind, _attrs in _UNARY_ATTRS.items():
-    opdef(_kind, ["X"], _attrs)(_unary(_kind, FLOATS, "float"))
+    opdef(_kind, ["X"], _attrs, traits=ELEMENTWISE, onnx="same")(
+        _unary(_kind, FLOATS, "float"))
 
 
-@opdef("Gelu", ["X"], {"approximate": "none"})
+@opdef("Gelu", ["X"], {"approximate": "none"}, traits=ELEMENTWISE, onnx="same")
 def _gelu(op):
     """Gelu(X), approximate "none" (erf) or "tanh"."""
     need_float("Gelu", "X", op.inputs[0].type)
@@ -61,7 +73,7 @@ def _gelu(op):
     return [op.inputs[0].type]
 
 
-@opdef("Clip", ["X"], {"min": -math.inf, "max": math.inf})
+@opdef("Clip", ["X"], {"min": -math.inf, "max": math.inf}, traits=ELEMENTWISE)
 def _clip(op):
     """Clip(X) to [min, max]; for integer X the bounds must be exact integers (or ±inf)."""
     x = op.inputs[0].type
@@ -76,7 +88,7 @@ def _clip(op):
     return [x]
 
 
-@opdef("Cast", ["X"], {"to": REQUIRED})
+@opdef("Cast", ["X"], {"to": REQUIRED}, traits=ELEMENTWISE)
 def _cast(op):
     """Cast(X) to element type `to` (a short dtype name like "f32")."""
     to = op.attrs["to"]
@@ -101,20 +113,21 @@ def _binary(kind, allowed, desc, out_dtype=None):
 
 
 _NUM = (NUMERIC_DTYPES, "numeric (not bool)")
+_SAME = {"traits": ELEMENTWISE, "onnx": "same"}
 for _kind in ("Add", "Sub", "Mul", "Div"):
-    opdef(_kind, ["A", "B"])(_binary(_kind, *_NUM))
+    opdef(_kind, ["A", "B"], **_SAME)(_binary(_kind, *_NUM))
 for _kind in ("Max", "Min"):
-    opdef(_kind, ["inputs*"])(_binary(_kind, *_NUM))
+    opdef(_kind, ["inputs*"], **_SAME)(_binary(_kind, *_NUM))
 for _kind in ("Sum", "Mean"):
-    opdef(_kind, ["inputs*"])(_binary(_kind, FLOATS, "float"))
-opdef("Equal", ["A", "B"])(_binary("Equal", DTYPES, "any type", out_dtype="bool"))
+    opdef(_kind, ["inputs*"], **_SAME)(_binary(_kind, FLOATS, "float"))
+opdef("Equal", ["A", "B"], **_SAME)(_binary("Equal", DTYPES, "any type", out_dtype="bool"))
 for _kind in ("Less", "Greater", "LessOrEqual", "GreaterOrEqual"):
-    opdef(_kind, ["A", "B"])(_binary(_kind, *_NUM, out_dtype="bool"))
+    opdef(_kind, ["A", "B"], **_SAME)(_binary(_kind, *_NUM, out_dtype="bool"))
 for _kind in ("And", "Or", "Xor"):
-    opdef(_kind, ["A", "B"])(_binary(_kind, ("bool",), "bool"))
+    opdef(_kind, ["A", "B"], **_SAME)(_binary(_kind, ("bool",), "bool"))
 
 
-@opdef("Pow", ["X", "Y"])
+@opdef("Pow", ["X", "Y"], **_SAME)
 def _pow(op):
     """Pow(X, Y): X**Y broadcast; the exponent may have another numeric type, result is X's."""
     x, y = op.inputs[0].type, op.inputs[1].type
@@ -123,7 +136,7 @@ def _pow(op):
     return [TensorType(x.dtype, broadcast_shapes(x.shape, y.shape, kind="Pow"))]
 
 
-@opdef("Mod", ["A", "B"], {"fmod": 0})
+@opdef("Mod", ["A", "B"], {"fmod": 0}, **_SAME)
 def _mod(op):
     """Mod(A, B): fmod=0 is Python-style (sign of divisor, integers only), fmod=1 is C fmod."""
     a, b = op.inputs[0].type, op.inputs[1].type
@@ -135,7 +148,7 @@ def _mod(op):
     return [TensorType(dtype, broadcast_shapes(a.shape, b.shape, kind="Mod"))]
 
 
-@opdef("Where", ["C", "X", "Y"])
+@opdef("Where", ["C", "X", "Y"], **_SAME)
 def _where(op):
     """Where(C, X, Y): C ? X : Y with three-way broadcasting; C is bool."""
     c, x, y = (v.type for v in op.inputs)
@@ -145,7 +158,7 @@ def _where(op):
     return [TensorType(dtype, broadcast_shapes(c.shape, x.shape, y.shape, kind="Where"))]
 
 
-@opdef("PRelu", ["X", "slope"])
+@opdef("PRelu", ["X", "slope"], **_SAME)
 def _prelu(op):
     """PRelu(X, slope): slope broadcasts (unidirectionally) to X."""
     x, s = op.inputs[0].type, op.inputs[1].type
@@ -153,10 +166,3 @@ def _prelu(op):
     same_dtype("PRelu", [x, s], ["X", "slope"])
     unidirectional("PRelu", "slope", s.shape, x.shape)
     return [x]
-
-
-UNARY_KINDS = tuple(_UNARY) + tuple(_UNARY_ATTRS) + ("Gelu", "Clip", "Cast")
-BINARY_KINDS = ("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Equal", "Less",
-                "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor", "Mod", "Where",
-                "PRelu")
-ELEMENTWISE_KINDS = UNARY_KINDS + BINARY_KINDS

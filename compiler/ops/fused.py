@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from ..errors import ModelError
 from ..ir import Graph
-from ..opdef import REQUIRED, OpRuleError, opdef, verify_graph
+from ..opdef import REQUIRED, OpRuleError, opdef
+from .checks import verify_graph
 
 
 @opdef("Fused", ["inputs*"], {"body": REQUIRED, "kernel": ""}, outputs="*")

@@ -16,9 +16,6 @@ from ..ir import Op, TensorType
 from ..opdef import REQUIRED, OpRuleError, opdef
 from ._util import fmt, operand
 
-# ops with a `layout` attribute (default NCHW)
-LAYOUT_KINDS = ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LRN")
-
 _BLOCKED = re.compile(r"NCHW([1-9][0-9]*)c\Z")
 
 
@@ -94,7 +91,8 @@ def need_blocked(kind: str, what: str, t: TensorType, c: int) -> None:
                           f"got {fmt(t.shape)}")
 
 
-@opdef("LayoutTransform", ["X"], {"src_layout": REQUIRED, "dst_layout": REQUIRED})
+@opdef("LayoutTransform", ["X"], {"src_layout": REQUIRED, "dst_layout": REQUIRED},
+       traits=("movement", "injective"))
 def _layout_transform(op):
     """LayoutTransform(X): NCHW [N,C,H,W] <-> NCHW{c}c [N,C/c,H,W,c] (pure data movement)."""
     x = operand(op, 0)
@@ -160,5 +158,5 @@ def unblock_conv_weight(w6: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(w6.transpose(0, 5, 1, 4, 2, 3)).reshape(mb * c, cb * ci, kh, kw)
 
 
-__all__ = ["LAYOUT_KINDS", "Layout", "NCHW", "layout_of", "layout_attr", "need_blocked", "block_nchw",
+__all__ = ["Layout", "NCHW", "layout_of", "layout_attr", "need_blocked", "block_nchw",
            "unblock_nchw", "block_conv_weight", "unblock_conv_weight"]

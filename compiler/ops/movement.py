@@ -7,6 +7,7 @@ from typing import Sequence
 
 from ..ir import TensorType
 from ..opdef import REQUIRED, OpRuleError, opdef
+from .canonical import fill
 from ._util import (NUMERIC_DTYPES, attr_axes, attr_axis, attr_choice, attr_float, attr_int,
                     attr_ints, broadcast_shapes, fmt, need_dtype, need_rank, operand, same_dtype)
 
@@ -15,7 +16,57 @@ def _numel(shape) -> int:
     return math.prod(shape)
 
 
-@opdef("Reshape", ["X"], {"shape": REQUIRED})
+MOVE = ("movement", "injective")          # a kernel can read through them
+VIEW = ("view", "reshape", "movement")    # the same bytes under another shape
+
+
+def _always(op) -> bool:                  # (is_noop checked that the shapes agree)
+    return True
+
+
+def _canon_transpose(a, types, n):
+    if types and types[0] is not None:
+        fill(a, "perm", list(range(types[0].rank))[::-1])
+
+
+def _canon_squeeze(a, types, n):
+    if types and types[0] is not None:
+        fill(a, "axes", [i for i, d in enumerate(types[0].shape) if d == 1])
+
+
+def _canon_slice(a, types, n):
+    if isinstance(a.get("starts"), list):
+        k = len(a["starts"])
+        fill(a, "axes", list(range(k)))
+        fill(a, "steps", [1] * k)
+
+
+def _canon_split(a, types, n):
+    x = types[0] if types else None
+    if x is not None and a.get("split") is None and n:
+        axis = a.get("axis", 0)
+        if isinstance(axis, int) and 0 <= axis < x.rank:
+            a["split"] = equal_split(x.shape[axis], n)
+
+
+def equal_split(dim: int, n: int) -> list[int]:
+    """ONNX's split into n parts: ceil(dim/n) each, the last one smaller (opset 18)."""
+    chunk = -(-dim // n)
+    return [min(chunk, max(0, dim - i * chunk)) for i in range(n)]
+
+
+def _canon_resize(a, types, n):
+    x = types[0] if types else None
+    if x is None:
+        return
+    sizes, scales = a.get("sizes"), a.get("scales")
+    if sizes is None and isinstance(scales, list) and len(scales) == x.rank:
+        a["sizes"] = [int(math.floor(d * s)) for d, s in zip(x.shape, scales)]
+    elif scales is None and isinstance(sizes, list) and len(sizes) == x.rank:
+        a["scales"] = [float(s) / d if d else 1.0 for s, d in zip(sizes, x.shape)]
+
+
+@opdef("Reshape", ["X"], {"shape": REQUIRED}, traits=VIEW, noop=_always)
 def _reshape(op):
     """Reshape(X) to `shape` (final: no 0/-1 placeholders); element counts must agree."""
     x = operand(op, 0)
@@ -29,7 +80,7 @@ def _reshape(op):
     return [TensorType(x.dtype, shape)]
 
 
-@opdef("Flatten", ["X"], {"axis": 1})
+@opdef("Flatten", ["X"], {"axis": 1}, traits=VIEW, noop=_always)
 def _flatten(op):
     """Flatten(X) to 2-D [prod(shape[:axis]), prod(shape[axis:])]."""
     x = operand(op, 0)
@@ -37,7 +88,8 @@ def _flatten(op):
     return [TensorType(x.dtype, (_numel(x.shape[:axis]), _numel(x.shape[axis:])))]
 
 
-@opdef("Transpose", ["X"], {"perm": None})
+@opdef("Transpose", ["X"], {"perm": None}, traits=MOVE, canonicalize=_canon_transpose,
+       noop=lambda op: list(op.attrs["perm"]) == sorted(op.attrs["perm"]))
 def _transpose(op):
     """Transpose(X) by `perm` (filled in: reversed axes by default)."""
     x = operand(op, 0)
@@ -48,7 +100,8 @@ def _transpose(op):
     return [TensorType(x.dtype, tuple(x.shape[p] for p in perm))]
 
 
-@opdef("Squeeze", ["X"], {"axes": None})
+@opdef("Squeeze", ["X"], {"axes": None}, traits=VIEW, canonicalize=_canon_squeeze,
+       noop=_always)
 def _squeeze(op):
     """Squeeze(X): removes `axes`, each of size 1."""
     x = operand(op, 0)
@@ -59,7 +112,7 @@ def _squeeze(op):
     return [TensorType(x.dtype, tuple(d for i, d in enumerate(x.shape) if i not in axes))]
 
 
-@opdef("Unsqueeze", ["X"], {"axes": REQUIRED})
+@opdef("Unsqueeze", ["X"], {"axes": REQUIRED}, traits=VIEW, noop=_always)
 def _unsqueeze(op):
     """Unsqueeze(X): inserts size-1 axes at `axes` (positions in the output)."""
     x = operand(op, 0)
@@ -69,7 +122,7 @@ def _unsqueeze(op):
                                       for i in range(x.rank + len(axes))))]
 
 
-@opdef("Expand", ["X"], {"shape": REQUIRED})
+@opdef("Expand", ["X"], {"shape": REQUIRED}, traits=MOVE, noop=_always)
 def _expand(op):
     """Expand(X) to `shape` (the final output shape, which X must broadcast to)."""
     x = operand(op, 0)
@@ -84,7 +137,8 @@ def _expand(op):
     return [TensorType(x.dtype, shape)]
 
 
-@opdef("Concat", ["inputs*"], {"axis": REQUIRED})
+@opdef("Concat", ["inputs*"], {"axis": REQUIRED}, traits=MOVE,
+       noop=lambda op: len(op.inputs) == 1)
 def _concat(op):
     """Concat(inputs*) along `axis`; other dimensions must agree."""
     types = [v.type for v in op.inputs]
@@ -103,7 +157,8 @@ def _concat(op):
     return [TensorType(first.dtype, out)]
 
 
-@opdef("Split", ["X"], {"axis": 0, "split": None}, outputs="*")
+@opdef("Split", ["X"], {"axis": 0, "split": None}, outputs="*", traits=("movement",),
+       canonicalize=_canon_split)
 def _split(op):
     """Split(X) along `axis` into len(split) results of the given sizes."""
     x = operand(op, 0)
@@ -147,7 +202,9 @@ def normalize_slice(shape: Sequence[int], starts, ends, axes=None, steps=None):
     return cs, ce, [int(a) for a in axes], [int(s) for s in steps]
 
 
-@opdef("Slice", ["X"], {"starts": REQUIRED, "ends": REQUIRED, "axes": None, "steps": None})
+@opdef("Slice", ["X"], {"starts": REQUIRED, "ends": REQUIRED, "axes": None, "steps": None},
+       traits=MOVE, canonicalize=_canon_slice,
+       noop=lambda op: all(s > 0 for s in op.attrs["steps"]))  # same shape: every element
 def _slice(op):
     """Slice(X): per listed axis, numpy X[start:end:step] with clamped (canonical) bounds."""
     x = operand(op, 0)
@@ -180,7 +237,7 @@ def _indices(kind, t):
     need_dtype(kind, "indices", t, ("i32", "i64"), "i32 or i64")
 
 
-@opdef("Gather", ["data", "indices"], {"axis": 0})
+@opdef("Gather", ["data", "indices"], {"axis": 0}, traits=("movement",))
 def _gather(op):
     """Gather(data, indices) along axis -> data[:axis] + indices + data[axis+1:]."""
     data, idx = operand(op, 0), operand(op, 1)
@@ -189,7 +246,7 @@ def _gather(op):
     return [TensorType(data.dtype, data.shape[:axis] + idx.shape + data.shape[axis + 1:])]
 
 
-@opdef("GatherElements", ["data", "indices"], {"axis": 0})
+@opdef("GatherElements", ["data", "indices"], {"axis": 0}, traits=("movement",))
 def _gather_elements(op):
     """GatherElements(data, indices): result has the indices' shape."""
     data, idx = operand(op, 0), operand(op, 1)
@@ -205,7 +262,7 @@ def _gather_elements(op):
     return [TensorType(data.dtype, idx.shape)]
 
 
-@opdef("Tile", ["X"], {"repeats": REQUIRED})
+@opdef("Tile", ["X"], {"repeats": REQUIRED}, traits=MOVE, noop=_always)
 def _tile(op):
     """Tile(X): dimension i repeated repeats[i] times."""
     x = operand(op, 0)
@@ -213,7 +270,8 @@ def _tile(op):
     return [TensorType(x.dtype, tuple(d * r for d, r in zip(x.shape, reps)))]
 
 
-@opdef("Pad", ["X"], {"pads": REQUIRED, "mode": "constant", "value": 0.0})
+@opdef("Pad", ["X"], {"pads": REQUIRED, "mode": "constant", "value": 0.0}, traits=MOVE,
+       noop=lambda op: not any(op.attrs["pads"]))
 def _pad(op):
     """Pad(X) by pads (begins then ends, negative crops) with mode constant/reflect/edge/wrap."""
     x = operand(op, 0)
@@ -243,7 +301,8 @@ RESIZE_NEAREST = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
 @opdef("Resize", ["X"], {"sizes": None, "scales": None, "mode": "nearest",
                          "coordinate_transformation_mode": "half_pixel",
                          "nearest_mode": "round_prefer_floor", "cubic_coeff_a": -0.75,
-                         "exclude_outside": 0, "extrapolation_value": 0.0})
+                         "exclude_outside": 0, "extrapolation_value": 0.0},
+       traits=MOVE, canonicalize=_canon_resize)
 def _resize(op):
     """Resize(X) to `sizes`; `scales` are what the coordinate transform divides by."""
     x = operand(op, 0)
@@ -268,7 +327,7 @@ def _resize(op):
     return [TensorType(x.dtype, sizes)]
 
 
-@opdef("DepthToSpace", ["X"], {"blocksize": REQUIRED, "mode": "DCR"})
+@opdef("DepthToSpace", ["X"], {"blocksize": REQUIRED, "mode": "DCR"}, traits=MOVE, onnx="same")
 def _depth_to_space(op):
     """DepthToSpace(X[N,C,H,W]) -> [N, C/b², H·b, W·b]."""
     x = operand(op, 0)
@@ -282,7 +341,7 @@ def _depth_to_space(op):
     return [TensorType(x.dtype, (n, c // (b * b), h * b, w * b))]
 
 
-@opdef("SpaceToDepth", ["X"], {"blocksize": REQUIRED})
+@opdef("SpaceToDepth", ["X"], {"blocksize": REQUIRED}, traits=MOVE, onnx="same")
 def _space_to_depth(op):
     """SpaceToDepth(X[N,C,H,W]) -> [N, C·b², H/b, W/b]."""
     x = operand(op, 0)
@@ -293,8 +352,3 @@ def _space_to_depth(op):
         raise OpRuleError(f"SpaceToDepth: spatial size {h}x{w} of {fmt(x.shape)} is not "
                           f"divisible by blocksize={b}")
     return [TensorType(x.dtype, (n, c * b * b, h // b, w // b))]
-
-
-MOVEMENT_KINDS = ("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Expand", "Concat",
-                  "Split", "Slice", "Gather", "GatherElements", "Tile", "Pad", "Resize",
-                  "DepthToSpace", "SpaceToDepth")

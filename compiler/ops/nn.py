@@ -1,14 +1,17 @@
 """Convolution, dense and normalization ops."""
 from __future__ import annotations
 
+import math
+
 from ..ir import TensorType
 from ..opdef import REQUIRED, OpRuleError, opdef
 from ._util import (NUMERIC_DTYPES, attr_axis, attr_float, attr_int, attr_ints,
                     broadcast_shapes, fmt, need_dtype, need_float, need_rank, need_shape, operand,
                     same_dtype, unidirectional)
-from .layout import NCHW, layout_attr, need_blocked
-from .spatial import (check_positive, conv_output_shape, conv_transpose_output_shape,
-                      window_attrs)
+from .canonical import fill
+from .layout import NCHW, layout_attr, layout_of, need_blocked
+from .spatial import (canon_window, check_positive, conv_output_shape,
+                      conv_transpose_output_shape, window_attrs)
 
 _WINDOW = {"kernel_shape": None, "strides": None, "pads": None, "dilations": None}
 
@@ -30,7 +33,34 @@ def _conv_operands(kind, op):
     return x, w, b, a
 
 
-@opdef("Conv", ["X", "W", "B?"], {**_WINDOW, "group": 1, "layout": NCHW})
+def _conv_flops(op) -> int:
+    # weights per output element: prod(W[1:]) = C/group·k...; a blocked W
+    # [M/c, C/c|1, kh, kw, c|1, c] holds the same per output channel times the c lanes
+    w = op.inputs[1].type
+    return 2 * op.output.type.numel * math.prod(w.shape[1:]) // (layout_of(op).block or 1)
+
+
+def _conv_transpose_flops(op) -> int:
+    x, w = op.inputs[0].type, op.inputs[1].type
+    return 2 * x.numel * math.prod(w.shape[1:])
+
+
+def _gemm_flops(op) -> int:
+    a = op.inputs[0].type
+    k = a.shape[0] if op.attrs["transA"] else a.shape[1]
+    return 2 * op.output.type.numel * k
+
+
+def _matmul_flops(op) -> int:
+    return 2 * op.output.type.numel * op.inputs[0].type.shape[-1]
+
+
+CONTRACTION = ("contraction", "affine_foldable")
+
+
+@opdef("Conv", ["X", "W", "B?"], {**_WINDOW, "group": 1, "layout": NCHW},
+       traits=CONTRACTION + ("layout_aware",), canonicalize=canon_window("Conv"),
+       flops=_conv_flops)
 def _conv(op):
     """Conv(X[N,C,*], W[M,C/group,*k], B?[M]) -> [N,M,*out]; layout NCHW{c}c: _blocked_conv."""
     c = layout_attr(op)
@@ -90,7 +120,9 @@ def _blocked_conv(op, c):
     return TensorType(x.dtype, (x.shape[0], w.shape[0]) + out + (c,))
 
 
-@opdef("ConvTranspose", ["X", "W", "B?"], {**_WINDOW, "output_padding": None, "group": 1})
+@opdef("ConvTranspose", ["X", "W", "B?"], {**_WINDOW, "output_padding": None, "group": 1},
+       traits=CONTRACTION, canonicalize=canon_window("ConvTranspose"),
+       flops=_conv_transpose_flops)
 def _conv_transpose(op):
     """ConvTranspose(X[N,C,*], W[C,M/group,*k], B?[M]) -> [N,M,*out]."""
     x, w, b, a = _conv_operands("ConvTranspose", op)
@@ -118,7 +150,8 @@ def _conv_transpose(op):
     return [TensorType(x.dtype, (x.shape[0], m) + out)]
 
 
-@opdef("Gemm", ["A", "B", "C?"], {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0})
+@opdef("Gemm", ["A", "B", "C?"], {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0},
+       traits=CONTRACTION, flops=_gemm_flops, onnx="same")
 def _gemm(op):
     """Gemm: alpha * A' @ B' + beta * C, A' = A^T if transA, B' = B^T if transB; C -> [M,N]."""
     a, b, c = operand(op, 0), operand(op, 1), operand(op, 2)
@@ -139,7 +172,7 @@ def _gemm(op):
     return [TensorType(a.dtype, (m, n))]
 
 
-@opdef("MatMul", ["A", "B"])
+@opdef("MatMul", ["A", "B"], traits=("contraction",), flops=_matmul_flops, onnx="same")
 def _matmul(op):
     """MatMul: numpy matmul (batched, batch dims broadcast, 1-D operands promoted)."""
     a, b = operand(op, 0), operand(op, 1)
@@ -170,7 +203,8 @@ def _per_channel(kind, op, names, c):
             need_shape(kind, name, t, [c])
 
 
-@opdef("BatchNormalization", ["X", "scale", "B", "mean", "var"], {"epsilon": 1e-5})
+@opdef("BatchNormalization", ["X", "scale", "B", "mean", "var"], {"epsilon": 1e-5},
+       traits=("inplace_ok",))       # elementwise with per-channel constants
 def _batch_norm(op):
     """BatchNormalization (inference): (X - mean) / sqrt(var + eps) * scale + B over axis 1."""
     x = operand(op, 0)
@@ -181,7 +215,7 @@ def _batch_norm(op):
     return [x]
 
 
-@opdef("InstanceNormalization", ["X", "scale", "B"], {"epsilon": 1e-5})
+@opdef("InstanceNormalization", ["X", "scale", "B"], {"epsilon": 1e-5}, onnx="same")
 def _instance_norm(op):
     """InstanceNormalization: normalizes each (n, c) over the spatial axes."""
     x = operand(op, 0)
@@ -192,7 +226,13 @@ def _instance_norm(op):
     return [x]
 
 
-@opdef("LayerNormalization", ["X", "scale", "B?"], {"axis": None, "epsilon": 1e-5})
+def _last_axis(a, types, n):
+    if types and types[0] is not None:
+        fill(a, "axis", types[0].rank - 1)
+
+
+@opdef("LayerNormalization", ["X", "scale", "B?"], {"axis": None, "epsilon": 1e-5},
+       canonicalize=_last_axis)
 def _layer_norm(op):
     """LayerNormalization over axes [axis, rank); scale/B broadcast to X.shape[axis:]."""
     x, s, b = operand(op, 0), operand(op, 1), operand(op, 2)
@@ -207,7 +247,7 @@ def _layer_norm(op):
 
 
 @opdef("LRN", ["X"], {"size": REQUIRED, "alpha": 1e-4, "beta": 0.75, "bias": 1.0,
-                      "layout": NCHW})
+                      "layout": NCHW}, traits=("layout_aware",), onnx="same")
 def _lrn(op):
     """LRN: local response normalization across `size` neighbouring channels (of the
     blocked [N,C/c,H,W,c] with layout NCHW{c}c: channel cb*c + i)."""

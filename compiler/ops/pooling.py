@@ -5,21 +5,27 @@ from ..ir import TensorType
 from ..opdef import REQUIRED, OpRuleError, opdef
 from ._util import (attr_axes, attr_axis, attr_int, need_dtype, need_float,
                     need_numeric, need_rank, operand)
+from .canonical import fill
 from .layout import NCHW, layout_attr, need_blocked
-from .spatial import check_positive, pool_output_shape, window_attrs
+from .spatial import (canon_window, check_positive, pool_output_shape, window_attrs,
+                      window_flops)
+
+POOL = ("pool", "layout_aware")
 
 _POOL_TYPES = ("f16", "f32", "f64", "i8", "u8")
 
 
 @opdef("MaxPool", ["X"], {"kernel_shape": REQUIRED, "strides": None, "pads": None,
-                          "dilations": None, "ceil_mode": 0, "layout": NCHW})
+                          "dilations": None, "ceil_mode": 0, "layout": NCHW},
+       traits=POOL, canonicalize=canon_window("MaxPool"), flops=window_flops)
 def _max_pool(op):
     """MaxPool over the spatial axes of X[N,C,*] (or [N,C/c,H,W,c]); one output (no indices)."""
     return [_pool("MaxPool", op, dilations=True)]
 
 
 @opdef("AveragePool", ["X"], {"kernel_shape": REQUIRED, "strides": None, "pads": None,
-                              "ceil_mode": 0, "count_include_pad": 0, "layout": NCHW})
+                              "ceil_mode": 0, "count_include_pad": 0, "layout": NCHW},
+       traits=POOL, canonicalize=canon_window("AveragePool"), flops=window_flops)
 def _average_pool(op):
     """AveragePool over the spatial axes of X[N,C,*] (or [N,C/c,H,W,c])."""
     attr_int(op, "count_include_pad", 0, 1)
@@ -68,13 +74,25 @@ def _global_pool(kind):
 
 
 for _kind in ("GlobalAveragePool", "GlobalMaxPool"):
-    opdef(_kind, ["X"], {"layout": NCHW})(_global_pool(_kind))
+    opdef(_kind, ["X"], {"layout": NCHW}, traits=POOL + ("reduction",), onnx="same")(
+        _global_pool(_kind))
 
 
 # ---- reductions -----------------------------------------------------------------------------
 
 REDUCE_KINDS = tuple(f"Reduce{s}" for s in (
     "Mean", "Max", "Min", "Sum", "Prod", "L1", "L2", "SumSquare", "LogSumExp"))
+
+
+def _all_axes(a, types, n):
+    x = types[0] if types else None
+    if x is not None and not a.get("axes"):    # None or []: ONNX reduces over all axes
+        a["axes"] = list(range(x.rank))
+
+
+def _last_axis(a, types, n):
+    if types and types[0] is not None:
+        fill(a, "axis", types[0].rank - 1)
 
 
 def reduced_shape(shape, axes, keepdims):
@@ -95,7 +113,8 @@ def _reduce(kind):
 
 
 for _kind in REDUCE_KINDS:
-    opdef(_kind, ["X"], {"axes": None, "keepdims": 1})(_reduce(_kind))
+    opdef(_kind, ["X"], {"axes": None, "keepdims": 1}, traits=("reduction",),
+          canonicalize=_all_axes)(_reduce(_kind))
 
 
 def _arg(kind):
@@ -125,6 +144,5 @@ def _softmax(kind):
 
 
 for _kind in ("Softmax", "LogSoftmax"):
-    opdef(_kind, ["X"], {"axis": None})(_softmax(_kind))
-
-POOL_KINDS = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
+    opdef(_kind, ["X"], {"axis": None}, traits=("reduction",), canonicalize=_last_axis)(
+        _softmax(_kind))

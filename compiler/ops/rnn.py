@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..ir import TensorType
 from ..opdef import OpRuleError, opdef
+from .canonical import fill
 from ._util import (attr_choice, attr_float, attr_int, need_float, need_dtype, need_rank,
                     need_shape, operand, same_dtype)
 
@@ -19,9 +20,22 @@ def lstm_dims(op):
     return seq, batch, x.shape[2], nd, op.attrs["hidden_size"]
 
 
+def _canon_lstm(a, types, n):
+    r = types[2] if len(types) > 2 else None
+    if r is not None and r.rank == 3:
+        fill(a, "hidden_size", r.shape[2])
+    nd = 2 if a.get("direction") == "bidirectional" else 1
+    fill(a, "activations", ["Sigmoid", "Tanh", "Tanh"] * nd)
+
+
+def _lstm_flops(op) -> int:
+    seq, batch, inp, nd, h = lstm_dims(op)
+    return 2 * seq * batch * nd * 4 * h * (inp + h)
+
+
 @opdef("LSTM", ["X", "W", "R", "B?", "sequence_lens?", "initial_h?", "initial_c?"],
        {"hidden_size": None, "direction": "forward", "activations": None, "clip": 0.0,
-        "input_forget": 0, "layout": 0}, outputs=3)
+        "input_forget": 0, "layout": 0}, outputs=3, canonicalize=_canon_lstm, flops=_lstm_flops)
 def _lstm(op):
     """LSTM -> Y, Y_h, Y_c. layout=0: X[seq,batch,in], Y[seq,dirs,batch,H], Y_h[dirs,batch,H];
     layout=1: X[batch,seq,in], Y[batch,seq,dirs,H], Y_h[batch,dirs,H]."""

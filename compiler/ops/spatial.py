@@ -60,3 +60,37 @@ def check_positive(kind: str, out: Sequence[int], x_shape: Sequence[int], a: dic
         details = ", ".join(f"{n}={v}" for n, v in a.items())
         raise OpRuleError(f"{kind}: output size would be {fmt(out)} (<= 0) for input "
                           f"{fmt(x_shape)} with {details}")
+
+
+def canon_window(kind: str):
+    """The canonicalize hook of Conv/ConvTranspose/MaxPool/AveragePool: kernel_shape from W,
+    unit strides and dilations, zero pads (and output_padding) for each spatial axis."""
+    def hook(a, types, n):
+        x = types[0] if types else None
+        w = types[1] if len(types) > 1 else None
+        # blocked layouts (NCHW{c}c, checked by inference) have 2 spatial axes: W[.., kh, kw, ..]
+        layout = a.get("layout")
+        blocked = layout is not None and getattr(layout, "is_blocked", False)
+        if kind.startswith("Conv") and w is not None and w.rank >= 3:
+            if a.get("kernel_shape") is None:
+                a["kernel_shape"] = list(w.shape[2:4] if blocked else w.shape[2:])
+        ks = a.get("kernel_shape")
+        k = len(ks) if isinstance(ks, list) else (
+            2 if blocked else x.rank - 2 if x is not None else None)
+        if k is None or k < 0:
+            return
+        defaults = {"strides": [1] * k, "pads": [0] * 2 * k}
+        if kind != "AveragePool":
+            defaults["dilations"] = [1] * k
+        if kind == "ConvTranspose":
+            defaults["output_padding"] = [0] * k
+        for name, value in defaults.items():
+            if a.get(name) is None:
+                a[name] = value
+    return hook
+
+
+def window_flops(op) -> int:
+    """Pools: one operation per window element of every output."""
+    import math
+    return op.outputs[0].type.numel * math.prod(op.attrs["kernel_shape"])
