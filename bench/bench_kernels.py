@@ -47,32 +47,33 @@ def sgemm_gflops(n: int = 2048, tries: int = 5) -> float:
 
 
 def model_graph(name: str):
-    from bench_latency import cache_dir
     from edgecc import zoo
     from edgecc.onnx_import import import_onnx
     from edgecc.pass_manager import PassManager, pipeline
-    path = zoo.materialize(name, cache_dir())
-    return PassManager(pipeline(3)).run(import_onnx(str(path), zoo.default_input_shapes(name)))
+    path = zoo.materialize(name)
+    return PassManager(pipeline(3), target=common.host()).run(
+        import_onnx(str(path), zoo.default_input_shapes(name)))
 
 
 def _np_dtype(short):
-    from edgecc.backends.tvm.build import _np_dtype as f
-    return f(short)
+    from edgecc.dtypes import dtype_to_tvm
+    return dtype_to_tvm(short)
 
 
 def compile_kernels(graph, generic: bool = False):
-    """(calls, funcs, executable) for the host; `generic` disables every per-class rule."""
-    from edgecc.backends.tvm import schedule as tvm_schedule
-    from edgecc.target import make_target
-    from edgecc.backends.tvm.build import _compile, plan_kernels
-    saved = dict(tvm_schedule.SCHEDULE_RULES)
+    """(calls, {func: (None, op)}, executable) for the host; `generic` disables every
+    per-class rule."""
+    from edgecc.backends.tvm import primitives
+    from edgecc.backends.tvm.build import KernelSet
+    saved = dict(primitives.SCHEDULE_RULES)
     if generic:
-        tvm_schedule.SCHEDULE_RULES.clear()
+        primitives.SCHEDULE_RULES.clear()
     try:
-        calls, funcs = plan_kernels(graph)
+        kernels = KernelSet(graph, common.host())
     finally:
-        tvm_schedule.SCHEDULE_RULES.update(saved)
-    return calls, funcs, _compile(funcs, make_target("x86_64"))
+        primitives.SCHEDULE_RULES.update(saved)
+    funcs = {k.func: (None, k.op) for k in kernels.functions()}
+    return kernels.calls(), funcs, kernels.runtime_module()
 
 
 def kernel_runner(executable, call):

@@ -41,16 +41,17 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-from edgecc import zoo
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+from edgecc import zoo  # noqa: E402
 from edgecc.backends.memory.alloc import lower_bound
 from edgecc.backends.memory.liveness import liveness
-from edgecc.backends.bundle.layout import plan_bundle
+from edgecc.backends.bundle.program import plan_bundle
+from edgecc.backends.tvm.build import KernelSet
 from edgecc.backends.memory.plan import plan_graph
-from edgecc.target import make_target
 from edgecc.driver import parse_input_shape
 from edgecc.onnx_import import import_onnx
 
@@ -58,28 +59,19 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "m
 
 
 def optimize(graph, level: int):
-    """(graph after the -O pipeline, level label); the imported graph while no pass manager."""
-    try:
-        from edgecc.pass_manager import PassManager, pipeline
-    except ImportError:
-        return graph, "O0"
-    return PassManager(pipeline(level)).run(graph), f"O{level}"
+    """(graph after the -O pipeline, level label)."""
+    from edgecc.pass_manager import PassManager, pipeline
+    return PassManager(pipeline(level), target=common.host()).run(graph), f"O{level}"
 
 # ---- TVM's own planner (runs in a child process: `--tvm-child`) ------------------------------
 TVM_TIMEOUT = 600.0      # seconds per model, import + both lowerings (ppocr_det takes ~40 s)
-
-
-def zoo_cache_dir() -> Path:
-    """Materialized zoo models: the same cache the tests and bench_latency.py use."""
-    return Path(os.environ.get("EDGECC_ZOO_CACHE")
-                or Path(tempfile.gettempdir()) / "edgecc-zoo-cache")
 
 
 def tvm_plan(name: str, timeout: float = TVM_TIMEOUT) -> dict:
     """TVM's planner figures for zoo model `name` ({"tvm": {...}, "tvm_fused": {...}}, each
     {"noplan", "planned", "pool", ...} or {"error"}); never raises for a TVM failure."""
     cmd = [sys.executable, os.path.abspath(__file__), "--tvm-child",
-           str(zoo.materialize(name, zoo_cache_dir()))]
+           str(zoo.materialize(name))]
     for inp, dims in zoo.default_input_shapes(name).items():
         cmd += ["--input-shape", f"{inp}={','.join(map(str, dims))}"]
     try:
@@ -176,7 +168,6 @@ def _tvm_child(argv) -> int:
         import tvm
         from tvm import relax
         from tvm.relax.frontend.onnx import from_onnx
-        from edgecc.target import make_target
         t0 = time.perf_counter()
         mod = from_onnx(onnx.load(a.model), shape_dict=shapes)
         imported = time.perf_counter() - t0
@@ -187,7 +178,7 @@ def _tvm_child(argv) -> int:
     for variant, passes in _lowerings().items():
         t0 = time.perf_counter()
         try:
-            with make_target("x86_64").tvm:
+            with common.host().tvm:
                 low = tvm.transform.Sequential(passes)(mod)
             text = relax.analysis.estimate_memory_usage(low)
             c = count_allocs(low["main"])
@@ -209,7 +200,7 @@ def bench_model(name: str, level: int) -> dict:
     t0 = time.perf_counter()
     gp = plan_graph(graph)
     seconds = time.perf_counter() - t0
-    bundle = plan_bundle(graph, make_target("x86_64"), peak_scratch_free=True)
+    bundle = plan_bundle(graph, KernelSet(graph, common.host()), peak_scratch_free=True)
     return {"model": name, "opt": opt, "ops_imported": n_onnx, "kernels": len(graph.ops),
             "onnx_lb": onnx_lb, "naive": gp.naive_bytes, "lb": gp.lower_bound_bytes,
             "arena": gp.arena_bytes,

@@ -22,7 +22,6 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
-from bench_latency import cache_dir  # noqa: E402
 
 import edgecc  # noqa: E402
 from edgecc import zoo  # noqa: E402
@@ -33,7 +32,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "profile.json"
 
 def profile_model(name: str, threads: list[int], runs: int, workdir: Path) -> dict:
     out = workdir / name
-    edgecc.compile(str(zoo.materialize(name, cache_dir())), target="x86_64", opt_level=3,
+    edgecc.compile(str(zoo.materialize(name)), target="x86_64", opt_level=3,
                    outdir=str(out), input_shapes=zoo.default_input_shapes(name))
     b = runner.load(out, profile=True)
     rng = np.random.default_rng(0)

@@ -21,7 +21,7 @@ import numpy as np
 
 from edgecc import zoo
 from edgecc.check import onnxruntime_outputs, promote_to_f64
-from edgecc.driver import relative_error
+from edgecc.numerics import relative_error
 from edgecc.kernels import run_graph
 from edgecc.onnx_import import import_onnx
 
@@ -46,10 +46,10 @@ def measure(name: str, cache: Path) -> dict:
         t0 = time.perf_counter()
         theirs = onnxruntime_outputs(str(path), feeds)
         t_ort = time.perf_counter() - t0
-        err = max(relative_error(g, w)[1] for g, w in zip(ours, theirs))
+        err = max(relative_error(g, w) for g, w in zip(ours, theirs))
         exact = run_graph(promote_to_f64(graph), {k: a.astype(np.float64) for k, a in feeds.items()})
-        ours64 = max(relative_error(g, w)[1] for g, w in zip(ours, exact))
-        ort64 = max(relative_error(g, w)[1] for g, w in zip(theirs, exact))
+        ours64 = max(relative_error(g, w) for g, w in zip(ours, exact))
+        ort64 = max(relative_error(g, w) for g, w in zip(theirs, exact))
         row[case] = {"rel_err": float(f"{err:.3g}"), "ours_vs_f64": float(f"{ours64:.3g}"),
                      "ort_vs_f64": float(f"{ort64:.3g}"), "reference_s": round(t_ref, 3),
                      "onnxruntime_s": round(t_ort, 4), "ratio": round(t_ref / t_ort, 1)}

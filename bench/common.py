@@ -140,12 +140,12 @@ def machine_info() -> dict:
         except Exception as e:          # a missing baseline is recorded, not fatal
             info[mod] = f"unavailable: {type(e).__name__}"
     import edgecc
-    from edgecc.target import host_x86_level, make_target
+    from edgecc.target import host_x86_level
     info["edgecc"] = edgecc.__version__
     info["edgecc_revision"] = source_revision()
     if platform.machine().lower() in ("x86_64", "amd64"):      # what bundles are built for
         info["x86_level"] = host_x86_level()
-        info["llvm_target"] = str(make_target("x86_64").tvm)
+        info["llvm_target"] = str(host().tvm)
     return info
 
 
@@ -217,8 +217,7 @@ def fma_peak_gflops(threads: int, vector_bytes: int | None = None) -> float:
     compiled with gcc -march=native. The ceiling a kernel can reach; numpy's sgemm peak can
     sit below it (OpenBLAS picks AVX2 kernels on some AVX-512 CPUs)."""
     if vector_bytes is None:
-        from edgecc.backends.tvm.schedule import vector_lanes
-        vector_bytes = 4 * vector_lanes()
+        vector_bytes = 4 * host().lanes()
     d = Path(tempfile.mkdtemp(prefix="edgecc-fma-"))
     try:
         (d / "fma.c").write_text(_FMA_C)
@@ -238,3 +237,9 @@ def write_json(path, data) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=1) + "\n")
     os.replace(tmp, path)
+
+
+def host():
+    """The Target of this machine (x86_64 at its level), what the benchmarks build for."""
+    from edgecc.target import host_target
+    return host_target("x86_64")

@@ -89,10 +89,10 @@ def _child(argv=None) -> int:
         import onnx
         import tvm
         from tvm.relax.frontend.onnx import from_onnx
-        from edgecc.target import make_target
         mod = from_onnx(onnx.load(a.model), shape_dict=shapes)
         stage = "build (tvm.compile)"
-        ex = tvm.compile(mod, make_target("x86_64").tvm)
+        from edgecc.target import host_target
+        ex = tvm.compile(mod, host_target("x86_64").tvm)
         stage = "export_library"
         ex.export_library(a.out_so)
         res = {"ok": True, "seconds": round(time.perf_counter() - t0, 2), "error": None}

@@ -5,7 +5,7 @@
     outputs = art.run({"x": array})
     art = edgecc.load("model.x86_64/")
 """
-__version__ = "0.1.0"
+from .version import __version__  # noqa: F401
 
 
 def compile(model, target="x86_64", opt_level=3, outdir=None, input_shapes=None, **options):

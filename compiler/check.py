@@ -22,7 +22,7 @@ def onnxruntime_outputs(model_path: str, feeds: dict[str, np.ndarray],
 
 def bind_inputs(graph, given: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
     """Given arrays (checked against the graph's inputs) completed with seeded random ones."""
-    from .driver import seeded_inputs
+    from .numerics import seeded_inputs
     expected = {v.name: v for v in graph.inputs}
     for name, array in given.items():
         if name not in expected:
@@ -42,7 +42,8 @@ def bind_inputs(graph, given: dict[str, np.ndarray], seed: int) -> dict[str, np.
 
 def check_model(model_path: str, input_shapes: dict, given: dict[str, np.ndarray],
                 seed: int = 0, tolerance: float = 1e-4, out=print) -> int:
-    from .driver import load_model, relative_error
+    from .driver import load_model
+    from .numerics import compare
     t0 = time.perf_counter()
     graph, _ = load_model(model_path, input_shapes)
     t_import = time.perf_counter() - t0
@@ -55,20 +56,20 @@ def check_model(model_path: str, input_shapes: dict, given: dict[str, np.ndarray
     t_ort = time.perf_counter() - t0
     out(f"{model_path}: import {t_import:.2f}s, reference executor {t_ref:.2f}s, "
         f"onnxruntime {t_ort:.3f}s")
-    errors = [relative_error(got, want) for got, want in zip(ours, theirs)]
+    errors = [compare(got, want) for got, want in zip(ours, theirs)]
     exact = None
-    if max(rel for _, rel in errors) > tolerance:
+    if max((e.rel for e in errors), default=0.0) > tolerance:
         # Arbitrate with float64 execution: an ill-conditioned output (e.g. a Sigmoid far in
         # its tail) magnifies fp32 rounding; only the side far from the exact result is wrong.
         exact = run_graph(promote_to_f64(graph), {k: a.astype(np.float64) if a.dtype ==
                                                    np.float32 else a for k, a in feeds.items()})
     worst = 0.0
     for i, (v, got) in enumerate(zip(graph.outputs, ours)):
-        abs_err, rel_err = errors[i]
+        abs_err, rel_err, _ = errors[i]
         line = f"  {v.name}: {list(got.shape)} max abs err {abs_err:.3g}, rel to scale {rel_err:.3g}"
         if rel_err > tolerance:
-            ours_exact = relative_error(got, exact[i])[1]
-            ort_exact = relative_error(theirs[i], exact[i])[1]
+            ours_exact = compare(got, exact[i]).rel
+            ort_exact = compare(theirs[i], exact[i]).rel
             line += f"; vs float64: edgecc {ours_exact:.3g}, onnxruntime {ort_exact:.3g}"
             if ours_exact <= tolerance and ort_exact > ours_exact:
                 line += "  ok (onnxruntime is further from the float64 result)"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from .version import __version__
 from .errors import UsageError, run_guarded
 
 COMPILE_EPILOG = """\

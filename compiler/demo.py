@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import zoo
 from .check import onnxruntime_outputs
-from .driver import relative_error
+from .numerics import compare
 from .errors import EdgeccError
 from .report import format_report
 
@@ -71,7 +71,7 @@ def _run(name: str, opt_level: int, work: Path) -> int:
         how = "in-process" if target == "x86_64" else "under qemu-aarch64"
         print(f"\n[{target}] built in {t_build:.1f}s -> {art.path}; ran {how} in {t_run:.2f}s")
         for out_name, g, w in zip(art.output_names, got, want):
-            abs_err, rel = relative_error(g, w)
+            abs_err, rel, _ = compare(g, w)
             worst = max(worst, rel)
             print(f"  {out_name}: {list(g.shape)} max abs err vs onnxruntime {abs_err:.3g} "
                   f"(rel to scale {rel:.3g})")

@@ -14,14 +14,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
-from . import __version__
+from .version import __version__
 from .errors import UsageError
 from .ir import Graph
+from .pass_registry import PassContext
+from .target import TARGETS, Target, host_target, make_target
 from .report import format_report
 
-TARGETS = ("x86_64", "arm64")
 EMITS = ("bundle", "onnx", "ir")
 
 
@@ -106,22 +106,24 @@ def _check_readable(path: str) -> None:
         raise UsageError(f"{path}: is a directory, expected an .onnx file")
 
 
-def optimize(graph: Graph, opts: Options, log=None):
-    """Run the -O pipeline; returns (graph, pass records)."""
-    from .pass_manager import PassContext, PassManager, pipeline
-    ctx = PassContext(stream=log, options={"vector_lanes": target_vector_lanes(opts)})
+def resolve_target(opts: Options) -> Target:
+    """The build's Target: the CPU named by --mcpu, else this machine's (the one place
+    edgecc reads the host)."""
+    if opts.mcpu is None:
+        return host_target(opts.target, mattr=opts.mattr)
+    return make_target(opts.target, mcpu=opts.mcpu, mattr=opts.mattr)
+
+
+def optimize(graph: Graph, opts: Options, log=None, target: Target | None = None):
+    """Run the -O pipeline for `target` (default: resolve_target(opts)); returns (graph,
+    pass records)."""
+    from .pass_manager import PassManager, pipeline
+    ctx = PassContext(stream=log, target=target or resolve_target(opts))
     pm = PassManager(pipeline(opts.opt_level), print_after_all=opts.print_after_all,
                      print_after=set(opts.print_after), check_numerics=opts.check_numerics,
                      stream=log, ctx=ctx)
     graph = pm.run(graph)
     return graph, pm.records
-
-
-def target_vector_lanes(opts: Options) -> int:
-    """f32 lanes of the target's vectors: the layout pass blocks channels by this many."""
-    from .target import make_target
-    from .backends.tvm.schedule import vector_lanes
-    return vector_lanes(make_target(opts.target, mcpu=opts.mcpu, mattr=opts.mattr).tvm)
 
 
 def graph_stats(graph: Graph) -> dict:
@@ -143,9 +145,10 @@ def compile(model: str, target: str = "x86_64", opt_level: int = 3, outdir: str 
 def run_compile(model_path: str, opts: Options, log=None):
     opts.validate()
     t0 = time.perf_counter()
+    target = resolve_target(opts)
     graph, onnx_nodes = load_model(model_path, opts.input_shapes)
     before = graph_stats(graph)
-    graph, records = optimize(graph, opts, log)
+    graph, records = optimize(graph, opts, log, target)
     after = graph_stats(graph)
     outdir = opts.outdir or default_outdir(model_path, opts)
     report = {
@@ -177,22 +180,21 @@ def run_compile(model_path: str, opts: Options, log=None):
             onnx.save(export_onnx(graph), str(tmp / dest.name))
         _maybe_report(opts, report)
         return dest
-    return build_bundle(graph, opts, Path(outdir), report, t0, log)
+    return build_bundle(graph, opts, target, Path(outdir), report, t0, log)
 
 
-def build_bundle(graph: Graph, opts: Options, outdir: Path, report: dict, t0: float,
-                 log=None):
-    """Plan memory, compile kernels with TVM, write and link the bundle; return it loaded."""
+def build_bundle(graph: Graph, opts: Options, target: Target, outdir: Path, report: dict,
+                 t0: float, log=None):
+    """Lower the kernels, plan memory, compile, write and link the bundle; return it loaded."""
     from .backends.bundle.writer import plan_bundle, write_bundle
     from .backends.memory.plan import enforce_max_arena
-    from .target import make_target
     from .backends.tune import tuning_for
-    from .backends.tvm.build import build_kernels
-    target = make_target(opts.target, mcpu=opts.mcpu, mattr=opts.mattr)
+    from .backends.tvm.build import KernelSet
     tuning = None
     if opts.tune is not None or opts.tuning_cache is not None:   # never a hidden input
         tuning = tuning_for(graph, target, opts.tune or 0, opts.tuning_cache, progress=log)
-    plan = plan_bundle(graph, target, opts.threads, tuning=tuning, peak_scratch_free=True)
+    kernels = KernelSet(graph, target, tuning)
+    plan = plan_bundle(graph, kernels, opts.threads, peak_scratch_free=True)
     enforce_max_arena(plan.memory, opts.max_arena)      # fail before the long part
     if plan.scratch_free and log is not None:
         names = ", ".join(graph.ops[i].name or graph.ops[i].kind
@@ -200,13 +202,13 @@ def build_bundle(graph: Graph, opts: Options, outdir: Path, report: dict, t0: fl
         print(f"memory: {len(plan.scratch_free)} kernel(s) at the arena's peak built without "
               f"scratch: {names}", file=log)
     with tempfile.TemporaryDirectory(prefix="edgecc-build-") as work:
-        lib = build_kernels(graph, target, work, tuning=tuning, scratch_free=plan.scratch_free)
+        lib = kernels.compile(work, plan.scratch_free)
         report["kernels"] = sum(1 for i, c in enumerate(lib.calls)
                                 if c.kind == "kernel" and not plan.memory.is_noop(graph.ops[i]))
         report.update(plan.memory.report())
         report["arena_live_bytes_per_kernel"] = list(plan.memory.live_bytes)
         report["build_seconds"] = round(time.perf_counter() - t0, 3)
-        path = write_bundle(graph, lib, plan, outdir, name=opts.name, target=target,
+        path = write_bundle(graph, lib, plan, outdir, target, name=opts.name,
                             threads=opts.threads, report=_ordered_report(report))
     if opts.report:
         write_report(_ordered_report(report), Path(opts.report))
@@ -249,30 +251,3 @@ def _maybe_report(opts: Options, report: dict) -> None:
 
 def write_report(report: dict, path: Path) -> None:
     path.write_text(format_report(report))
-
-
-# ---- check: reference executor vs onnxruntime ----------------------------------------------
-
-def seeded_inputs(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for v in graph.inputs:
-        if v.type.dtype.startswith("f"):
-            feeds[v.name] = rng.standard_normal(v.type.shape).astype(v.type.np_dtype)
-        elif v.type.dtype == "bool":
-            feeds[v.name] = rng.integers(0, 2, v.type.shape).astype(bool)
-        else:
-            feeds[v.name] = rng.integers(0, 10, v.type.shape).astype(v.type.np_dtype)
-    return feeds
-
-
-def relative_error(got: np.ndarray, want: np.ndarray) -> tuple[float, float]:
-    """(max abs error, max abs error relative to the reference output's scale)."""
-    if got.shape != want.shape:
-        return float("inf"), float("inf")
-    if got.size == 0:
-        return 0.0, 0.0
-    g, w = got.astype(np.float64), want.astype(np.float64)
-    abs_err = float(np.max(np.abs(g - w)))
-    scale = float(np.max(np.abs(w)))
-    return abs_err, abs_err / scale if scale > 0 else abs_err

@@ -104,7 +104,7 @@ class _Exporter:
             outputs.append(self._value_info(name, v))
         graph = helper.make_graph(self.nodes, g.name, [self._value_info(v.name, v)
                                                        for v in g.inputs], outputs, self.inits)
-        from . import __version__
+        from .version import __version__
         model = helper.make_model(graph, producer_name="edgecc", producer_version=__version__,
                                   opset_imports=[helper.make_opsetid("", self.opset)])
         model.ir_version = _ir_version(self.opset)

@@ -67,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--verify-diagnostics", action="store_true",
                    help="check errors against '// expected-error [@+N] {{message}}' comments "
                         "instead of failing on them (exit 1 on any mismatch)")
+    p.add_argument("--target", default=None, choices=["x86_64", "arm64"],
+                   help="the target target-dependent passes build for (convert-layout blocks "
+                        "by its f32 vector lanes; default: this machine's architecture)")
+    p.add_argument("--mcpu", help="target CPU (default: this machine's for x86_64, generic "
+                   "NEON for arm64)")
+    p.add_argument("--mattr", action="append", help="target features, e.g. +dotprod")
     p.add_argument("--remarks", action="store_true",
                    help="print why passes refused rewrites (stderr, one line each)")
     p.add_argument("--list-passes", action="store_true",
@@ -156,8 +162,8 @@ def _verify_diagnostics(chunk: str, filename: str, run_chunk) -> list[str]:
 # ---- the command ------------------------------------------------------------------------------
 
 def run(argv: list[str]) -> int:
-    from .pass_manager import (PassManager, bisect, describe_pipelines, parse_pipeline,
-                               pipeline)
+    from .pass_manager import (PassContext, PassManager, bisect, describe_pipelines,
+                               parse_pipeline, pipeline)
     from .textir import parse_graph, print_graph, save_module
     args = _parser().parse_args(argv)
     if args.list_passes:
@@ -172,18 +178,23 @@ def run(argv: list[str]) -> int:
         passes += parse_pipeline(spec)
     print_after = {n.strip() for spec in args.print_after for n in spec.split(",") if n.strip()}
     text, filename, weights = _read(args)
+    from .driver import Options, resolve_target
+    from .target import host_arch
+    target = resolve_target(Options(target=args.target or host_arch() or "x86_64",
+                                    mcpu=args.mcpu, mattr=args.mattr))
+    ctx_for = lambda: PassContext(stream=sys.stderr, target=target)  # noqa: E731
 
     def process(chunk: str) -> str:
         graph = parse_graph(chunk, filename, weights)
         if args.bisect:
-            bad = bisect(graph, passes, seed=args.seed)
+            bad = bisect(graph, passes, seed=args.seed, ctx=ctx_for())
             if bad is not None:
                 raise NumericError(str(bad))
             print(f"edgecc-opt: bisect: all {len(passes)} pass(es) match the input graph",
                   file=sys.stderr)
         pm = PassManager(passes, print_after_all=args.print_after_all,
                          print_after=print_after, check_numerics=args.check_numerics,
-                         stream=sys.stderr, seed=args.seed)
+                         stream=sys.stderr, seed=args.seed, ctx=ctx_for())
         graph = pm.run(graph)
         if args.remarks:
             for pass_name, where, reason in pm.ctx.refusals:

@@ -1,6 +1,7 @@
 """Passes, pipelines and the pass manager.
 
-A pass is a small frozen dataclass whose fields are its options, registered by one line:
+A pass is a small frozen dataclass whose fields are its options, registered by one line
+(edgecc.pass_registry, a leaf the passes import):
 
     @register_pass
     @dataclass(frozen=True)
@@ -10,7 +11,7 @@ A pass is a small frozen dataclass whose fields are its options, registered by o
         eps: float = 1e-5         # an option: -p 'fuse-conv-bn{eps=1e-3}'
         def run(self, graph, ctx) -> bool: ...      # rewrites graph in place; True if changed
 
-`PassManager(passes).run(graph)` runs them in order, verifies the IR after each pass, records
+`PassManager(passes, target=t).run(graph)` runs them in order, verifies the IR after each pass, records
 {name, changed, seconds} per pass (report.json's `passes`), prints the IR after chosen passes
 and, with check_numerics, runs the reference executor on seeded inputs before the pipeline and
 after every pass: a pass whose outputs drift beyond its tolerance raises NumericError naming
@@ -25,45 +26,20 @@ import math
 import sys
 import time
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import numpy as np
 
 from .errors import EdgeccError, ModelError, NumericError, UsageError
 from .ir import Graph
-
-# ---- the registry ---------------------------------------------------------------------------
-
-PASSES: dict[str, type] = {}
-
-
-def register_pass(cls: type) -> type:
-    """Class decorator: register a pass under `cls.name` (made a frozen dataclass if needed)."""
-    if not dataclasses.is_dataclass(cls):
-        cls = dataclass(frozen=True)(cls)
-    name = getattr(cls, "name", None)
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"pass class {cls.__qualname__} needs a `name = \"...\"` class attribute")
-    if not callable(getattr(cls, "run", None)):
-        raise TypeError(f"pass '{name}' needs a run(self, graph, ctx) -> bool method")
-    old = PASSES.get(name)
-    if old is not None and (old.__module__, old.__qualname__) != (cls.__module__,
-                                                                   cls.__qualname__):
-        raise TypeError(f"pass name '{name}' is registered twice ({old.__module__} and "
-                        f"{cls.__module__})")
-    PASSES[name] = cls
-    return cls
-
+from .numerics import compare, seeded_inputs
+from .pass_registry import PASSES, PassContext, register_pass, tolerance_of  # noqa: F401
 
 def available_passes() -> dict[str, type]:
     """Every registered pass by name (imports edgecc.passes, which registers them)."""
     from edgecc import passes  # noqa: F401
     return dict(sorted(PASSES.items()))
-
-
-def tolerance_of(p) -> float:
-    return float(getattr(p, "tolerance", 0.0))
 
 
 # ---- pass specs: name{opt=value,...} --------------------------------------------------------
@@ -202,24 +178,6 @@ def describe_pipelines() -> str:
     return "\n".join(lines)
 
 
-# ---- the context a pass sees -----------------------------------------------------------------
-
-@dataclass
-class PassContext:
-    """What passes may read or report besides the graph."""
-    stream: TextIO | None = None               # remarks go here (None: discarded)
-    options: dict[str, Any] = field(default_factory=dict)   # e.g. target, calibration data
-    refusals: list[tuple[str, str, str]] = field(default_factory=list)  # (pass, op, reason)
-
-    def refuse(self, pass_name: str, op, reason: str) -> None:
-        """A rewrite refused `op`: kept for tests and reports (see passes/_rewrite.py)."""
-        self.refusals.append((pass_name, op.describe(), reason))
-
-    def remark(self, pass_name: str, message: str) -> None:
-        if self.stream is not None:
-            print(f"// {pass_name}: {message}", file=self.stream)
-
-
 # ---- numerics -------------------------------------------------------------------------------
 
 def reference_outputs(graph: Graph, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -227,29 +185,11 @@ def reference_outputs(graph: Graph, feeds: dict[str, np.ndarray]) -> list[np.nda
     return list(run_graph(graph, feeds))
 
 
-def seeded_feeds(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
-    from .driver import seeded_inputs
-    return seeded_inputs(graph, seed)
-
-
 def output_error(got: np.ndarray, want: np.ndarray) -> tuple[float, float]:
-    """(error relative to the output's scale, max |want|). Non-finite values must agree
-    exactly (NaN with NaN, inf with the same inf); a shape or dtype change is an infinite
-    error."""
-    if got.shape != want.shape or got.dtype != want.dtype:
-        return math.inf, 0.0
-    if got.size == 0:
-        return 0.0, 0.0
-    g, w = got.astype(np.float64), want.astype(np.float64)
-    finite = np.isfinite(w)
-    both_nan = np.isnan(g) & np.isnan(w)
-    if not np.all(finite | both_nan | (g == w)) or not np.all(np.isfinite(g) | ~finite):
-        return math.inf, 0.0
-    if not finite.any():
-        return 0.0, 0.0
-    scale = float(np.max(np.abs(w[finite])))
-    err = float(np.max(np.abs(g[finite] - w[finite])))
-    return (err / scale if scale > 0 else err), scale
+    """(error relative to the output's scale, max |want|): numerics.compare with dtypes
+    required to agree (a pass must not change an output's type)."""
+    e = compare(got, want, same_dtype=True)
+    return e.rel, e.scale
 
 
 def worst_drift(graph: Graph, got: list, want: list) -> tuple[str, float, float] | None:
@@ -311,7 +251,7 @@ def bisect(graph: Graph, passes: list, seed: int = 0, ctx: PassContext | None = 
     """The first pass after which the pipeline's outputs stop matching the unoptimized
     graph's (beyond the sum of the tolerances so far), or None if the whole pipeline matches.
     `graph` is not modified. Binary search: log2(len(passes)) executor runs."""
-    feeds = seeded_feeds(graph, seed)
+    feeds = seeded_inputs(graph, seed)
     want = reference_outputs(graph, feeds)
 
     def probe(k: int) -> BisectResult | None:
@@ -348,7 +288,9 @@ class PassManager:
     def __init__(self, passes: list, *, print_after_all: bool = False,
                  print_after: set[str] | tuple | list = (), check_numerics: bool = False,
                  stream: TextIO | None = None, seed: int = 0, verify: bool = True,
-                 ctx: PassContext | None = None):
+                 ctx: PassContext | None = None, target=None):
+        """`target` (compiler.target.Target): what target-dependent passes (convert-layout)
+        build for; or give a whole `ctx`."""
         self.passes = list(passes)
         self.print_after_all = print_after_all
         self.print_after = set(print_after)
@@ -360,14 +302,14 @@ class PassManager:
         self.stream = stream if stream is not None else sys.stderr
         self.seed = seed
         self.verify = verify
-        self.ctx = ctx or PassContext(stream=stream)
+        self.ctx = ctx or PassContext(stream=stream, target=target)
         self.records: list[dict] = []
 
     def run(self, graph: Graph) -> Graph:
         """Run every pass on `graph` (in place); returns it. Records go to self.records."""
         feeds = want = None
         if self.check_numerics:
-            feeds = seeded_feeds(graph, self.seed)
+            feeds = seeded_inputs(graph, self.seed)
             want = reference_outputs(graph, feeds)
         for p in self.passes:
             before = deep_clone(graph) if self.check_numerics else None

@@ -24,6 +24,7 @@ import onnx
 from onnx import numpy_helper
 
 from .errors import UsageError
+from .ops import has_trait
 
 _RECIPE = 5          # bump when the weight recipe changes: cached files are keyed by it
 
@@ -121,7 +122,11 @@ def materialize(name: str, cache_dir: Path | str | None = None) -> Path:
 
 
 # ---- weights ---------------------------------------------------------------------------------
-_SHAPE_ONLY = ("Unsqueeze", "Reshape", "Identity", "Squeeze", "Flatten")
+
+
+def _shape_only(op_type: str) -> bool:
+    """ONNX ops that pass their data through under another shape (the IR's views)."""
+    return has_trait(op_type, "view")
 
 
 def _roles(graph: onnx.GraphProto) -> dict[str, tuple[str, int, onnx.NodeProto]]:
@@ -134,11 +139,11 @@ def _roles(graph: onnx.GraphProto) -> dict[str, tuple[str, int, onnx.NodeProto]]
 
     def role(name, depth=0):
         for n, i in readers.get(name, []):
-            if n.op_type in _SHAPE_ONLY and i == 0 and depth < 4:
+            if _shape_only(n.op_type) and i == 0 and depth < 4:
                 r = role(n.output[0], depth + 1)
                 if r:
                     return r
-            elif n.op_type not in _SHAPE_ONLY:
+            elif not _shape_only(n.op_type):
                 return n.op_type, i, n
         return None
 

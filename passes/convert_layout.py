@@ -36,11 +36,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgecc.errors import UsageError
 from edgecc.ir import Graph, Op, TensorType, Value, unique_name
 from edgecc.ops import build_op
 from edgecc.ops import count_flops, has_trait
 from edgecc.ops.layout import NCHW, Layout, layout_of
-from edgecc.pass_manager import register_pass
+from edgecc.pass_registry import register_pass
 
 from ._pad_channels import pad_output_channels
 from ._rewrite import ROUNDING_TOLERANCE, const, record_refusal
@@ -188,11 +189,14 @@ class ConvertLayout:
 
 
 def _target_lanes(ctx) -> int:
-    lanes = (getattr(ctx, "options", None) or {}).get("vector_lanes")
-    if lanes:
-        return int(lanes)
-    from edgecc.backends.tvm.schedule import vector_lanes
-    return vector_lanes()
+    """The target's f32 vector lanes; a pass never guesses them from the machine it runs on."""
+    target = getattr(ctx, "target", None)
+    if target is None:
+        raise UsageError("convert-layout blocks channels by the target's f32 vector lanes and "
+                         "has no target: give one (edgecc-opt --target/--mcpu, "
+                         "PassManager(target=...)) or a block size: "
+                         "-p 'convert-layout{block=16}'")
+    return target.lanes("f32")
 
 
 def _rewrite(graph: Graph, chosen: set[Op], c: int) -> int:

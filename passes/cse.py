@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgecc.ir import Graph
-from edgecc.pass_manager import register_pass
+from edgecc.pass_registry import register_pass
 
 from ._rewrite import can_forward, forward, prune
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgecc.ir import Graph
-from edgecc.pass_manager import register_pass
+from edgecc.pass_registry import register_pass
 
 from ._rewrite import remove_dead_ops
 

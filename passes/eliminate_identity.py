@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from edgecc.ir import Graph, Value
 from edgecc.ops import has_trait
-from edgecc.pass_manager import register_pass
+from edgecc.pass_registry import register_pass
 
 
 def _removable(graph: Graph, x: Value, y: Value) -> bool:

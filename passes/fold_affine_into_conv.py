@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgecc.ops.layout import layout_of
-from edgecc.pass_manager import register_pass
+from edgecc.pass_registry import register_pass
 
 from ._rewrite import (ROUNDING_TOLERANCE, channel_vector, const, num_uses, per_channel,
                        record_refusal, replace_with_folded, suffixed)

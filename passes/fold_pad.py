@@ -20,7 +20,7 @@ from edgecc.opdef import OpRuleError
 from edgecc.ops import build_op
 from edgecc.ops import has_trait
 from edgecc.ops.layout import layout_of
-from edgecc.pass_manager import register_pass
+from edgecc.pass_registry import register_pass
 
 from ._rewrite import prune, record_refusal, replace
 

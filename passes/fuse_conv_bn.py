@@ -19,7 +19,7 @@ import numpy as np
 
 from edgecc.ops import has_trait
 from edgecc.ops.layout import layout_of
-from edgecc.pass_manager import register_pass
+from edgecc.pass_registry import register_pass
 
 from ._rewrite import (FLOAT_DTYPES, channel_vector, const, num_uses, per_channel,
                        record_refusal, replace_with_folded, suffixed)

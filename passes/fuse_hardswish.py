@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgecc.ops import build_op
-from edgecc.pass_manager import register_pass
+from edgecc.pass_registry import register_pass
 
 from ._rewrite import ROUNDING_TOLERANCE, const, is_close, num_uses, replace, scalar
 

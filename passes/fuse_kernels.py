@@ -22,7 +22,7 @@ from typing import Callable
 
 from edgecc.ir import Graph, Op, Value
 from edgecc.ops import check_op, has_trait
-from edgecc.pass_manager import register_pass
+from edgecc.pass_registry import register_pass
 
 
 def anchors(op: Op) -> bool:

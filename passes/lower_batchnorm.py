@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgecc.ops import build_op
-from edgecc.pass_manager import register_pass
+from edgecc.pass_registry import register_pass
 
 from ._rewrite import ROUNDING_TOLERANCE, const, record_refusal, replace
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgecc.ops import build_op
-from edgecc.pass_manager import register_pass
+from edgecc.pass_registry import register_pass
 
 from ._rewrite import (FLOAT_DTYPES, ROUNDING_TOLERANCE, can_forward, const, forward, num_uses,
                        prune, replace)

@@ -3,8 +3,6 @@
 The cache lives in `$EDGECC_ZOO_CACHE` or `<tmp>/edgecc-zoo-cache`; materialized files are
 keyed by the weight recipe (see compiler/zoo.py), so a stale file is never reused.
 """
-import os
-import tempfile
 from pathlib import Path
 
 import pytest

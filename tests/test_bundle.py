@@ -20,17 +20,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgecc.backends.bundle.writer import RUNTIME_DIR, plan_bundle, write_bundle
 from edgecc.backends.bundle.csrc import RUNTIME_SOURCES, api_symbols
-from edgecc.backends.bundle.layout import BundlePlan, make_layout, misaligned_values
-from edgecc.backends.tvm.workspace import scan_workspace
-from edgecc.backends.memory.plan import plan_graph
+from edgecc.backends.bundle.program import BundlePlan, make_program, misaligned_values
 from edgecc.backends.bundle.runner import BundleRunError, load
-from edgecc.backends.tvm.build import build_kernels
+from edgecc.backends.bundle.writer import RUNTIME_DIR, plan_bundle, write_bundle
+from edgecc.backends.memory.plan import plan_graph
+from edgecc.backends.tvm.build import KernelSet
+from edgecc.backends.tvm.scratch import scan_workspace
 from edgecc.errors import UsageError
 from edgecc.ir import Graph, TensorType, Value
 from edgecc.kernels.executor import run_graph
 from edgecc.ops import build_op
+from tests.targets import ARM64, AVX2, FAST
 
 HAVE_QEMU = all(shutil.which(t) for t in ("qemu-aarch64", "aarch64-linux-gnu-gcc"))
 needs_qemu = pytest.mark.skipif(not HAVE_QEMU, reason="qemu-aarch64 / aarch64-linux-gnu-gcc "
@@ -69,9 +70,11 @@ def small_graph() -> tuple[Graph, dict[str, np.ndarray]]:
     return g, feeds
 
 
-def build(graph, target, outdir, name="small", **kw):
-    lib = build_kernels(graph, target, Path(str(outdir) + ".kernels"))
-    return write_bundle(graph, lib, None, outdir, name=name, target=target, **kw)
+def build(graph, target, outdir, name="small", threads=None):
+    kernels = KernelSet(graph, target)
+    plan = plan_bundle(graph, kernels, threads)
+    lib = kernels.compile(Path(str(outdir) + ".kernels"), plan.scratch_free)
+    return write_bundle(graph, lib, plan, outdir, target, name=name, threads=threads)
 
 
 def assert_close(got, want, rel=1e-3):
@@ -89,7 +92,7 @@ def small():
 @pytest.fixture(scope="module")
 def x86_bundle(small, tmp_path_factory):
     g, _ = small
-    return build(g, "x86_64", tmp_path_factory.mktemp("b") / "small.x86_64", threads=3)
+    return build(g, FAST, tmp_path_factory.mktemp("b") / "small.x86_64", threads=3)
 
 
 # ---- the C runtime on its own ----------------------------------------------------------------
@@ -210,7 +213,7 @@ def test_bundle_files_header_and_exports(small, x86_bundle):
 
 def test_two_builds_are_byte_identical(small, x86_bundle, tmp_path):
     g, _ = small
-    again = build(g, "x86_64", tmp_path / "again", threads=3)
+    again = build(g, FAST, tmp_path / "again", threads=3)
     digest = lambda d: {p.name: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
                         for p in sorted(d.iterdir())}
     assert digest(again) == digest(x86_bundle)
@@ -243,7 +246,7 @@ def test_two_bundles_link_into_one_program(small, x86_bundle, tmp_path):
     g.inputs = [x]
     relu = build_op("Relu", [x], name="relu", out_names=["y"])
     g.ops, g.outputs = [relu], [relu.output]
-    two = build(g, "x86_64", tmp_path / "two", name="two")
+    two = build(g, FAST, tmp_path / "two", name="two")
     (tmp_path / "main.c").write_text(r"""
 #include <stdio.h>
 #include <stdlib.h>
@@ -389,11 +392,8 @@ def test_pool_is_stable_over_many_runs_and_concurrent_callers(small, x86_bundle)
 def test_runs_allocate_nothing_and_touch_no_bad_memory(small, tmp_path):
     """Under valgrind (kernels built without AVX-512, which it cannot run): no memory errors,
     and 1 or 20 runs (3 threads, poisoned arena) make the same number of heap allocations."""
-    from edgecc.target import make_target
     g, feeds = small
-    target = make_target("x86_64", mcpu="x86-64-v3")
-    lib = build_kernels(g, target, tmp_path / "k")
-    out = write_bundle(g, lib, None, tmp_path / "vg", name="small", target=target)
+    out = build(g, AVX2, tmp_path / "vg")
     subprocess.run(["make", "-s", "-C", str(out), "example"], check=True, capture_output=True)
     files = [tmp_path / "x.raw", tmp_path / "ids.raw"] + [tmp_path / f"o{i}" for i in range(5)]
     feeds["x"].tofile(files[0])
@@ -425,11 +425,12 @@ def test_env_var_overrides_the_default_thread_count(x86_bundle):
 def test_missing_workspace_is_reported_not_corrupting(small, tmp_path):
     """A kernel asking for more scratch than planned fails with a message naming it."""
     g, feeds = small
-    lib = build_kernels(g, "x86_64", tmp_path / "k")
-    plan = plan_bundle(g, "x86_64")
+    kernels = KernelSet(g, FAST)
+    lib = kernels.compile(tmp_path / "k")
+    plan = plan_bundle(g, kernels)
     assert plan.workspace, "the test graph must have a kernel that uses scratch"
     starved = BundlePlan(plan_graph(g), {}, 1)      # reserves no scratch at all
-    out = write_bundle(g, lib, starved, tmp_path / "starved", name="starved")
+    out = write_bundle(g, lib, starved, tmp_path / "starved", FAST, name="starved")
     with pytest.raises(BundleRunError, match=r"kernel \d+ '\w+' \(\w+\): .*more workspace"):
         load(out).run(feeds)
 
@@ -443,7 +444,7 @@ def test_outputs_stored_elsewhere_are_copied(tmp_path):
     u = build_op("Unsqueeze", [x], {"axes": [0]}, name="u", out_names=["xu"])
     g.ops = [u]
     g.outputs = [x, c, u.output, x, u.output]
-    out = build(g, "x86_64", tmp_path / "edge", name="edge")
+    out = build(g, FAST, tmp_path / "edge", name="edge")
     feeds = {"x": np.arange(6, dtype=np.float32).reshape(2, 3)}
     for got, want in zip(load(out, poison_arena=True).run(feeds), run_graph(g, feeds)):
         np.testing.assert_array_equal(got, want)
@@ -465,11 +466,11 @@ def test_concat_slices_stay_64_byte_aligned(tmp_path):
     d = build_op("Relu", [c.output], name="d", out_names=["d"])
     g.ops, g.outputs = [a, b, c, d], [d.output]
     assert plan_graph(g).sub_offsets.get("b", 0) % 64      # what the planner would do
-    plan = plan_bundle(g, "x86_64")
+    plan = plan_bundle(g, KernelSet(g, FAST))
     assert not misaligned_values(g, plan.memory)
     with pytest.raises(ValueError, match="64-byte alignment"):
-        make_layout(g, None, BundlePlan(plan_graph(g), {}, 1))
-    out = build(g, "x86_64", tmp_path / "odd", name="odd")
+        make_program(g, None, BundlePlan(plan_graph(g), {}, 1))
+    out = build(g, FAST, tmp_path / "odd", name="odd")
     feeds = {"x": rng.standard_normal((1, 3, 5, 5)).astype(np.float32),
              "y": rng.standard_normal((1, 16, 5, 5)).astype(np.float32)}
     np.testing.assert_allclose(load(out, poison_arena=True).run(feeds)[0],
@@ -483,10 +484,12 @@ def test_failed_build_leaves_existing_bundle_untouched(small, x86_bundle, tmp_pa
     dest = tmp_path / "dest"
     shutil.copytree(x86_bundle, dest)
     before = {p.name: p.read_bytes() for p in dest.iterdir()}
-    lib = build_kernels(g, "x86_64", tmp_path / "k")
+    kernels = KernelSet(g, FAST)
+    plan = plan_bundle(g, kernels, 3)
+    lib = kernels.compile(tmp_path / "k", plan.scratch_free)
     lib.objects[0].write_bytes(b"not an object file")
     with pytest.raises(RuntimeError, match="building the bundle failed"):
-        write_bundle(g, lib, None, dest, name="small", threads=3)
+        write_bundle(g, lib, plan, dest, FAST, name="small", threads=3)
     assert {p.name: p.read_bytes() for p in dest.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dest", "k"]   # no temp dirs left
 
@@ -500,7 +503,7 @@ def test_rebuilt_bundle_at_the_same_path_loads_the_new_code(tmp_path):
         g.inputs = [v]
         op = build_op(kind, [v], name="k", out_names=["y"])
         g.ops, g.outputs = [op], [op.output]
-        out = build(g, "x86_64", tmp_path / "same", name="same")
+        out = build(g, FAST, tmp_path / "same", name="same")
         results.append(load(out).run([x])[0])      # the first library stays loaded
     np.testing.assert_array_equal(results[0], np.maximum(x, 0))
     np.testing.assert_array_equal(results[1], -x)
@@ -514,7 +517,7 @@ def test_unwritable_destination_is_a_usage_error(small, tmp_path):
     blocker.write_text("")
     with pytest.raises(UsageError, match="cannot write the bundle"):
         write_bundle(g, None, BundlePlan(plan_graph(g), {}, 1), blocker / "sub" / "out",
-                     target="x86_64")
+                     FAST)
 
 
 def test_refuses_to_replace_a_directory_that_is_not_a_bundle(small, tmp_path):
@@ -523,7 +526,7 @@ def test_refuses_to_replace_a_directory_that_is_not_a_bundle(small, tmp_path):
     home.mkdir()
     (home / "notes.txt").write_text("precious")
     with pytest.raises(UsageError, match="not an edgecc bundle"):
-        write_bundle(g, None, None, home, target="x86_64")
+        write_bundle(g, None, BundlePlan(plan_graph(g), {}, 1), home, FAST)
     assert (home / "notes.txt").read_text() == "precious"
 
 
@@ -533,8 +536,8 @@ def test_refuses_to_replace_a_directory_that_is_not_a_bundle(small, tmp_path):
 @needs_qemu
 def test_arm64_bundle_under_qemu(small, tmp_path):
     g, feeds = small
-    out = build(g, "arm64", tmp_path / "small.arm64")
-    again = build(g, "arm64", tmp_path / "again")
+    out = build(g, ARM64, tmp_path / "small.arm64")
+    again = build(g, ARM64, tmp_path / "again")
     for f in out.iterdir():                     # cross builds are deterministic too
         assert f.read_bytes() == (again / f.name).read_bytes(), f.name
     assert json.loads((out / "bundle.json").read_text())["triple"] == "aarch64-linux-gnu"

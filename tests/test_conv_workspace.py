@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgecc.backends.tvm.workspace import kernel_workspace
+from edgecc.backends.tvm.build import KernelSet
 from edgecc.ir import Graph, TensorType, Value
 from edgecc.ops import build_op
+from tests.targets import X86, target_id
 
 
 def conv_graph(cin, cout, size, k, stride, pad):
@@ -26,8 +27,9 @@ def conv_graph(cin, cout, size, k, stride, pad):
     (32, 32, 56, 3, 1, 1, 3, 1),          # 3 padded rows per output row
     (32, 64, 56, 3, 2, 1, 3, 2),          # strided: 3 rows, both phases
     (32, 64, 56, 1, 2, 0, 1, 1)])         # 1x1 stride 2: one row of one phase
-def test_pad_scratch_is_per_task_rows(cin, cout, size, k, stride, pad, rows, phases):
-    ws = kernel_workspace(conv_graph(cin, cout, size, k, stride, pad), "x86_64")[0]
+@pytest.mark.parametrize("target", X86, ids=target_id)
+def test_pad_scratch_is_per_task_rows(cin, cout, size, k, stride, pad, rows, phases, target):
+    ws = KernelSet(conv_graph(cin, cout, size, k, stride, pad), target).scratch()[0]
     whole = 4 * cin * (size + 2 * pad + 16) ** 2          # a whole padded input (+ slack)
     per_task = 4 * cin * rows * phases * (size // stride + 2 * pad + 16)   # (+ slack)
     assert ws.top == 0 and 0 < ws.per_task <= per_task < whole // 8, ws

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from edgecc import zoo
+from edgecc.errors import UsageError
 from edgecc.kernels import run_graph
 from edgecc.onnx_import import import_onnx
 from edgecc.ops import verify_graph
@@ -13,6 +14,7 @@ from edgecc.pass_manager import PassContext, PassManager, pipeline
 from edgecc.passes.convert_layout import ConvertLayout, macs
 
 from test_passes import G, apply, conv, feeds_for
+from tests.targets import ARM64, AVX2, AVX512
 
 
 def transforms(graph):
@@ -164,6 +166,17 @@ def test_classifier_reads_the_blocked_flatten_with_permuted_weights(flatten):
     assert flat.inputs[0].type.shape == (1, 2, 3, 3, 16)
 
 
+def test_convert_layout_needs_a_target_or_a_block():
+    """A pass never reads the machine it runs on: without a target (or an explicit block)
+    convert-layout refuses to guess the vector width."""
+    g = G(x=(1, 16, 10, 10))
+    graph = g.ret(g.op("Relu", [conv(g, g.x, 32, name="c1")]))
+    with pytest.raises(UsageError, match="convert-layout.*has no target"):
+        ConvertLayout().run(graph.clone(), PassContext())
+    assert ConvertLayout().run(graph.clone(), PassContext(target=AVX2))
+    assert ConvertLayout(block=16).run(graph.clone(), PassContext())
+
+
 def test_is_in_the_O3_pipeline_only():
     names = lambda lvl: [p.name for p in pipeline(lvl)]  # noqa: E731
     assert "convert-layout" in names(3)
@@ -171,15 +184,18 @@ def test_is_in_the_O3_pipeline_only():
     assert names(3).index("convert-layout") < names(3).index("fuse-kernels")
 
 
-@pytest.mark.parametrize("name,lanes", [("squeezenet", 16), ("ppocr_cls", 8),
-                                        ("squeezenet", 4)])
-def test_real_models_block_with_few_conversions_and_exact_outputs(zoo_source, name, lanes):
+@pytest.mark.parametrize("name,target", [("squeezenet", AVX512), ("ppocr_cls", AVX2),
+                                         ("squeezenet", ARM64)],
+                         ids=["squeezenet-avx512", "ppocr_cls-avx2", "squeezenet-neon"])
+def test_real_models_block_with_few_conversions_and_exact_outputs(zoo_source, name, target):
+    """The pass blocks by the f32 lanes of the target it is given (16, 8, 4)."""
+    lanes = target.lanes()
     graph = import_onnx(str(zoo_source(name)), zoo.default_input_shapes(name))
     passes = [p for p in pipeline(3) if p.name not in ("convert-layout", "fuse-kernels")]
     graph = PassManager(passes).run(graph)
     feeds = feeds_for(graph)
     want = run_graph(graph, feeds)
-    ctx = PassContext(options={"vector_lanes": lanes})
+    ctx = PassContext(target=target)
     assert ConvertLayout().run(graph, ctx)
     verify_graph(graph)
     convs = [op for op in graph.ops if op.kind == "Conv"]

@@ -11,6 +11,7 @@ from edgecc.onnx_export import export_onnx
 from edgecc.onnx_import import import_onnx
 from edgecc.ops import build_op
 from tests.onnx_cases import CASES, ort_run, rel_err
+from tests.targets import AVX512
 
 FAST_ZOO = ("squeezenet", "ppocr_cls")
 
@@ -176,7 +177,7 @@ def test_zoo_optimized_round_trip(name, zoo_path):
     path = str(zoo_path(name))
     feeds = _feeds(name)
     graph = import_onnx(path, zoo.default_input_shapes(name))
-    PassManager(pipeline(3)).run(graph)
+    PassManager(pipeline(3), target=AVX512).run(graph)
     assert "Fused" in graph.op_counts()
     model = _export_checked(graph)
     ref = ort_run(path, feeds)

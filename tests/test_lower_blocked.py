@@ -8,16 +8,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgecc.backends.tvm import schedule as tvm_schedule
+from edgecc.backends.tvm import primitives as tvm_schedule
+from edgecc.backends.tvm.build import KernelSet, run_kernels_in_tvm
 from edgecc.backends.tvm.schedule_conv_blocked import blocked_tile, depthwise_rows
-from edgecc.target import make_target
-from edgecc.backends.tvm.build import build_kernels, run_kernels_in_tvm
 from edgecc.backends.tvm.lower import lower_kernel
 from edgecc.ir import Graph
 from edgecc.kernels.executor import run_graph
 from edgecc.ops.layout import block_conv_weight, block_nchw
 from edgecc.ops import build_op
 from tests.graphs import operand
+from tests.targets import ARM64, AVX2, AVX512, FAST, runnable
 
 RNG = np.random.default_rng(11)
 
@@ -49,9 +49,9 @@ def one_op_graph(cases):
     return g, feeds
 
 
-def check(graph, feeds, tol=1e-4):
+def check(graph, feeds, target=FAST, tol=1e-4):
     tvm_schedule.FALLBACKS.clear()
-    got = run_kernels_in_tvm(graph, feeds)
+    got = run_kernels_in_tvm(graph, feeds, target)
     assert tvm_schedule.FALLBACKS == []
     for v, r, o in zip(graph.outputs, run_graph(graph, feeds), got):
         scale = max(1.0, float(np.max(np.abs(r))))
@@ -71,12 +71,14 @@ DEPTHWISE = [conv(16, 32, 32, 12, 3, depthwise=True),
              conv(4, 8, 8, (9, 30), 3, pads=[1, 0, 0, 2], depthwise=True)]
 
 
-def test_blocked_conv():
-    check(*one_op_graph(CONVS))
+@runnable
+def test_blocked_conv(target):
+    check(*one_op_graph(CONVS), target)
 
 
-def test_blocked_depthwise_conv():
-    check(*one_op_graph(DEPTHWISE))
+@runnable
+def test_blocked_depthwise_conv(target):
+    check(*one_op_graph(DEPTHWISE), target)
 
 
 def test_blocked_conv_fused_epilogue():
@@ -97,7 +99,7 @@ def test_blocked_conv_fused_epilogue():
     g.outputs = [a.output, m.output]
     fused = PassManager([parse_pass("fuse-kernels")]).run(g)
     assert [op.kind for op in fused.ops] == ["Fused"]
-    script = lower_kernel(fused.ops[0], "k").script()
+    script = lower_kernel(fused.ops[0], "k", AVX512).script()
     # the padded input first, then one parallel loop nest: every epilogue stage is
     # computed inside the conv's tasks
     top = [ln for ln in script.splitlines() if ln.startswith("    for ")]
@@ -161,7 +163,7 @@ def test_blocked_conv_reads_an_nchw_input_as_one_lane_blocks(k, order):
     """A stem conv (3 input channels) writes blocked output from its NCHW input viewed as
     [N, C, H, W, 1], with weights [M/c, C, kh, kw, 1, c]; with 7x7 taps (resnet50's and
     inception's stems) the taps loop outside the 3 channels (1.2x faster)."""
-    from edgecc.backends import tune
+    from edgecc.backends.tune.search import traced
     from edgecc.backends.tvm.lower import kernel_prim_func
     g, feeds = Graph("stem"), {}
     x = operand(g, feeds, "x", randn(1, 3, 17, 17), False)
@@ -173,8 +175,7 @@ def test_blocked_conv_reads_an_nchw_input_as_one_lane_blocks(k, order):
     g.ops += [view, cv]
     g.outputs = [cv.output]
     check(g, feeds)
-    with make_target("x86_64").tvm:
-        _, knobs = tune._traced(kernel_prim_func(cv), cv)
+    _, knobs = traced(kernel_prim_func(cv, AVX512), cv, AVX512)
     assert knobs["blocked.order"][0] == order
 
 
@@ -196,8 +197,9 @@ POOLS = [("MaxPool", [block_nchw(randn(1, 32, 15, 15), 16)],
           {"size": 4, "alpha": 1e-3, "beta": 0.6, "bias": 1.0, "layout": "NCHW4c"}, ())]
 
 
-def test_blocked_pools():
-    check(*one_op_graph(POOLS), tol=1e-5)
+@runnable
+def test_blocked_pools(target):
+    check(*one_op_graph(POOLS), target, tol=1e-5)
 
 
 TRANSFORMS = [("LayoutTransform", [randn(1, 32, 7, 7)],
@@ -210,10 +212,11 @@ TRANSFORMS = [("LayoutTransform", [randn(1, 32, 7, 7)],
                {"src_layout": "NCHW8c", "dst_layout": "NCHW"}, ())]
 
 
-def test_layout_transform():
+@runnable
+def test_layout_transform(target):
     g, feeds = one_op_graph(TRANSFORMS)
     tvm_schedule.FALLBACKS.clear()
-    for op, r, o in zip(g.ops, run_graph(g, feeds), run_kernels_in_tvm(g, feeds)):
+    for op, r, o in zip(g.ops, run_graph(g, feeds), run_kernels_in_tvm(g, feeds, target)):
         np.testing.assert_array_equal(o, r)       # data movement: exact
     assert tvm_schedule.FALLBACKS == []
 
@@ -245,19 +248,18 @@ def test_blocked_rules_build_for_arm64(tmp_path):
            {"src_layout": "NCHW4c", "dst_layout": "NCHW"}, ())]
     g, _ = one_op_graph(c4)
     tvm_schedule.FALLBACKS.clear()
-    lib = build_kernels(g, "arm64", tmp_path)
+    lib = KernelSet(g, ARM64).compile(tmp_path)
     data = lib.objects[0].read_bytes()
     assert data[:4] == b"\x7fELF" and int.from_bytes(data[18:20], "little") == 183  # aarch64
     assert tvm_schedule.FALLBACKS == []
 
 
-@pytest.mark.parametrize("mcpu,c", [("x86-64-v3", 8), ("x86-64-v3", 16)])
-def test_blocked_conv_on_avx2(mcpu, c):
+@pytest.mark.parametrize("c", [8, 16])
+def test_blocked_conv_on_avx2(c):
     """Tiles sized for 16 registers of 8 lanes (c = 16 takes two vectors per block)."""
-    from edgecc.target import make_target
     g, feeds = one_op_graph([conv(c, 32, 32, 11, 3), conv(c, 16, 16, 9, 3, depthwise=True)])
     tvm_schedule.FALLBACKS.clear()
-    got = run_kernels_in_tvm(g, feeds, make_target("x86_64", mcpu=mcpu))
+    got = run_kernels_in_tvm(g, feeds, AVX2)
     assert tvm_schedule.FALLBACKS == []
     for r, o in zip(run_graph(g, feeds), got):
         np.testing.assert_allclose(o, r, rtol=1e-4, atol=1e-3)

@@ -18,6 +18,7 @@ from edgecc.backends.memory.plan import enforce_max_arena, plan_graph
 from edgecc.errors import ResourceError
 from edgecc.ir import Graph, TensorType, Value
 from edgecc.ops import build_op
+from tests.targets import AVX512
 
 
 def plan_of(buffers, offsets, name="t"):
@@ -639,7 +640,7 @@ def import_model(name, level=0):
     g = onnx_import.import_onnx(str(path), zoo.default_input_shapes(name))
     if level:
         pm = pytest.importorskip("edgecc.pass_manager")
-        g = pm.PassManager(pm.pipeline(level)).run(g)
+        g = pm.PassManager(pm.pipeline(level), target=AVX512).run(g)
     return g
 
 

@@ -211,7 +211,7 @@ def test_output_error():
 # ---- the two passes -------------------------------------------------------------------------
 
 def _outputs(g):
-    from edgecc.driver import seeded_inputs
+    from edgecc.numerics import seeded_inputs
     return run_graph(g, seeded_inputs(g, 0))
 
 

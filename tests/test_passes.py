@@ -23,6 +23,7 @@ from edgecc.passes.fuse_hardswish import FuseHardSwish
 from edgecc.passes.fuse_kernels import FuseKernels
 from edgecc.passes.lower_batchnorm import LowerBatchNorm
 from edgecc.passes.simplify_algebra import SimplifyAlgebra
+from tests.targets import AVX512
 
 RNG = np.random.default_rng(0)
 
@@ -544,7 +545,7 @@ def test_o3_whole_model(name, zoo_path, tmp_path):
     from edgecc.pass_manager import PassManager, deep_clone, pipeline
     path, graph, feeds = imported(name, zoo_path)
     want = run_graph(graph, feeds)
-    opt = PassManager(pipeline(3)).run(deep_clone(graph))
+    opt = PassManager(pipeline(3), target=AVX512).run(deep_clone(graph))
     got = run_graph(opt, feeds)
     assert [v.name for v in opt.outputs] == [v.name for v in graph.outputs]
     for a, b in zip(want, got):
@@ -564,4 +565,4 @@ def test_pipelines_keep_their_promises(name, level, zoo_path):
     """--check-numerics semantics: after every pass the drift stays within its tolerance."""
     from edgecc.pass_manager import PassManager, pipeline
     _, graph, _ = imported(name, zoo_path)
-    PassManager(pipeline(level), check_numerics=True).run(graph)
+    PassManager(pipeline(level), check_numerics=True, target=AVX512).run(graph)

@@ -1,17 +1,20 @@
-"""Default per-class schedules (backends/tvm_schedule.py rules): every rule's kernels match the
-reference executor on several shapes (odd sizes, vector tails, strides, groups, fused
-epilogues), the rule is really applied (no fallback), and each rule builds for arm64."""
+"""Default per-class schedules (backends/tvm/schedule_*.py rules): every rule's kernels match
+the reference executor on several shapes (odd sizes, vector tails, strides, groups, fused
+epilogues), for every x86 variant that runs here (AVX-512 and AVX2 on an AVX-512 host), the
+rule is really applied (no fallback), decisions are checked for both x86 variants whatever the
+host, and each rule builds for arm64."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from edgecc.backends.tvm import schedule as tvm_schedule
-from edgecc.backends.tvm.build import build_kernels, run_kernels_in_tvm
+from edgecc.backends.tvm import primitives as tvm_schedule
+from edgecc.backends.tvm.build import KernelSet, run_kernels_in_tvm
 from edgecc.ir import Graph, TensorType, Value
 from edgecc.kernels.executor import run_graph
 from edgecc.ops import build_op
 from tests.graphs import operand
+from tests.targets import ARM64, AVX2, AVX512, X86, runnable, target_id
 
 RNG = np.random.default_rng(7)
 
@@ -37,11 +40,11 @@ def one_op_graph(cases):
     return g, feeds
 
 
-def check(cases, tol=1e-3):
+def check(cases, target, tol=1e-3):
     tvm_schedule.FALLBACKS.clear()
     g, feeds = one_op_graph(cases)
     ref = run_graph(g, feeds)
-    got = run_kernels_in_tvm(g, feeds)
+    got = run_kernels_in_tvm(g, feeds, target)
     for (kind, arrays, attrs, _), r, o in zip(cases, ref, got):
         scale = max(1.0, float(np.max(np.abs(r))))
         err = float(np.max(np.abs(r.astype(np.float64) - o)))
@@ -85,19 +88,23 @@ GLOBAL_POOLS = [("GlobalAveragePool", [randn(1, 48, 3, 96)], {}, ()),
                 ("GlobalMaxPool", [randn(1, 9, 6, 16)], {}, ())]
 
 
-def test_global_pool_rule():
-    check(GLOBAL_POOLS)
+@runnable
+def test_global_pool_rule(target):
+    check(GLOBAL_POOLS, target)
 
 
-def test_direct_and_pointwise_conv_rules():
-    check(CONVS)
+@runnable
+def test_direct_and_pointwise_conv_rules(target):
+    check(CONVS, target)
 
 
-def test_depthwise_conv_rule():
-    check(DEPTHWISE)
+@runnable
+def test_depthwise_conv_rule(target):
+    check(DEPTHWISE, target)
 
 
-def test_grouped_conv_tiles_stay_within_a_group():
+@runnable
+def test_grouped_conv_tiles_stay_within_a_group(target):
     """shufflenet's group-4 1x1 convs (34-136 channels per group): MI 17, the largest
     divisor of a group's channels the registers hold (8 or 16 would straddle or waste);
     group-1 convs keep MI <= 16. The grouped kernel computes the same."""
@@ -105,32 +112,42 @@ def test_grouped_conv_tiles_stay_within_a_group():
     assert conv_tile(136, 784, 16, 32, group_channels=34) == (17, 16)
     assert conv_tile(544, 16, 16, 32, group_channels=136) == (17, 16)
     assert conv_tile(544, 16, 16, 32) == (16, 16)
-    check([conv(136, 136, 28, 1, group=4)])
+    check([conv(136, 136, 28, 1, group=4)], target)
 
 
-@pytest.mark.parametrize("cin,hw,stride,rows", [(136, 28, 1, 28), (112, 56, 2, 2)])
-def test_depthwise_tasks_take_bands_of_rows(cin, hw, stride, rows):
+@pytest.mark.parametrize("target,cin,hw,stride,rows", [
+    (AVX512, 136, 28, 1, 28), (AVX512, 112, 56, 2, 2),     # 16 lanes: 2-row bands at 56x56
+    (AVX2, 136, 28, 1, 28), (AVX2, 112, 56, 2, 7)],        # 8 lanes: MI 8, narrower bands fit
+    ids=lambda x: target_id(x) if not isinstance(x, int) else str(x))
+def test_depthwise_tasks_take_bands_of_rows(target, cin, hw, stride, rows):
     """shufflenet's NCHW depthwise convs: a task computes a band of output rows from one
     padded copy of the input rows it reads (copied once instead of 3 times: 1.4x faster on
-    the 136-channel 28x28 layer), and computes the same."""
-    from edgecc.backends import tune
+    the 136-channel 28x28 layer) whose size depends on the target's tile, and computes the
+    same (where the target runs here)."""
+    from edgecc.backends.tune.search import traced
     from edgecc.backends.tvm.lower import kernel_prim_func
     case = conv(cin, cin, hw, 3, stride=stride, group=cin)
-    g = check([case])
-    _, knobs = tune._traced(kernel_prim_func(g.ops[0]), g.ops[0])
+    g, _ = one_op_graph([case])
+    _, knobs = traced(kernel_prim_func(g.ops[0], target), g.ops[0], target)
     assert knobs["conv.rows"][0] == rows
+    if target.runs_here():
+        check([case], target)
 
 
-def test_conv_transpose_phases():
-    check(CONV_T)
+@runnable
+def test_conv_transpose_phases(target):
+    check(CONV_T, target)
 
 
+@pytest.mark.parametrize("target", X86, ids=target_id)
 @pytest.mark.parametrize("kind,wshape,attrs,out", [
     ("Conv", (24, 20, 3, 3), {"pads": [1] * 4}, (1, 24, 15, 15)),
     ("ConvTranspose", (20, 24, 2, 2), {"strides": [2, 2]}, (1, 24, 30, 30))])
-def test_fused_epilogue(kind, wshape, attrs, out):
+def test_fused_epilogue(kind, wshape, attrs, out, target):
     """Conv/ConvTranspose + bias + Relu + residual Add as one Fused kernel (the anchor's rule
-    schedules it)."""
+    schedules it). With 16 lanes the conv stays NCHW (24 channels are not whole blocks); with
+    8 it runs blocked: its 20-channel input read as a view, the residual's conversion inside
+    the kernel, one conversion of the result back to NCHW."""
     from edgecc.pass_manager import PassManager, pipeline
     x = Value("x", TensorType("f32", (1, 20, 15, 15)))
     r = Value("r", TensorType("f32", out))
@@ -142,19 +159,26 @@ def test_fused_epilogue(kind, wshape, attrs, out):
     s = build_op("Add", [a.outputs[0], r], {})
     g.ops = [c, a, s]
     g.outputs = s.outputs
-    fused = PassManager(pipeline(3)).run(g)
-    assert [op.kind for op in fused.ops] == ["Fused"]
+    fused = PassManager(pipeline(3), target=target).run(g)
+    kernels = [op for op in fused.ops if op.kind == "Fused"]
+    assert len(kernels) == 1
+    assert {kind, "Relu", "Add"} <= {o.kind for o in kernels[0].attrs["body"].ops}
+    blocked = kind == "Conv" and target.lanes() == 8
+    assert [op.kind for op in fused.ops if op.kind != "Fused"] == \
+        (["Reshape", "LayoutTransform"] if blocked else [])    # x viewed [N,C,H,W,1]; output
+    if not target.runs_here():
+        return
     feeds = {"x": randn(1, 20, 15, 15), "r": randn(*out)}
     tvm_schedule.FALLBACKS.clear()
-    np.testing.assert_allclose(run_kernels_in_tvm(fused, feeds)[0], run_graph(g, feeds)[0],
-                               rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(run_kernels_in_tvm(fused, feeds, target)[0],
+                               run_graph(g, feeds)[0], rtol=1e-4, atol=1e-3)
     assert tvm_schedule.FALLBACKS == []
 
 
 def test_rules_build_for_arm64(tmp_path):
     g, _ = one_op_graph([CONVS[0], CONVS[4], DEPTHWISE[0], CONV_T[0], GLOBAL_POOLS[0]])
     tvm_schedule.FALLBACKS.clear()
-    lib = build_kernels(g, "arm64", tmp_path)
+    lib = KernelSet(g, ARM64).compile(tmp_path)
     data = lib.objects[0].read_bytes()
     assert data[:4] == b"\x7fELF" and int.from_bytes(data[18:20], "little") == 183  # aarch64
     assert tvm_schedule.FALLBACKS == []
@@ -162,17 +186,25 @@ def test_rules_build_for_arm64(tmp_path):
 
 def test_lanes_follow_the_target():
     from edgecc.target import make_target
-    assert tvm_schedule.vector_lanes(make_target("x86_64", mcpu="x86-64-v4").tvm) == 16
-    assert tvm_schedule.vector_lanes(make_target("x86_64", mcpu="x86-64-v3").tvm) == 8
-    assert tvm_schedule.vector_lanes(make_target("arm64").tvm) == 4
+    assert AVX512.lanes() == 16 and AVX512.vector_registers == 32
+    assert AVX2.lanes() == 8 and AVX2.vector_registers == 16
+    assert ARM64.lanes() == 4 and ARM64.lanes("i8") == 16
+    assert make_target("x86_64", mcpu="cascadelake").lanes() == 16    # named CPUs too
+    assert make_target("x86_64", mcpu="znver2").lanes() == 8
 
 
-@pytest.mark.parametrize("case,packed", [(CONVS[1], False), (CONVS[8], True),
-                                         (CONVS[10], True), (CONVS[11], False)])
-def test_rule_is_parallel_and_vectorized(case, packed):
+@pytest.mark.parametrize("target,case,packed", [
+    (AVX512, CONVS[1], False), (AVX512, CONVS[8], True), (AVX512, CONVS[10], True),
+    (AVX512, CONVS[11], False),
+    # AVX2 (16 registers): the 5-wide rows of CONVS[8] take MI 4 (no L1 set conflict), the
+    # 24-column plane of CONVS[10] MI 8 weight rows 4 KiB apart (packed)
+    (AVX2, CONVS[1], False), (AVX2, CONVS[8], False), (AVX2, CONVS[10], True),
+    (AVX2, CONVS[11], False)], ids=lambda x: target_id(x) if not isinstance(x, (bool, tuple))
+    else None)
+def test_rule_is_parallel_and_vectorized(target, case, packed):
     from edgecc.backends.tvm.lower import lower_kernel
     g, _ = one_op_graph([case])
-    script = lower_kernel(g.ops[0], "k").script()
+    script = lower_kernel(g.ops[0], "k", target).script()
     assert "T.parallel" in script and "T.vectorized" in script
     assert ("conv_wpack" in script) == packed
 
@@ -193,8 +225,9 @@ DENSE = [("Gemm", [randn(1, 100), randn(37, 100), randn(37)], {"transB": 1}, (1,
          ("MatMul", [randn(4, 7), randn(7)], {}, ())]
 
 
-def test_dense_rule():
-    check(DENSE)
+@runnable
+def test_dense_rule(target):
+    check(DENSE, target)
 
 
 def test_dense_rule_shapes_the_loops():
@@ -204,14 +237,15 @@ def test_dense_rule_shapes_the_loops():
     g, _ = one_op_graph([("Gemm", [randn(1, 512), randn(256, 512), randn(256)],
                           {"transB": 1}, (1, 2)),
                          ("Gemm", [randn(64, 128), randn(96, 128)], {"transB": 1}, (1,))])
-    gemv, tiled = (lower_kernel(op, "k").script() for op in g.ops)
+    gemv, tiled = (lower_kernel(op, "k", AVX512).script() for op in g.ops)
     assert "gemm_rf" in gemv and "T.vectorized" in gemv and "T.parallel" in gemv
     assert "gemm_rf" not in tiled and "T.vectorized" in tiled and "T.parallel" in tiled
     assert "T.unroll" in tiled
 
 
+@runnable
 @pytest.mark.parametrize("m,kind", [(1, "Gemm"), (6, "Gemm"), (6, "MatMul")])
-def test_dense_fused_epilogue(m, kind):
+def test_dense_fused_epilogue(m, kind, target):
     """Gemm/MatMul + bias + Relu as one Fused kernel scheduled by the dense rule."""
     from edgecc.pass_manager import PassManager, pipeline
     x = Value("x", TensorType("f32", (m, 70)))
@@ -226,11 +260,11 @@ def test_dense_fused_epilogue(m, kind):
     r = build_op("Relu", [y.outputs[0]], {})
     g.ops = [op] + ([y] if y is not op else []) + [r]
     g.outputs = r.outputs
-    fused = PassManager(pipeline(3)).run(g)
+    fused = PassManager(pipeline(3), target=target).run(g)
     assert [o.kind for o in fused.ops] == ["Fused"]
     feeds = {"x": randn(m, 70)}
     tvm_schedule.FALLBACKS.clear()
-    np.testing.assert_allclose(run_kernels_in_tvm(fused, feeds)[0], run_graph(g, feeds)[0],
+    np.testing.assert_allclose(run_kernels_in_tvm(fused, feeds, target)[0], run_graph(g, feeds)[0],
                                rtol=1e-4, atol=1e-3)
     assert tvm_schedule.FALLBACKS == []
 
@@ -238,7 +272,7 @@ def test_dense_fused_epilogue(m, kind):
 def test_dense_rule_builds_for_arm64(tmp_path):
     g, _ = one_op_graph([DENSE[1], DENSE[4], DENSE[7], DENSE[8]])
     tvm_schedule.FALLBACKS.clear()
-    lib = build_kernels(g, "arm64", tmp_path)
+    lib = KernelSet(g, ARM64).compile(tmp_path)
     data = lib.objects[0].read_bytes()
     assert data[:4] == b"\x7fELF" and int.from_bytes(data[18:20], "little") == 183  # aarch64
     assert tvm_schedule.FALLBACKS == []

@@ -17,18 +17,23 @@ from onnx import TensorProto, helper
 
 import edgecc
 from edgecc.backends import tune
-from edgecc.target import make_target
-from edgecc.backends.tvm.build import plan_kernels
+from edgecc.backends.tune import records as tune_records
+from edgecc.backends.tune import search as tune_search
+from edgecc.backends.tvm.build import KernelSet
 from edgecc.backends.tvm.lower import kernel_prim_func
+from edgecc.target import make_target
 from edgecc.cli import main
 from edgecc.driver import Options, optimize, run_compile
 from edgecc.errors import UsageError
 from edgecc.kernels import run_graph
 from edgecc.onnx_import import import_onnx
+from tests.targets import AVX512, FAST, X86, target_id
 
 pytest.importorskip("psutil")       # MetaSchedule counts cores with it
 
 TRIALS = 8
+# tuning measures kernels on this machine: the fastest x86 variant that runs here
+MCPU = {"mcpu": FAST.mcpu}
 
 
 def _conv_model(path: Path, channels=16, size=16) -> Path:
@@ -56,7 +61,7 @@ def tuned(tmp_path_factory):
     cache = root / "cache"
     log = io.StringIO()
     art = run_compile(str(model), Options(
-        outdir=str(root / "tuned"), tune=TRIALS, tuning_cache=str(cache)), log=log)
+        outdir=str(root / "tuned"), tune=TRIALS, tuning_cache=str(cache), **MCPU), log=log)
     return model, cache, art, log.getvalue()
 
 
@@ -66,7 +71,7 @@ def _feeds():
 
 def test_tuning_writes_records(tuned):
     model, cache, art, log = tuned
-    key = tune.target_key(make_target("x86_64"))
+    key = tune.target_key(FAST)
     records = (cache / key / "database_tuning_record.json").read_text().splitlines()
     # the default schedule and the best tuned candidate are both measured records
     assert 1 <= len(records) <= 2
@@ -86,29 +91,28 @@ def test_records_reused_without_tuning_and_builds_identical(tuned, tmp_path, mon
 
     def no_search(*args, **kwargs):
         raise AssertionError("a build with records must not tune")
-    monkeypatch.setattr(tune, "_search", no_search)
+    monkeypatch.setattr(tune_search, "search", no_search)
     objs = []
     for i in range(2):
         out = tmp_path / f"b{i}"
-        edgecc.compile(str(model), outdir=str(out), tuning_cache=str(cache))
+        edgecc.compile(str(model), outdir=str(out), tuning_cache=str(cache), **MCPU)
         objs.append((out / "kernels.o").read_bytes())
     assert objs[0] == objs[1]
     # --tune N with every chosen kernel already recorded: still no search
     edgecc.compile(str(model), outdir=str(tmp_path / "b2"), tune=TRIALS,
-                   tuning_cache=str(cache))
+                   tuning_cache=str(cache), **MCPU)
     assert (tmp_path / "b2" / "kernels.o").read_bytes() == objs[0]
 
 
 def test_build_applies_the_best_record(tuned):
     model, cache, _, _ = tuned
-    graph = optimize(import_onnx(str(model)), Options())[0]
-    target = make_target("x86_64")
-    records = tune.tuning_for(graph, target, 0, str(cache))
-    plan_kernels(graph, tuning=records)
+    graph = optimize(import_onnx(str(model)), Options(), target=FAST)[0]
+    records = tune.tuning_for(graph, FAST, 0, str(cache))
+    KernelSet(graph, FAST, records)
     assert len(records.used) == 1           # the conv kernel came from a record
     conv = next(op for op in graph.ops if op.kind in ("Conv", "Fused"))
-    ranked = records.ranked(kernel_prim_func(conv))
-    means = [tune._mean(r) for r in ranked]
+    ranked = records.ranked(kernel_prim_func(conv, FAST))
+    means = [tune_records.mean_secs(r) for r in ranked]
     assert means == sorted(means)
 
 
@@ -116,9 +120,9 @@ def test_records_never_apply_to_another_target(tuned):
     model, cache, _, _ = tuned
     graph = import_onnx(str(model))
     other = make_target("x86_64", mcpu="x86-64-v2")
-    assert tune.target_key(other) != tune.target_key(make_target("x86_64"))
+    assert tune.target_key(other) != tune.target_key(FAST)
     records = tune.TuningRecords(cache, other)
-    plan_kernels(graph, tuning=records)
+    KernelSet(graph, other, records)
     assert records.used == []
 
 
@@ -159,14 +163,14 @@ def test_choose_kernels_covers_the_flops(tmp_path):
     relu = build_op("Relu", [small.outputs[0]], {}, name="relu")
     g.ops += [big, small, relu]
     g.outputs.append(relu.outputs[0])
-    chosen = tune.choose_kernels(g, 100)
+    chosen = tune.choose_kernels(g, FAST, 100)
     assert [c.op.name for c in chosen] == ["big"]      # 97% of the FLOPs: enough alone
     assert chosen[0].trials == 100 and chosen[0].share > 0.9
-    both = tune.choose_kernels(g, 1000, coverage=0.99)
+    both = tune.choose_kernels(g, FAST, 1000, coverage=0.99)
     assert [c.op.name for c in both] == ["big", "small"]
     assert sum(c.trials for c in both) == 1000 and all(c.trials >= 8 for c in both)
     # a kernel whose share of the budget is below MIN_TRIALS is left to the default
-    assert [c.op.name for c in tune.choose_kernels(g, 100, coverage=0.99)] == ["big"]
+    assert [c.op.name for c in tune.choose_kernels(g, FAST, 100, coverage=0.99)] == ["big"]
 
 
 def test_device_tuning_tasks_for_arm64(tmp_path):
@@ -188,23 +192,26 @@ def test_failed_search_keeps_the_default_schedule(tmp_path, monkeypatch):
     """MetaSchedule runs for kernels under the generic schedule (the Conv rule removed)."""
     import io
 
-    from edgecc.backends.tvm import schedule as tvm_schedule
+    from edgecc.backends.tvm import primitives
 
     def boom(*args, **kwargs):
         raise RuntimeError("no design space for this block")
-    monkeypatch.setattr(tune, "_search", boom)
-    monkeypatch.delitem(tvm_schedule.SCHEDULE_RULES, "Conv")
+    monkeypatch.setattr(tune_search, "search", boom)
+    monkeypatch.delitem(primitives.SCHEDULE_RULES, "Conv")
     model = _conv_model(tmp_path / "conv.onnx")
-    graph = optimize(import_onnx(str(model)), Options())[0]
+    graph = optimize(import_onnx(str(model)), Options(), target=FAST)[0]
     log = io.StringIO()
-    records = tune.tune_kernels(graph, "x86_64", TRIALS, tmp_path / "cache", progress=log)
+    records = tune.tune_kernels(graph, FAST, TRIALS, tmp_path / "cache", progress=log)
     assert "search failed: RuntimeError: no design space" in log.getvalue()
     assert len(records) == 1                    # the default schedule's record
-    calls, funcs = plan_kernels(graph, tuning=records)
-    _, default = plan_kernels(graph)
+    _same_kernels(KernelSet(graph, FAST, records), KernelSet(graph, FAST))
+
+
+def _same_kernels(a: KernelSet, b: KernelSet) -> None:
     import tvm
-    for name in funcs:
-        tvm.ir.assert_structural_equal(funcs[name][0], default[name][0])
+    for ka, kb in zip(a.functions(), b.functions()):
+        assert ka.func == kb.func
+        tvm.ir.assert_structural_equal(ka.prim, kb.prim)
 
 
 def test_tuned_schedule_lands_in_the_bundle(tmp_path, monkeypatch):
@@ -213,10 +220,10 @@ def test_tuned_schedule_lands_in_the_bundle(tmp_path, monkeypatch):
     chosen; the bundle differs from the untuned one and still matches the reference executor.
     (The one kernel is at the arena's peak: the memory plan would build it scratch-free, with
     no record, whenever MetaSchedule's schedule has scratch; here it keeps its scratch.)"""
-    from edgecc.backends.bundle import layout as bundle_layout
-    from edgecc.backends.tvm import schedule as tvm_schedule
-    monkeypatch.delitem(tvm_schedule.SCHEDULE_RULES, "MatMul")
-    monkeypatch.setattr(bundle_layout, "fast_without_scratch", lambda op: False)
+    from edgecc.backends.bundle import program
+    from edgecc.backends.tvm import primitives
+    monkeypatch.delitem(primitives.SCHEDULE_RULES, "MatMul")
+    monkeypatch.setattr(program, "fast_without_scratch", lambda op: False)
     rng = np.random.default_rng(0)
     w = (rng.standard_normal((512, 512)) * 0.05).astype(np.float32)
     graph = helper.make_graph(
@@ -228,9 +235,9 @@ def test_tuned_schedule_lands_in_the_bundle(tmp_path, monkeypatch):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), model)
     cache = tmp_path / "cache"
     tuned = edgecc.compile(str(model), outdir=str(tmp_path / "t"), tune=TRIALS,
-                           tuning_cache=str(cache))
-    plain = edgecc.compile(str(model), outdir=str(tmp_path / "p"))
-    key = tune.target_key(make_target("x86_64"))
+                           tuning_cache=str(cache), **MCPU)
+    plain = edgecc.compile(str(model), outdir=str(tmp_path / "p"), **MCPU)
+    key = tune.target_key(FAST)
     assert len((cache / key / "database_tuning_record.json").read_text().splitlines()) == 2
     objects = [(tmp_path / d / "kernels.o").read_bytes() for d in ("t", "p")]
     assert objects[0] != objects[1]
@@ -256,7 +263,7 @@ def _pointwise_model(path: Path, channels=16, size=16) -> Path:
 
 
 def _records(cache: Path) -> list[str]:
-    key = tune.target_key(make_target("x86_64"))
+    key = tune.target_key(FAST)
     return (cache / key / "database_tuning_record.json").read_text().splitlines()
 
 
@@ -271,12 +278,13 @@ def test_knob_record_lands_in_the_bundle(tmp_path, monkeypatch):
     model = _pointwise_model(tmp_path / "pw.onnx")
     cache, log = tmp_path / "cache", io.StringIO()
     tuned = run_compile(str(model), Options(outdir=str(tmp_path / "t"), tune=TRIALS,
-                                            tuning_cache=str(cache)), log=log)
+                                            tuning_cache=str(cache), **MCPU), log=log)
     assert "conv.tile (1, 1) -> (" in log.getvalue() and "(tuned: knobs;" in log.getvalue(), \
         log.getvalue()
     assert len(_records(cache)) == 2                   # the default and the knob winner
-    plain = edgecc.compile(str(model), outdir=str(tmp_path / "p"))
-    again = edgecc.compile(str(model), outdir=str(tmp_path / "r"), tuning_cache=str(cache))
+    plain = edgecc.compile(str(model), outdir=str(tmp_path / "p"), **MCPU)
+    again = edgecc.compile(str(model), outdir=str(tmp_path / "r"), tuning_cache=str(cache),
+                           **MCPU)
     objects = [(tmp_path / d / "kernels.o").read_bytes() for d in ("t", "p", "r")]
     assert objects[0] != objects[1] and objects[0] == objects[2]
     x = {"x": np.random.default_rng(1).standard_normal((1, 16, 16, 16)).astype(np.float32)}
@@ -295,17 +303,15 @@ def test_slower_candidate_is_not_chosen(tmp_path, monkeypatch):
     from edgecc.backends.tvm import schedule_conv
     monkeypatch.setattr(schedule_conv, "conv_tiles", lambda *args, **kwargs: [(1, 1)])
     model = _pointwise_model(tmp_path / "pw.onnx")
-    graph = optimize(import_onnx(str(model)), Options())[0]
+    graph = optimize(import_onnx(str(model)), Options(), target=FAST)[0]
     log = io.StringIO()
-    records = tune.tune_kernels(graph, "x86_64", TRIALS, tmp_path / "cache", progress=log)
+    records = tune.tune_kernels(graph, FAST, TRIALS, tmp_path / "cache", progress=log)
     assert "the default schedule stays" in log.getvalue(), log.getvalue()
     assert "1 knob candidate" in log.getvalue(), log.getvalue()
     assert len(records) == 1
-    _, funcs = plan_kernels(graph, tuning=records)
-    _, default = plan_kernels(graph)
+    tuned = KernelSet(graph, FAST, records)
     assert len(records.used) == 1
-    for name in funcs:
-        tvm.ir.assert_structural_equal(funcs[name][0], default[name][0])
+    _same_kernels(tuned, KernelSet(graph, FAST))
 
 
 def test_knobs_leave_the_default_schedules_alone():
@@ -325,30 +331,30 @@ def test_knobs_leave_the_default_schedules_alone():
         knob("t", (4, 2), lambda: [(2, 2)])
 
 
+@pytest.mark.parametrize("target", X86, ids=target_id)
 @pytest.mark.parametrize("opt_level", [2, 3])
-def test_default_rule_traced_without_overrides_is_the_build_schedule(tmp_path, opt_level):
-    """tune._traced (the default record) schedules exactly like a build; its knobs list
+def test_default_rule_traced_without_overrides_is_the_build_schedule(tmp_path, opt_level,
+                                                                     target):
+    """search.traced (the default record) schedules exactly like a build; its knobs list
     the model's picks first among valid choices (NCHW conv at -O2, blocked at -O3)."""
     import tvm
 
     from edgecc.backends.tvm.lower import anchor_kind
+    from edgecc.backends.tvm.primitives import ScheduleContext
     from edgecc.backends.tvm.schedule import schedule
     model = _conv_model(tmp_path / "conv.onnx")
-    graph = optimize(import_onnx(str(model)), Options(opt_level=opt_level))[0]
-    target = make_target("x86_64")
+    graph = optimize(import_onnx(str(model)), Options(opt_level=opt_level), target=target)[0]
     op = next(op for op in graph.ops if anchor_kind(op) == "Conv")
-    func = kernel_prim_func(op)
-    with target.tvm:
-        sch, knobs = tune._traced(func, op)
-        built = schedule(kernel_prim_func(op), "Conv")
+    func = kernel_prim_func(op, target)
+    sch, knobs = tune_search.traced(func, op, target)
+    built = schedule(kernel_prim_func(op, target), "Conv", ScheduleContext(target))
     tvm.ir.assert_structural_equal(sch.mod["main"], built.with_attr("global_symbol", "main"))
     tile = "conv.tile" if opt_level == 2 else "blocked.tile"
     assert tile in knobs and len(knobs[tile][1]) > 1
     for name, (default, choices) in knobs.items():
         assert default in choices
-        with target.tvm:     # every choice schedules this workload
-            for value in choices[:4]:
-                tune._traced(func, op, {name: value})
+        for value in choices[:4]:           # every choice schedules this workload
+            tune_search.traced(func, op, target, {name: value})
 
 
 def test_candidates_with_scratch_at_the_arena_peak_are_rejected(zoo_path):
@@ -357,16 +363,16 @@ def test_candidates_with_scratch_at_the_arena_peak_are_rejected(zoo_path):
     their record); a few rows per task does not. Against a per-task reference the guard
     rejects the whole-input candidate; against a whole-input reference it accepts both
     (no op becomes lean that the reference did not already make lean)."""
-    graph = optimize(import_onnx(str(zoo_path("resnet50"))), Options())[0]
-    target = make_target("x86_64")
-    peak = tune._ArenaPeak(graph, target)
+    from edgecc.backends.tune.arena_guard import ArenaGuard
+    target = AVX512                    # the plan decides; nothing runs
+    graph = optimize(import_onnx(str(zoo_path("resnet50"))), Options(), target=target)[0]
+    peak = ArenaGuard(graph, target)
     verdicts = []
-    for c in tune.choose_kernels(graph, 200)[:3]:       # k3 (56x56 3x3) is among them
-        func = kernel_prim_func(c.op)
-        with target.tvm:
-            default, _ = tune._traced(func, c.op)
-            once, _ = tune._traced(func, c.op, {"blocked.pad_per_task": 0})
-            rows, _ = tune._traced(func, c.op, {"blocked.pad_per_task": 1})
+    for c in tune.choose_kernels(graph, target, 200)[:3]:   # k3 (56x56 3x3) is among them
+        func = kernel_prim_func(c.op, target)
+        default, _ = tune_search.traced(func, c.op, target)
+        once, _ = tune_search.traced(func, c.op, target, {"blocked.pad_per_task": 0})
+        rows, _ = tune_search.traced(func, c.op, target, {"blocked.pad_per_task": 1})
         assert peak.guard(c.indices, default)(default)
         assert peak.guard(c.indices, once)(rows)
         verdicts.append(peak.guard(c.indices, rows)(once))

@@ -17,9 +17,10 @@ from edgecc.errors import ModelError
 from edgecc.ir import Graph, TensorType, Value
 from edgecc.kernels.executor import run_graph
 from edgecc.ops import build_op
+from edgecc.backends.tvm.build import KernelSet, kernel_key, run_kernels_in_tvm
 from edgecc.target import make_target
-from edgecc.backends.tvm.build import build_kernels, kernel_key, run_kernels_in_tvm
 from tests.graphs import operand
+from tests.targets import ARM64, AVX2, AVX512, FAST, X86, target_id
 
 RNG = np.random.default_rng(1234)
 
@@ -55,7 +56,7 @@ class Cases:
 
     def check(self, tol=1e-3):
         ref = run_graph(self.graph, self.feeds)
-        got = run_kernels_in_tvm(self.graph, self.feeds)
+        got = run_kernels_in_tvm(self.graph, self.feeds, FAST)
         assert len(got) == len(ref)
         bad = []
         for label, r, g in zip(self.labels, ref, got):
@@ -296,20 +297,20 @@ def assert_close(ref, got, tol=1e-3):
 
 
 def test_fused_conv_bias_relu_is_one_kernel():
-    from edgecc.backends.tvm import schedule as tvm_schedule
-    from edgecc.backends.tvm.build import plan_kernels
+    from edgecc.backends.tvm import primitives as tvm_schedule
     g, feeds = fused_graph(conv_bias_relu, [randn(1, 8, 12, 12), randn(16, 8, 3, 3), randn(16)],
                            param_positions=(1, 2), label="conv_bias_relu")
     tvm_schedule.FALLBACKS.clear()
-    calls, funcs = plan_kernels(g)
-    assert [c.kind for c in calls] == ["kernel"] and list(funcs) == ["k0_conv_bias_relu"]
+    kernels = KernelSet(g, FAST)
+    assert [c.kind for c in kernels.calls()] == ["kernel"]
+    assert [k.func for k in kernels.functions()] == ["k0_conv_bias_relu"]
     assert tvm_schedule.FALLBACKS == []          # the Conv rule scheduled the fused kernel
-    assert_close(run_graph(g, feeds), run_kernels_in_tvm(g, feeds))
+    assert_close(run_graph(g, feeds), run_kernels_in_tvm(g, feeds, FAST))
 
 
 def test_fused_elementwise_chain_with_view_and_two_results():
     g, feeds = fused_graph(elementwise_chain, [randn(2, 3, 4, 5), randn(3, 1, 5)])
-    assert_close(run_graph(g, feeds), run_kernels_in_tvm(g, feeds))
+    assert_close(run_graph(g, feeds), run_kernels_in_tvm(g, feeds, FAST))
 
 
 # ---- build: library layout, dedup, determinism, arm64, errors ---------------------------------
@@ -332,8 +333,7 @@ def two_conv_graph():
 
 @pytest.fixture(scope="module")
 def x86_lib(tmp_path_factory):
-    return build_kernels(two_conv_graph(), make_target("x86_64", mcpu="x86-64-v3"),
-                         tmp_path_factory.mktemp("x86"))
+    return KernelSet(two_conv_graph(), AVX2).compile(tmp_path_factory.mktemp("x86"))
 
 
 def test_library_calls_dedup_and_views(x86_lib):
@@ -351,12 +351,12 @@ def test_library_calls_dedup_and_views(x86_lib):
 
 
 def test_build_is_deterministic(x86_lib, tmp_path):
-    again = build_kernels(two_conv_graph(), make_target("x86_64", mcpu="x86-64-v3"), tmp_path)
+    again = KernelSet(two_conv_graph(), AVX2).compile(tmp_path)
     assert again.objects[0].read_bytes() == x86_lib.objects[0].read_bytes()
 
 
 def test_arm64_build_is_an_aarch64_elf_object(tmp_path):
-    lib = build_kernels(two_conv_graph(), make_target("arm64"), tmp_path)
+    lib = KernelSet(two_conv_graph(), ARM64).compile(tmp_path)
     data = lib.objects[0].read_bytes()
     assert data[:4] == b"\x7fELF" and data[4] == 2                       # ELF64
     e_type, e_machine = struct.unpack("<HH", data[16:20])
@@ -376,18 +376,18 @@ def test_kernel_key_distinguishes_attrs_and_types():
 
 
 def test_unsupported_op_is_a_model_error_naming_the_node(monkeypatch):
-    from edgecc.backends.tvm import lower as tvm_lower
-    tvm_lower._load()
-    monkeypatch.delitem(tvm_lower.LOWERINGS, "Relu")
+    from edgecc.backends.tvm import te_rules
+    monkeypatch.delitem(te_rules.LOWERINGS, "Relu")
     x = Value("x", TensorType("f32", (4,)))
     op = build_op("Relu", [x], name="my_relu")
     g = Graph("g", [x], [], [op], [op.output])
     with pytest.raises(ModelError, match="my_relu"):
-        build_kernels(g, "x86_64", "/tmp/unused-edgecc-test")
+        KernelSet(g, AVX2)
 
 
-def test_conv_schedule_rule_applies_to_common_convs():
-    from edgecc.backends.tvm import schedule as tvm_schedule
+@pytest.mark.parametrize("target", X86, ids=target_id)
+def test_conv_schedule_rule_applies_to_common_convs(target):
+    from edgecc.backends.tvm import primitives as tvm_schedule
     from edgecc.backends.tvm.lower import lower_kernel
     tvm_schedule.FALLBACKS.clear()
     for cin, cout, hw, k, pads, stride, group in [(16, 32, 13, 3, [1] * 4, 1, 1),
@@ -397,7 +397,7 @@ def test_conv_schedule_rule_applies_to_common_convs():
         x = Value("x", TensorType("f32", (1, cin, hw, hw)))
         w = Value("w", TensorType("f32", (cout, cin // group, k, k)))
         op = build_op("Conv", [x, w], {"pads": pads, "strides": [stride] * 2, "group": group})
-        script = lower_kernel(op, "k").script()
+        script = lower_kernel(op, "k", target).script()
         assert "T.parallel" in script and "T.vectorized" in script
     assert tvm_schedule.FALLBACKS == []
 
@@ -410,7 +410,7 @@ def _model_check(zoo_path, name, tol=1e-3):
     g = import_onnx(str(zoo_path(name)), zoo.default_input_shapes(name))
     feeds = zoo.sample_inputs(name)
     ref = run_graph(g, feeds)
-    got = run_kernels_in_tvm(g, feeds)
+    got = run_kernels_in_tvm(g, feeds, FAST)
     for r, o in zip(ref, got):
         scale = max(1e-6, float(np.max(np.abs(r))))
         assert float(np.max(np.abs(r - o))) <= tol * scale, name
@@ -472,7 +472,8 @@ def test_node_conformance_through_tvm():
         except Exception:          # not importable: test_node_conformance accounts for it
             continue
         try:
-            got = run_kernels_in_tvm(graph, {v.name: feeds[v.name] for v in graph.inputs})
+            got = run_kernels_in_tvm(graph, {v.name: feeds[v.name] for v in graph.inputs},
+                                     FAST)
         except Exception as e:
             bad.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[-1][:200]}")
             continue
@@ -499,6 +500,13 @@ def test_targets(tmp_path):
     assert arm.tvm.attrs["mtriple"] == "aarch64-linux-gnu"
     assert make_target("x86_64", mcpu="skylake-avx512").tvm.attrs["mcpu"] == "skylake-avx512"
     assert make_target("x86_64") == make_target("x86_64")            # deterministic
+    assert make_target("x86_64").mcpu == "x86-64-v3"       # portable unless a CPU is named
+    assert AVX512.has("avx512f") and not AVX2.has("avx512f") and AVX2.has("fma")
+    assert make_target("x86_64", mcpu="cascadelake").int8_dot == "avx512vnni"
+    assert make_target("x86_64", mcpu="alderlake").int8_dot == "avxvnni"
+    assert ARM64.int8_dot is None and arm.int8_dot == "dotprod" and arm.has("dotprod")
+    with pytest.raises(UsageError, match="not a CPU LLVM knows"):
+        make_target("x86_64", mcpu="pentium-9000")
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor : 0\nflags : fpu sse4_1 sse4_2 ssse3 popcnt cx16 avx avx2 "
                        "bmi1 bmi2 fma movbe xsave\n")

@@ -1,16 +1,16 @@
 """The text of a bundle: model.h, model.c, example.c, the weights assembly, the build snippets.
 
-Every function here is a pure rendering of a `Layout` (bundle_layout.py): same layout, same
+Every function here is a pure rendering of a `Program` (bundle_layout.py): same layout, same
 bytes. `<id>` is the bundle name (a C identifier); `<ID>` its upper case.
 """
 from __future__ import annotations
 
 import json
 
-from edgecc import __version__
+from edgecc.version import __version__
 from edgecc.dtypes import DTYPE
 
-from edgecc.backends.bundle.layout import IOSpec, Layout
+from edgecc.backends.bundle.program import IOSpec, Program
 
 RUNTIME_SOURCES = ("rt_error.c", "rt_workspace.c", "rt_threads.c")
 RUNTIME_HEADER = "edgecc_runtime.h"
@@ -71,7 +71,7 @@ def _io_macros(ID: str, kind: str, i: int, spec: IOSpec) -> list[str]:
     ]
 
 
-def render_header(lay: Layout) -> str:
+def render_header(lay: Program) -> str:
     n, ID = lay.name, lay.name.upper()
     lines = [
         f"/* {n}: edgecc {__version__} bundle for {lay.target} ({lay.triple}).",
@@ -165,7 +165,7 @@ def _io_tables(n: str, io: str, specs: list[IOSpec]) -> list[str]:
 _WHERE = {"arena": "AT_ARENA", "input": "AT_INPUT", "output": "AT_OUTPUT", "weights": "AT_WEIGHTS"}
 
 
-def render_model_c(lay: Layout) -> str:
+def render_model_c(lay: Program) -> str:
     n, ID = lay.name, lay.name.upper()
     L = [
         f"/* {n}: host code of the edgecc bundle ({lay.target}). Generated: do not edit.",
@@ -351,7 +351,7 @@ const char *<id>_last_error(void) { return edgecc_rt_last_error(); }
 """
 
 
-def render_weights_asm(lay: Layout) -> str:
+def render_weights_asm(lay: Program) -> str:
     n = lay.name
     return "\n".join([
         f"/* {n}: the weights ({lay.weights_bytes} bytes, 64-byte aligned params) linked in. */",
@@ -471,11 +471,11 @@ int main(int argc, char **argv) {
 """
 
 
-def render_example(lay: Layout) -> str:
+def render_example(lay: Program) -> str:
     return _EXAMPLE_TEMPLATE.replace("<id>", lay.name).replace("<ID>", lay.name.upper())
 
 
-def render_makefile(lay: Layout, cross: str, kernels: list[str]) -> str:
+def render_makefile(lay: Program, cross: str, kernels: list[str]) -> str:
     n = lay.name
     objs = " ".join(s[:-2] + ".o" for s in ("model.c",) + RUNTIME_SOURCES)
     return f"""\
@@ -545,12 +545,12 @@ clean:
 """
 
 
-def render_version_script(lay: Layout, profile: bool = False) -> str:
+def render_version_script(lay: Program, profile: bool = False) -> str:
     syms = "".join(f" {s};" for s in api_symbols(lay.name, profile))
     return f"{{\n  global:{syms}\n  local: *;\n}};\n"
 
 
-def render_cmake(lay: Layout) -> str:
+def render_cmake(lay: Program) -> str:
     n = lay.name
     return f"""\
 # {n}: edgecc bundle for {lay.target} ({lay.triple}), as a CMake target:
@@ -568,7 +568,7 @@ add_library(edgecc::{n} ALIAS edgecc_{n})
 """
 
 
-def render_bundle_json(lay: Layout) -> str:
+def render_bundle_json(lay: Program) -> str:
     io = lambda specs: [{"name": s.name, "dtype": s.dtype, "shape": list(s.shape),  # noqa: E731
                          "bytes": s.nbytes} for s in specs]
     meta = {

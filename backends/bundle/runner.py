@@ -18,7 +18,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import platform
 import shutil
 import subprocess
 import tempfile
@@ -30,6 +29,7 @@ import numpy as np
 
 from edgecc.dtypes import dtype_to_numpy
 from edgecc.errors import EdgeccError, UsageError
+from edgecc.target import host_arch
 
 ALIGN = 64
 POISON = 0xFF
@@ -69,8 +69,8 @@ def aligned_empty(nbytes: int) -> np.ndarray:
 
 
 def host_target() -> str | None:
-    m = platform.machine().lower()
-    return {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(m)
+    """This machine's architecture as an edgecc target name (bundles of it run in-process)."""
+    return host_arch()
 
 
 class Bundle:

@@ -1,8 +1,9 @@
 """The standalone bundle: C host code + our small C runtime + TVM kernels + weights, built.
 
-    plan = plan_bundle(graph, target, threads)          # arena offsets incl. kernel scratch
-    lib = build_kernels(graph, target, workdir)         # backends/tvm_build.py
-    path = write_bundle(graph, lib, plan, outdir, name="model", threads=None, report={...})
+    kernels = KernelSet(graph, target, tuning)           # backends/tvm/build.py
+    plan = plan_bundle(graph, kernels, threads)          # arena offsets incl. kernel scratch
+    lib = kernels.compile(workdir, plan.scratch_free)
+    path = write_bundle(graph, lib, plan, outdir, target, name="model", report={...})
 
 `<outdir>/` then holds (for name "model"):
     model.h            the C API (CONTRACT.md): sizes, shapes, dtypes, model_run, threads
@@ -35,27 +36,24 @@ from edgecc.ir import Graph
 from edgecc.report import format_report
 
 from . import csrc as C
-from edgecc.backends.bundle.layout import BundlePlan, Layout, make_layout, plan_bundle, weights_blob
-from edgecc.target import Target, make_target
+from edgecc.backends.bundle.program import (BundlePlan, Program, make_program, plan_bundle,
+                                            weights_blob)
+from edgecc.target import Target
 
 __all__ = ["write_bundle", "plan_bundle", "BundlePlan", "cross_prefix", "RUNTIME_DIR"]
 
 RUNTIME_DIR = Path(__file__).parent / "runtime"
 
 
-def write_bundle(graph: Graph, kernel_library, plan: BundlePlan | None, outdir,
-                 name: str = "model", target: Target | str | None = None,
-                 threads: int | None = None, report: dict | None = None,
-                 tuning=None) -> Path:
-    """Write and build the bundle of `graph` into `outdir` (replacing it only on success).
-
-    plan=None plans here (pass the `tuning` the kernel library was built with)."""
+def write_bundle(graph: Graph, kernel_library, plan: BundlePlan, outdir, target: Target,
+                 name: str = "model", threads: int | None = None,
+                 report: dict | None = None) -> Path:
+    """Write and build the bundle of `graph` into `outdir` (replacing it only on success):
+    `kernel_library` is KernelSet.compile(..., plan.scratch_free) for `target`."""
     if not (name.isidentifier() and name.isascii()):
         raise UsageError(f"--name '{name}' must be a C identifier (letters, digits, _)")
     outdir = Path(outdir).absolute()
     _check_replaceable(outdir)
-    target = target or kernel_library.target
-    target = make_target(target) if isinstance(target, str) else target
     try:
         outdir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
@@ -63,9 +61,7 @@ def write_bundle(graph: Graph, kernel_library, plan: BundlePlan | None, outdir,
         raise UsageError(f"cannot write the bundle beside {outdir}: {e.strerror}; "
                          f"choose another -o") from None
     try:
-        if plan is None:
-            plan = plan_bundle(graph, target, threads, tuning=tuning)
-        layout = make_layout(graph, kernel_library, plan, name, threads)
+        layout = make_program(graph, kernel_library, plan, name, threads)
         _write_sources(tmp, graph, layout, kernel_library, target)
         _build(tmp, layout, target)
         if report is not None:
@@ -83,7 +79,7 @@ def cross_prefix(target: Target) -> str:
     return "" if target.is_host else f"{target.triple}-"
 
 
-def _write_sources(d: Path, graph: Graph, lay: Layout, lib, target: Target) -> None:
+def _write_sources(d: Path, graph: Graph, lay: Program, lib, target: Target) -> None:
     n = lay.name
     (d / "model.h").write_text(C.render_header(lay))
     (d / "model.c").write_text(C.render_model_c(lay))
@@ -107,7 +103,7 @@ def _write_sources(d: Path, graph: Graph, lay: Layout, lib, target: Target) -> N
     (d / "bundle.json").write_text(C.render_bundle_json(lay))
 
 
-def _build(d: Path, lay: Layout, target: Target) -> None:
+def _build(d: Path, lay: Program, target: Target) -> None:
     """Run the bundle's own Makefile (so the shipped build recipe is the one we tested)."""
     cross = cross_prefix(target)
     for tool in ["make"] + [cross + t for t in ("gcc", "ld", "objcopy", "ar")]:

@@ -1,23 +1,33 @@
 """Compile a graph's kernels with TVM for one target: the interface the bundle writer uses.
 
-    lib = build_kernels(graph, make_target("arm64"), workdir)   # -> KernelLibrary
+    kernels = KernelSet(graph, target, tuning=None)      # every kernel lowered once
+    kernels.scratch(lean)                                # {op index: Workspace} for planning
+    lib = kernels.compile(workdir, lean)                 # -> KernelLibrary (objects to link)
+
+A KernelSet lowers each distinct kernel of the graph once: TE compute (lower.py), schedule
+(schedule.py, or a tuning record), then TVM's TIR pipeline, whose result is what gets
+compiled and what the kernel's scratch is read from (scratch.py). The memory planner asks
+for scratch sizes; kernels it wants scratch-free (`lean`: at the arena's peak) are lowered
+once more in that variant, only those. `compile` generates code from the lowered functions
+(no lowering again).
 
 `lib.calls` has ONE entry per op of `graph.ops`, in graph order (the host code walks it):
 
     KernelCall(index, op_name, op_kind, kind, func, symbol, args)
       kind    "kernel": call `symbol` with `args`;
               "view":   no code; the single output aliases the single input's bytes
-                        (Reshape/Flatten/Squeeze/Unsqueeze/Identity/Dropout). func/symbol None.
-      func    the TVM function name, "<prefix>k<n>_<label>" (e.g. k3_conv); identical kernels
-              (same op kind, attributes, Fused body and argument types) share one function.
+                        (ops with the "view" trait). func/symbol None.
+      func    the TVM function name, "<prefix>k<n>_<label>" (e.g. k3_conv), n numbering the
+              distinct kernels in first-use order; a scratch-free variant is
+              "<prefix>k<n>_<label>_lean". Identical kernels (same op kind, attributes, Fused
+              body and argument types) share one function.
       symbol  the C symbol in the object: "__tvm_ffi_<func>".
       args    tuple[KernelArg(name, dtype, shape, role)]: the op's present operands in operand
               order (role "input", or "param" when the value is a weight living in the weights
               blob), then its results (role "output"). `name` is the IR value name.
 
 `lib.objects` are the object files to link (ELF for the target; today one `kernels.o`), and
-`lib.archive` the `.tar` TVM exported them in. `lib.target` is the edgecc target name
-("x86_64"/"arm64"), `lib.triple` the LLVM triple.
+`lib.archive` the `.tar` TVM exported them in.
 
 Calling convention (TVM-FFI packed, see tvm/ffi/c_api.h):
     int32_t __tvm_ffi_<func>(void *self, const TVMFFIAny *args, int32_t num_args,
@@ -36,29 +46,28 @@ Calling convention (TVM-FFI packed, see tvm/ffi/c_api.h):
   A weak `__tvm_ffi_main` alias is also emitted; ignore it.
 
 Builds are deterministic: the same graph and target give byte-identical objects.
-`run_kernels_in_tvm(graph, feeds, target="x86_64")` runs the compiled kernels in graph order with
-TVM's own runtime (host only) - for testing the lowering without the bundle.
-`plan_kernels(graph, prefix)` -> (calls, {func: (scheduled PrimFunc, op)}) is the lowering
-without compiling (used to size kernel workspaces).
+`run_kernels_in_tvm(graph, feeds, target)` runs the compiled kernels in graph order with TVM's
+own runtime (host only) - for testing the lowering without the bundle.
 """
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import re
 import tarfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from edgecc.backends.tvm.lower import is_view, lower_kernel, unsupported
+from edgecc.backends.tvm.scratch import NONE, Workspace, scan_workspace
 from edgecc.dtypes import dtype_to_tvm
 from edgecc.errors import ModelError, UnsupportedOpsError
 from edgecc.ir import Graph, Op
-
-from edgecc.target import Target, make_target
-from edgecc.backends.tvm.lower import is_view, lower_kernel, unsupported
-from edgecc.backends.tvm.schedule import scratch_free as scratch_free_schedules
+from edgecc.target import Target
 
 
 @dataclass(frozen=True)
@@ -96,7 +105,7 @@ class KernelLibrary:
     functions: list[str]            # distinct kernel functions, in first-use order
     objects: list[Path] = field(default_factory=list)
     archive: Path | None = None
-    seconds: float = 0.0            # lowering + compile time
+    seconds: float = 0.0            # code generation time
 
     @property
     def num_kernels(self) -> int:
@@ -104,94 +113,165 @@ class KernelLibrary:
         return sum(1 for c in self.calls if c.kind == "kernel")
 
 
-def build_kernels(graph: Graph, target: Target | str, workdir: str | os.PathLike,
-                  prefix: str = "", tuning=None,
-                  scratch_free: frozenset[int] = frozenset()) -> KernelLibrary:
-    """Lower and compile every kernel of `graph` for `target` into objects under `workdir`.
-
-    `prefix` is prepended to every function name (e.g. the bundle's --name) so that two
-    models can be linked into one program. `tuning` (backends/tune.TuningRecords of this
-    target): kernels with a tuning record use the tuned schedule instead of the default.
-    `scratch_free`: indices into graph.ops of kernels scheduled without scratch copies
-    (plan_bundle picks them: their scratch would raise the arena's peak).
-    """
-    import time
-    start = time.perf_counter()
-    target = make_target(target) if isinstance(target, str) else target
-    with target.tvm:            # default schedules size their tiles for this target
-        calls, funcs = plan_kernels(graph, prefix, tuning, scratch_free)
-    executable = _compile(funcs, target)
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    archive = workdir / "kernels.tar"
-    executable.export_library(str(archive))
-    objects = _extract_objects(archive, workdir)
-    return KernelLibrary(target.name, target.triple, calls, list(funcs), objects, archive,
-                         time.perf_counter() - start)
+@dataclass
+class Kernel:
+    """One compiled function: its scheduled PrimFunc run through TVM's TIR pipeline."""
+    func: str                       # function name
+    op: Op                          # the first op it computes
+    prim: object                    # the scheduled tvm PrimFunc
+    host: object                    # tvm IRModule: it through TVM's TIR pipeline
+    scratch: Workspace
+    tuned: bool = False
 
 
-def plan_kernels(graph: Graph, prefix: str = "", tuning=None,
-                 scratch_free: frozenset[int] = frozenset()) -> tuple[list[KernelCall], dict]:
-    """The calls of `graph` and {func name: (PrimFunc, representative op)} (deduplicated);
-    ops at `scratch_free` indices get scratch-free default schedules (never tuned ones)."""
-    problems = unsupported(graph.ops)
-    if problems:
-        raise UnsupportedOpsError(f"graph '{graph.name}'", problems)
-    params = {id(p) for p in graph.params}
-    by_key: dict[str, str] = {}
-    funcs: dict[str, tuple] = {}
-    calls = []
-    for i, op in enumerate(graph.ops):
-        args = tuple(KernelArg(v.name, v.type.dtype, v.type.shape,
-                               "param" if id(v) in params else "input")
-                     for v in op.inputs if v is not None)
-        args += tuple(KernelArg(v.name, v.type.dtype, v.type.shape, "output")
-                      for v in op.outputs)
-        if is_view(op):
-            calls.append(KernelCall(i, op.name, op.kind, "view", None, None, args))
-            continue
-        lean = i in scratch_free
-        key = kernel_key(op) + ("/scratch-free" if lean else "")
-        name = by_key.get(key)
-        if name is None:
-            name = f"{prefix}k{len(funcs)}_{_label(op)}"
-            by_key[key] = name
-            with scratch_free_schedules(lean):
-                funcs[name] = (_lower(op, name, None if lean else tuning), op)
-        calls.append(KernelCall(i, op.name, op.kind, "kernel", name, f"__tvm_ffi_{name}", args))
-    return calls, funcs
+class KernelSet:
+    """The kernels of `graph` for `target`, each lowered and scheduled once (see the module
+    doc). `tuning`: backends/tune TuningRecords of this target (a recorded schedule wins over
+    the default; never for a scratch-free variant). `prefix` is prepended to every function
+    name (two models linked into one program)."""
+
+    def __init__(self, graph: Graph, target: Target, tuning=None, prefix: str = ""):
+        problems = unsupported(graph.ops)
+        if problems:
+            raise UnsupportedOpsError(f"graph '{graph.name}'", problems)
+        self.graph, self.target, self.tuning, self.prefix = graph, target, tuning, prefix
+        self.seconds = 0.0                          # lowering time so far
+        self._numbers: dict[str, int] = {}          # kernel key -> n (first use)
+        self._keys: dict[int, str] = {}             # op index -> kernel key (kernels only)
+        self._variants: dict[tuple[str, bool], Kernel] = {}
+        for i, op in enumerate(graph.ops):
+            if not is_view(op):
+                key = kernel_key(op)
+                self._keys[i] = key
+                self._numbers.setdefault(key, len(self._numbers))
+        for i in self._keys:                        # the default variants, now
+            self.kernel(i)
+
+    def kernel(self, index: int, lean: bool = False) -> Kernel:
+        """The kernel of graph.ops[index] (lowered on first request)."""
+        key = self._keys[index]
+        if (key, lean) not in self._variants:
+            t0 = time.perf_counter()
+            op = self.graph.ops[index]
+            name = f"{self.prefix}k{self._numbers[key]}_{_label(op)}" + ("_lean" if lean else "")
+            self._variants[(key, lean)] = self._lower(op, name, lean)
+            self.seconds += time.perf_counter() - t0
+        return self._variants[(key, lean)]
+
+    def scratch(self, lean: frozenset[int] = frozenset()) -> dict[int, Workspace]:
+        """{op index: Workspace} of the kernels that allocate scratch (`lean` indices in their
+        scratch-free variant)."""
+        out = {}
+        for i in self._keys:
+            ws = self.kernel(i, i in lean).scratch
+            if ws != NONE:
+                out[i] = ws
+        return out
+
+    def calls(self, lean: frozenset[int] = frozenset()) -> list[KernelCall]:
+        params = {id(p) for p in self.graph.params}
+        calls = []
+        for i, op in enumerate(self.graph.ops):
+            args = tuple(KernelArg(v.name, v.type.dtype, v.type.shape,
+                                   "param" if id(v) in params else "input")
+                         for v in op.inputs if v is not None)
+            args += tuple(KernelArg(v.name, v.type.dtype, v.type.shape, "output")
+                          for v in op.outputs)
+            if i not in self._keys:
+                calls.append(KernelCall(i, op.name, op.kind, "view", None, None, args))
+                continue
+            func = self.kernel(i, i in lean).func
+            calls.append(KernelCall(i, op.name, op.kind, "kernel", func, f"__tvm_ffi_{func}",
+                                    args))
+        return calls
+
+    def functions(self, lean: frozenset[int] = frozenset()) -> list[Kernel]:
+        """The distinct kernels the calls use, in first-use order."""
+        seen: dict[str, Kernel] = {}
+        for i in self._keys:
+            k = self.kernel(i, i in lean)
+            seen.setdefault(k.func, k)
+        return list(seen.values())
+
+    def runtime_module(self, lean: frozenset[int] = frozenset()):
+        """The kernels as one TVM runtime module (code generated from the lowered functions)."""
+        import tvm
+        build = importlib.import_module("tvm.tirx.build")
+        merged = tvm.IRModule({})
+        for k in self.functions(lean):
+            merged.update(k.host)
+        target = self.target.tvm.with_host(self.target.tvm)
+        try:
+            return build.tir_to_runtime(merged, {}, target)
+        except Exception as e:
+            for k in self.functions(lean):          # name the kernel that does not compile
+                try:
+                    build.tir_to_runtime(k.host, {}, target)
+                except Exception as e1:
+                    raise ModelError(f"{_who(k.op)}: TVM failed to compile kernel {k.func} for "
+                                     f"{self.target.describe()}: {type(e1).__name__}: "
+                                     f"{_first_line(e1)}") from None
+            raise ModelError(f"TVM failed to compile the kernels for "
+                             f"{self.target.describe()}: {type(e).__name__}: "
+                             f"{_first_line(e)}") from None
+
+    def compile(self, workdir: str | os.PathLike,
+                lean: frozenset[int] = frozenset()) -> KernelLibrary:
+        """Generate code for the kernels (`lean` indices scratch-free) into objects under
+        `workdir`."""
+        start = time.perf_counter()
+        executable = self.runtime_module(lean)
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        archive = workdir / "kernels.tar"
+        executable.export_library(str(archive))
+        objects = _extract_objects(archive, workdir)
+        return KernelLibrary(self.target.name, self.target.triple, self.calls(lean),
+                             [k.func for k in self.functions(lean)], objects, archive,
+                             time.perf_counter() - start)
+
+    def _lower(self, op: Op, name: str, lean: bool) -> Kernel:
+        try:
+            # tuning hook (backends/tune): a recorded schedule wins, except scratch-free
+            tuned = self.tuning.schedule(op) if self.tuning is not None and not lean else None
+            prim = tuned.with_attr("global_symbol", name) if tuned is not None else \
+                lower_kernel(op, name, self.target, lean)
+            host = lower_to_host(prim, name, self.target)
+        except ModelError:
+            raise
+        except Exception as e:
+            raise ModelError(f"{_who(op)}: lowering to TVM failed: {type(e).__name__}: "
+                             f"{_first_line(e)}") from None
+        return Kernel(name, op, prim, host, scan_workspace(host[name].script(), name),
+                      tuned is not None)
 
 
-def _lower(op: Op, name: str, tuning=None):
-    try:
-        # tuning hook (backends/tune.py): a recorded MetaSchedule schedule wins
-        tuned = tuning.schedule(op) if tuning is not None else None
-        if tuned is not None:
-            return tuned.with_attr("global_symbol", name)
-        return lower_kernel(op, name)
-    except ModelError:
-        raise
-    except Exception as e:
-        raise ModelError(f"{_who(op)}: lowering to TVM failed: {type(e).__name__}: "
-                         f"{_first_line(e)}") from None
-
-
-def _compile(funcs: dict, target: Target):
+def lower_to_host(prim, name: str, target: Target):
+    """`prim` (a scheduled PrimFunc named `name`) through TVM's default TIR pipeline: the
+    finalized host IRModule that code generation takes, as tvm.compile would make it for a
+    module of many kernels."""
     import tvm
-    mod = tvm.IRModule({name: f for name, (f, _) in funcs.items()})
-    try:
-        return tvm.compile(mod, target=target.tvm)
-    except Exception as e:
-        # find the kernel that does not compile on its own, to name it
-        for name, (f, op) in funcs.items():
-            try:
-                tvm.compile(tvm.IRModule({name: f}), target=target.tvm)
-            except Exception as e1:
-                raise ModelError(f"{_who(op)}: TVM failed to compile kernel {name} for "
-                                 f"{target.describe()}: {type(e1).__name__}: "
-                                 f"{_first_line(e1)}") from None
-        raise ModelError(f"TVM failed to compile the kernels for {target.describe()}: "
-                         f"{type(e).__name__}: {_first_line(e)}") from None
+    build = importlib.import_module("tvm.tirx.build")
+    tt = target.tvm.with_host(target.tvm)
+    mod = tvm.tirx.transform.BindTarget(tt)(tvm.IRModule({name: prim}))
+    pipeline, finalize_host, _ = tvm.tirx.get_tir_pipeline("default")
+    host, _ = build.split_host_device_mods(pipeline(mod))
+    host = finalize_host()(host)
+    # a one-function module makes its function the entry point; in the combined module
+    # (what compile() generates code for) no kernel is one
+    funcs = {}
+    for gv, f in host.functions.items():
+        if f.attrs is not None and "tirx.is_entry_func" in f.attrs:
+            f = f.without_attr("tirx.is_entry_func")
+        funcs[gv.name_hint] = f
+    return tvm.IRModule(funcs, attrs=host.attrs)
+
+
+def scratch_of(prim, target: Target) -> Workspace:
+    """The scratch a scheduled PrimFunc (global symbol or not) would allocate (tuning's arena
+    guard asks this of a candidate schedule)."""
+    host = lower_to_host(prim.with_attr("global_symbol", "main"), "main", target)
+    return scan_workspace(host["main"].script(), "main")
 
 
 def _extract_objects(archive: Path, workdir: Path) -> list[Path]:
@@ -270,24 +350,23 @@ def _body_sig(body: Graph):
 
 # ---- running in-process with TVM's runtime (tests, debugging) --------------------------------
 
-def run_kernels_in_tvm(graph: Graph, feeds: dict[str, np.ndarray], target: str = "x86_64",
-                       keep_all: bool = False, scratch_free: frozenset[int] = frozenset()):
-    """Execute `graph` by calling its compiled kernels in order (host targets only).
+def run_kernels_in_tvm(graph: Graph, feeds: dict[str, np.ndarray], target: Target,
+                       keep_all: bool = False, lean: frozenset[int] = frozenset()):
+    """Execute `graph` by calling its compiled kernels in order (targets that run here).
 
     Returns the outputs in order (and with keep_all a dict name -> array of every value)."""
     import tvm
     from edgecc.kernels.executor import check_feeds
-    t = make_target(target) if isinstance(target, str) else target
-    if not t.is_host:
-        raise ModelError(f"run_kernels_in_tvm runs host code only; {t.name} is not this host")
-    with t.tvm:
-        calls, funcs = plan_kernels(graph, scratch_free=scratch_free)
-    executable = _compile(funcs, t)
+    if not target.runs_here():
+        raise ModelError(f"run_kernels_in_tvm runs code for this machine only; "
+                         f"{target.describe()} does not run here")
+    kernels = KernelSet(graph, target)
+    executable = kernels.runtime_module(lean)
     env: dict[str, np.ndarray] = {v.name: a for v, a in zip(graph.inputs,
                                                              check_feeds(graph, feeds))}
     for p in graph.params:
         env[p.name] = np.asarray(p.data, order="C")
-    for call in calls:
+    for call in kernels.calls(lean):
         ins = [env[a.name] for a in call.inputs]
         if call.kind == "view":
             out = call.outputs[0]
@@ -295,7 +374,7 @@ def run_kernels_in_tvm(graph: Graph, feeds: dict[str, np.ndarray], target: str =
             continue
         dev = tvm.cpu(0)
         args = [tvm.runtime.tensor(np.asarray(a, order="C"), dev) for a in ins]
-        outs = [tvm.runtime.empty(a.shape, _np_dtype(a.dtype), dev) for a in call.outputs]
+        outs = [tvm.runtime.empty(a.shape, dtype_to_tvm(a.dtype), dev) for a in call.outputs]
         try:
             executable[call.func](*args, *outs)
         except Exception as e:
@@ -305,7 +384,3 @@ def run_kernels_in_tvm(graph: Graph, feeds: dict[str, np.ndarray], target: str =
             env[a.name] = o.numpy()
     outputs = [env[v.name] for v in graph.outputs]
     return (outputs, env) if keep_all else outputs
-
-
-def _np_dtype(short: str) -> str:
-    return dtype_to_tvm(short)

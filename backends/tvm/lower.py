@@ -1,59 +1,33 @@
 """Lowering of canonical ops to TVM tensor expressions, one PrimFunc per kernel.
 
-    func = lower_kernel(op, "k3")        # a scheduled tvm.tirx.PrimFunc named k3
+    func = lower_kernel(op, "k3", target)   # a scheduled tvm.tirx.PrimFunc named k3
 
 A kernel is one top-level op. Its arguments are the op's present operands (in operand order)
 then its results. A `Fused` op is ONE kernel: the TE computes of its body ops are composed and
-the intermediate stages are inlined by the scheduler (backends/tvm_schedule.py). View ops
-(the "view" trait) need no kernel at top level: the host aliases the bytes; inside a Fused body they
-are ordinary index remappings.
+the intermediate stages are inlined by the scheduler (schedule.py). View ops (the "view"
+trait) need no kernel at top level: the host aliases the bytes; inside a Fused body they are
+ordinary index remappings.
 
-Each op kind's rule lives in one family file (backends/lower_*.py) and registers with
+Each op kind's rule lives in one family file (lower_*.py) and registers in te_rules.py:
 
     @lowering("Relu")
-    def _relu(op, ins):       # ins: te.Tensor | None per operand; returns one tensor per result
+    def _relu(op, ins, target):   # ins: te.Tensor | None per operand; one tensor per result
         ...
-
-Rules read result shapes/dtypes from op.outputs (the IR's types are authoritative) and
-canonical attributes from op.attrs.
 """
 from __future__ import annotations
 
-from typing import Callable
-
-from edgecc.dtypes import dtype_to_tvm
+from edgecc.backends.tvm import (lower_data, lower_elementwise, lower_nn,  # noqa: F401
+                                 lower_pool, lower_rnn)
+from edgecc.backends.tvm.primitives import ScheduleContext
+from edgecc.backends.tvm.schedule import schedule
+from edgecc.backends.tvm.te_rules import LOWERINGS, tvm_dtype
 from edgecc.errors import ModelError
 from edgecc.ir import Op
 from edgecc.ops import has_trait
-
-
-Rule = Callable[[Op, list], list]
-LOWERINGS: dict[str, Rule] = {}
-
-
-
-def lowering(*kinds: str):
-    def register(fn: Rule) -> Rule:
-        for kind in kinds:
-            assert kind not in LOWERINGS, f"lowering for {kind} registered twice"
-            LOWERINGS[kind] = fn
-        return fn
-    return register
-
-
-def tvm_dtype(short: str) -> str:
-    return dtype_to_tvm(short)
-
-
-def _load() -> None:
-    # always import (cached by Python): one lowering module imported on its own elsewhere
-    # must not make the others look registered
-    from . import (lower_data, lower_elementwise, lower_nn, lower_pool,  # noqa: F401
-                   lower_rnn)
+from edgecc.target import Target
 
 
 def supported_kinds() -> frozenset[str]:
-    _load()
     return frozenset(LOWERINGS) | {"Fused"}
 
 
@@ -63,7 +37,6 @@ def is_view(op: Op) -> bool:
 
 def unsupported(ops: list[Op]) -> list[str]:
     """Descriptions of the ops (Fused bodies included) that have no lowering."""
-    _load()
     bad = []
     for op in ops:
         if op.kind == "Fused":
@@ -73,20 +46,19 @@ def unsupported(ops: list[Op]) -> list[str]:
     return bad
 
 
-def compute_op(op: Op, ins: list) -> list:
+def compute_op(op: Op, ins: list, target: Target) -> list:
     """The TE tensors of `op`'s results given TE tensors (or None) for its operands."""
-    _load()
     if op.kind == "Fused":
-        return _compute_fused(op, ins)
+        return _compute_fused(op, ins, target)
     rule = LOWERINGS.get(op.kind)
     if rule is None:
         raise ModelError(f"{op.describe()}: no TVM lowering for '{op.kind}'")
-    outs = rule(op, ins)
+    outs = rule(op, ins, target)
     assert len(outs) == len(op.outputs), op.kind
     return outs
 
 
-def _compute_fused(op: Op, ins: list) -> list:
+def _compute_fused(op: Op, ins: list, target: Target) -> list:
     body = op.attrs["body"]
     if body.params:
         raise ModelError(f"{op.describe()}: Fused body holds weights "
@@ -94,22 +66,22 @@ def _compute_fused(op: Op, ins: list) -> list:
     env = dict(zip(body.inputs, ins))
     for inner in body.ops:
         args = [None if v is None else env[v] for v in inner.inputs]
-        for v, t in zip(inner.outputs, compute_op(inner, args)):
+        for v, t in zip(inner.outputs, compute_op(inner, args, target)):
             env[v] = t
     return [env[v] for v in body.outputs]
 
 
-def lower_kernel(op: Op, func_name: str):
-    """A scheduled PrimFunc computing `op`, with global symbol `func_name`.
+def lower_kernel(op: Op, func_name: str, target: Target, lean: bool = False):
+    """A scheduled PrimFunc computing `op` for `target`, with global symbol `func_name`
+    (`lean`: scratch-free schedules, see primitives.ScheduleContext).
 
     f16 tensors are computed in f32 (loaded, widened, narrowed on store), like the reference
     executor; an explicit Cast to f16 still rounds."""
-    from edgecc.backends.tvm.schedule import schedule
-    func = schedule(kernel_prim_func(op), anchor_kind(op))
+    func = schedule(kernel_prim_func(op, target), anchor_kind(op), ScheduleContext(target, lean))
     return func.with_attr("global_symbol", func_name)
 
 
-def kernel_prim_func(op: Op):
+def kernel_prim_func(op: Op, target: Target):
     """The unscheduled PrimFunc of `op` (te.create_prim_func): what lower_kernel schedules,
     and the workload MetaSchedule tunes (backends/tune.py)."""
     from tvm import te
@@ -122,7 +94,7 @@ def kernel_prim_func(op: Op):
         p = te.placeholder(v.type.shape, tvm_dtype(v.type.dtype), name=f"in{i}")
         placeholders.append(p)
         ins.append(p if v.type.dtype != "f16" else _cast(p, "float32", f"in{i}_f32"))
-    outs = compute_op(work, ins)
+    outs = compute_op(work, ins, target)
     outs = [t if v.type.dtype != "f16" else _cast(t, "float16", f"out{i}_f16")
             for i, (v, t) in enumerate(zip(op.outputs, outs))]
     # Every result needs its own computed buffer (a result may alias an operand or another

@@ -8,12 +8,11 @@ from tvm import te, tirx
 
 from edgecc.errors import ModelError
 
-from edgecc.backends.tvm.lower_elementwise import bcast_index, const, etype, is_float_dtype, out_type
-from edgecc.backends.tvm.lower import lowering
+from edgecc.backends.tvm.te_rules import bcast_index, const, etype, is_float_dtype, lowering, out_type
 
 
 @lowering("Transpose")
-def _transpose(op, ins):
+def _transpose(op, ins, target):
     x = ins[0]
     perm = op.attrs["perm"]
     shape, _ = out_type(op)
@@ -27,7 +26,7 @@ def _transpose(op, ins):
 
 
 @lowering("LayoutTransform")
-def _layout_transform(op, ins):
+def _layout_transform(op, ins, target):
     # blocked[n, cb, h, w, i] = nchw[n, cb*c + i, h, w]  (schedule_conv_blocked has its rule)
     from edgecc.ops.layout import layout_of
     x = ins[0]
@@ -42,14 +41,14 @@ def _layout_transform(op, ins):
 
 
 @lowering("Expand")
-def _expand(op, ins):
+def _expand(op, ins, target):
     x = ins[0]
     shape, _ = out_type(op)
     return [te.compute(shape, lambda *o: x(*bcast_index(x, o)), name="expand")]
 
 
 @lowering("Concat")
-def _concat(op, ins):
+def _concat(op, ins, target):
     xs = [t for t in ins if t is not None]
     axis = int(op.attrs["axis"])
     shape, _ = out_type(op)
@@ -75,7 +74,7 @@ def _concat(op, ins):
 
 
 @lowering("Split")
-def _split(op, ins):
+def _split(op, ins, target):
     x = ins[0]
     axis = int(op.attrs["axis"])
     outs, off = [], 0
@@ -94,7 +93,7 @@ def _shifted(x, axis, start):
 
 
 @lowering("Slice")
-def _slice(op, ins):
+def _slice(op, ins, target):
     x = ins[0]
     shape, _ = out_type(op)
     starts, axes, steps = op.attrs["starts"], op.attrs["axes"], op.attrs["steps"]
@@ -107,7 +106,7 @@ def _slice(op, ins):
 
 
 @lowering("Gather")
-def _gather(op, ins):
+def _gather(op, ins, target):
     data, indices = ins
     axis = int(op.attrs["axis"])
     shape, _ = out_type(op)
@@ -123,7 +122,7 @@ def _gather(op, ins):
 
 
 @lowering("GatherElements")
-def _gather_elements(op, ins):
+def _gather_elements(op, ins, target):
     data, indices = ins
     axis = int(op.attrs["axis"])
     n = int(data.shape[axis])
@@ -138,7 +137,7 @@ def _gather_elements(op, ins):
 
 
 @lowering("Tile")
-def _tile(op, ins):
+def _tile(op, ins, target):
     x = ins[0]
     shape, _ = out_type(op)
     dims = [int(d) for d in x.shape]
@@ -147,7 +146,7 @@ def _tile(op, ins):
 
 
 @lowering("Pad")
-def _pad(op, ins):
+def _pad(op, ins, target):
     x = ins[0]
     shape, dt = out_type(op)
     pads, mode = op.attrs["pads"], op.attrs["mode"]
@@ -182,7 +181,7 @@ def _pad(op, ins):
 
 
 @lowering("DepthToSpace")
-def _depth_to_space(op, ins):
+def _depth_to_space(op, ins, target):
     x = ins[0]
     b = int(op.attrs["blocksize"])
     shape, _ = out_type(op)
@@ -197,7 +196,7 @@ def _depth_to_space(op, ins):
 
 
 @lowering("SpaceToDepth")
-def _space_to_depth(op, ins):
+def _space_to_depth(op, ins, target):
     x = ins[0]
     b = int(op.attrs["blocksize"])
     shape, _ = out_type(op)
@@ -277,7 +276,7 @@ def _axis_taps(op, o, n_in, n_out, scale):
 
 
 @lowering("Resize")
-def _resize(op, ins):
+def _resize(op, ins, target):
     x = ins[0]
     shape, dt = out_type(op)
     ctm = op.attrs["coordinate_transformation_mode"]

@@ -7,49 +7,15 @@ import math
 import numpy as np
 from tvm import te, tirx
 
-from edgecc.backends.tvm.lower import lowering, tvm_dtype
-from edgecc.dtypes import is_float
-
-
-def out_type(op, i=0):
-    t = op.outputs[i].type
-    return tuple(t.shape), tvm_dtype(t.dtype)
-
-
-def bcast_index(t, idx):
-    """Index of tensor `t` broadcast (numpy, right-aligned) into an output indexed by `idx`."""
-    rank = len(t.shape)
-    lead = len(idx) - rank
-    return [0 if int(d) == 1 else idx[lead + j] for j, d in enumerate(t.shape)]
-
-
-def broadcast_compute(op, tensors, fn, name=None):
-    """out[idx] = fn(*(t[bcast idx])) over the op's result shape."""
-    shape, _ = out_type(op)
-
-    def body(*idx):
-        return fn(*[t(*bcast_index(t, idx)) for t in tensors])
-    return te.compute(shape, body, name=name or op.kind.lower())
-
-
-def const(x, dtype):
-    return tirx.const(x, dtype)
-
-
-def etype(e) -> str:
-    """The element type of a TIR expression (expressions carry `.ty` in TVM 0.27)."""
-    return str(e.ty) if hasattr(e, "ty") else str(e.dtype)
-
-
-def is_float_dtype(dtype: str) -> bool:
-    return is_float(str(dtype))
+from edgecc.backends.tvm.te_rules import (broadcast_compute, const, etype,
+                                          is_float_dtype, lowering, out_type)
 
 
 # ---- unary -----------------------------------------------------------------------------------
 
 def _unary(kind, fn):
     @lowering(kind)
-    def rule(op, ins):
+    def rule(op, ins, target):
         x = ins[0]
         return [te.compute(x.shape, lambda *i: fn(x(*i), op, x.dtype), name=kind.lower())]
     return rule
@@ -96,7 +62,7 @@ for _kind, _fn in _UNARY.items():
 
 
 @lowering("Gelu")
-def _gelu(op, ins):
+def _gelu(op, ins, target):
     x = ins[0]
     if op.attrs["approximate"] == "tanh":
         k = math.sqrt(2.0 / math.pi)
@@ -110,7 +76,7 @@ def _gelu(op, ins):
 
 
 @lowering("Clip")
-def _clip(op, ins):
+def _clip(op, ins, target):
     x = ins[0]
     lo, hi = float(op.attrs["min"]), float(op.attrs["max"])
     integer = not is_float_dtype(x.dtype)
@@ -125,7 +91,7 @@ def _clip(op, ins):
 
 
 @lowering("Cast")
-def _cast(op, ins):
+def _cast(op, ins, target):
     x = ins[0]
     _, dt = out_type(op)
     if op.attrs["to"] == "f16" and dt == "float32":     # f16 computed in f32: still round
@@ -189,7 +155,7 @@ _BINARY = {
 
 def _binary(kind, make):
     @lowering(kind)
-    def rule(op, ins):
+    def rule(op, ins, target):
         return [broadcast_compute(op, ins[:2], make(op))]
     return rule
 
@@ -200,7 +166,7 @@ for _kind, _make in _BINARY.items():
 
 def _variadic(kind, combine, finish=None):
     @lowering(kind)
-    def rule(op, ins):
+    def rule(op, ins, target):
         xs = [t for t in ins if t is not None]
 
         def f(*vals):
@@ -219,14 +185,14 @@ _variadic("Mean", lambda a, b: a + b, lambda acc, n: acc / const(n, etype(acc)))
 
 
 @lowering("Where")
-def _where(op, ins):
+def _where(op, ins, target):
     return [broadcast_compute(op, ins[:3], lambda c, x, y: tirx.Select(c, x, y))]
 
 
 # ---- views (index remapping; only materialized inside Fused bodies) --------------------------
 
 @lowering("Reshape", "Flatten", "Squeeze", "Unsqueeze")
-def _reshape(op, ins):
+def _reshape(op, ins, target):
     x = ins[0]
     shape, _ = out_type(op)
     in_shape = [int(d) for d in x.shape]
@@ -248,6 +214,6 @@ def _strides(shape):
 
 
 @lowering("Identity", "Dropout")
-def _identity(op, ins):
+def _identity(op, ins, target):
     x = ins[0]
     return [te.compute(x.shape, lambda *i: x(*i), name="identity")]

@@ -8,8 +8,9 @@ import math
 
 from tvm import te, tirx
 
-from edgecc.backends.tvm.lower_elementwise import bcast_index, const, out_type
-from edgecc.backends.tvm.lower import lowering
+from edgecc.backends.tvm.schedule_conv import conv_tile
+from edgecc.backends.tvm.schedule_conv_blocked import target_blocked_tile
+from edgecc.backends.tvm.te_rules import bcast_index, block_size, const, lowering, out_type
 
 
 def pad_tensor(x, begins, ends, value=0.0, name="pad", tail=0):
@@ -50,10 +51,10 @@ def _pad_deinterleave(x, begins, ends, s):
 
 
 @lowering("Conv")
-def _conv(op, ins):
+def _conv(op, ins, target):
     c = block_size(op)
     if c:
-        return _conv_blocked(op, ins, c)
+        return _conv_blocked(op, ins, c, target)
     x, w, b = ins[0], ins[1], ins[2] if len(ins) > 2 else None
     shape, dt = out_type(op)
     nsp = len(shape) - 2
@@ -77,9 +78,12 @@ def _conv(op, ins):
             and plane % 8 == 0 and not computed)
     # (nor for a depthwise conv: one load per FMA, so padded columns cost as much as real
     # ones - measured 1.2-1.4x slower on ppocr_det's 20- and 160-wide depthwise layers)
-    wide = _vector_width(shape[-1]) if nsp == 2 and not flat and cin_g > 1 else shape[-1]
-    if _flat_padded_plane(nsp, kshape, strides, pads, plane, shape[-1], cin_g) and not flat:
-        return _conv_flat_padded(x, w, b, shape, group, rc)
+    lanes = target.lanes()
+    wide = _vector_width(shape[-1], lanes) if nsp == 2 and not flat and cin_g > 1 \
+        else shape[-1]
+    if _flat_padded_plane(nsp, kshape, strides, pads, plane, shape[-1], cin_g, lanes) \
+            and not flat:
+        return _conv_flat_padded(x, w, b, shape, group, rc, lanes)
     ends = list(pads[nsp:])
     ends[-1] += (wide - shape[-1]) * s_w
     if nsp >= 2 and s_w > 1 and dil[-1] == 1:
@@ -97,7 +101,8 @@ def _conv(op, ins):
         def load(n, c, sp):
             return xp(n, c, *sp)
 
-    wp, mi = _pack_weights(w, shape[1], plane if flat else wide) if nsp == 2 and group == 1 \
+    wp, mi = _pack_weights(w, shape[1], plane if flat else wide, target) \
+        if nsp == 2 and group == 1 \
         else (None, 1)
 
     def weight(m, rk):
@@ -120,13 +125,7 @@ def _conv(op, ins):
     return [y]
 
 
-def block_size(op) -> int | None:
-    """c of an op whose `layout` attr is NCHW{c}c, None for plain NCHW."""
-    from edgecc.ops.layout import layout_of
-    return layout_of(op).block
-
-
-def _conv_blocked(op, ins, c):
+def _conv_blocked(op, ins, c, target):
     """Conv in the blocked layout (layout_contract: X [N, C/c, H, W, c], W [M/c, C/c, kh, kw,
     c, c] or depthwise [M/c, 1, kh, kw, 1, c], Y [N, M/c, OH, OW, c]).
 
@@ -139,7 +138,6 @@ def _conv_blocked(op, ins, c):
     schedule needs and cannot read from the loops: the real output width ("edgecc.width",
     to pick the same tile), the row stride and the rows one output row reads
     ("edgecc.row_stride", "edgecc.row_window", to size the per-task padded input)."""
-    from edgecc.backends.tvm.schedule_conv_blocked import target_blocked_tile
     x, w, b = ins[0], ins[1], ins[2] if len(ins) > 2 else None
     shape, dt = out_type(op)
     n, mb, oh, ow, _ = shape
@@ -147,7 +145,8 @@ def _conv_blocked(op, ins, c):
     pads = op.attrs["pads"]
     depthwise = int(op.attrs["group"]) != 1
     kh, kw = (int(d) for d in w.shape[2:4])
-    t, _ = target_blocked_tile(mb, ow, c, depthwise, math.prod(int(d) for d in w.shape[1:]) * 4)
+    t, _ = target_blocked_tile(target, mb, ow, c, depthwise,
+                               math.prod(int(d) for d in w.shape[1:]) * 4)
     wide = -(-ow // t) * t
     xp = pad_tensor(x, pads[:2], [pads[2], pads[3] + (wide - ow) * sw], name="conv_pad",
                     tail=1)
@@ -179,7 +178,7 @@ L1_SETS, LINE_BYTES = 64, 64    # a 4 KiB way: x86 L1D and Cortex-A L1D alike
 MAX_STREAMS_PER_SET = 8          # L1 associativity (8-12) less room for the input lines
 
 
-def _pack_weights(w, out_channels: int, width: int):
+def _pack_weights(w, out_channels: int, width: int, target):
     """(packed weights [M/MI, C, kh, kw, MI], MI) when the conv schedule's MI weight rows,
     read in step, would map to too few L1 sets (row length a multiple of 4 KiB: 1x1 convs
     with 1024+ input channels; measured 3x slower), else (None, 1). Packed, the MI
@@ -188,9 +187,7 @@ def _pack_weights(w, out_channels: int, width: int):
     import math
     from collections import Counter
 
-    from edgecc.backends.tvm.schedule_conv import conv_tile
-    from edgecc.backends.tvm.schedule import vector_lanes, vector_registers
-    mi, _ = conv_tile(out_channels, width, vector_lanes(), vector_registers())
+    mi, _ = conv_tile(out_channels, width, target.lanes(), target.vector_registers)
     row = 4 * math.prod(int(d) for d in w.shape[1:])
     per_set = Counter((i * row // LINE_BYTES) % L1_SETS for i in range(mi))
     if mi == 1 or max(per_set.values()) <= MAX_STREAMS_PER_SET:
@@ -200,27 +197,24 @@ def _pack_weights(w, out_channels: int, width: int):
                       name="conv_wpack"), mi
 
 
-def _flat_padded_plane(nsp, kshape, strides, pads, plane, width, cin_g) -> bool:
+def _flat_padded_plane(nsp, kshape, strides, pads, plane, width, cin_g, lanes) -> bool:
     """A 1x1 stride-1 conv whose rows, rounded up, still fill less than a vector and whose
     H*W plane is not whole vectors but spans at least two: it runs on the flattened plane
     padded to whole vectors (shufflenet's 7x7 group convs: 49 -> 64 columns, 77% of the lanes
     used, instead of 7-wide rows in 8-lane vectors, 44% on AVX-512: 85 -> 57 us). Its
     epilogue then runs as a loop nest of its own: on 14-wide rows (16-lane vectors already)
     that cost more than the 6% of padding it saved."""
-    from edgecc.backends.tvm.schedule import vector_lanes
-    lanes = vector_lanes()
     return (nsp == 2 and kshape == [1, 1] and list(strides) == [1, 1] and not any(pads)
-            and cin_g > 1 and _vector_width(width) < lanes and plane % lanes
+            and cin_g > 1 and _vector_width(width, lanes) < lanes and plane % lanes
             and plane >= 2 * lanes)
 
 
-def _conv_flat_padded(x, w, b, shape, group, rc):
+def _conv_flat_padded(x, w, b, shape, group, rc, lanes):
     """Conv (see _flat_padded_plane) as [N, C, 1, P] -> [N, M, 1, P] on the plane padded to
     P columns (stage conv_pad, zeros beyond H*W), cropped back to [N, M, H, W]."""
-    from edgecc.backends.tvm.schedule import vector_lanes
     n, m, h, wd = shape
     plane = h * wd
-    cols = -(-plane // vector_lanes()) * vector_lanes()
+    cols = -(-plane // lanes) * lanes
     cin_g, m_g = int(w.shape[1]), m // group
     xp = te.compute([n, int(x.shape[1]), 1, cols], lambda n_, c, _, p: tirx.if_then_else(
         p < plane, x[n_, c, p // wd, p % wd], tirx.const(0.0, x.dtype)), name="conv_pad")
@@ -237,11 +231,9 @@ def _conv_flat_padded(x, w, b, shape, group, rc):
     return [te.compute(shape, lambda n_, m_, i, j: y(n_, m_, 0, i * wd + j), name="conv_crop")]
 
 
-def _vector_width(width: int) -> int:
+def _vector_width(width: int, lanes: int) -> int:
     """`width` rounded up to a multiple of min(8, f32 lanes of the target), unless it is a
     multiple of the lanes already or narrower than half a vector."""
-    from edgecc.backends.tvm.schedule import vector_lanes
-    lanes = vector_lanes()
     q = min(8, lanes)
     if width % lanes == 0 or width % q == 0 or 2 * width < q:
         return width
@@ -249,7 +241,7 @@ def _vector_width(width: int) -> int:
 
 
 @lowering("ConvTranspose")
-def _conv_transpose(op, ins):
+def _conv_transpose(op, ins, target):
     # y[n, g*Mg+m, o] = sum_{c<Cg, k} x[n, g*Cg+c, i] * w[g*Cg+c, m, k]  where o = i*s - pb + k*d
     x, w, b = ins[0], ins[1], ins[2] if len(ins) > 2 else None
     shape, dt = out_type(op)
@@ -319,7 +311,7 @@ def _conv_transpose_phases(x, w, shape, rc, group, c_g, m_g, kshape):
 
 
 @lowering("Gemm")
-def _gemm(op, ins):
+def _gemm(op, ins, target):
     a, bm, c = ins[0], ins[1], ins[2] if len(ins) > 2 else None
     shape, dt = out_type(op)
     alpha, beta = float(op.attrs["alpha"]), float(op.attrs["beta"])
@@ -342,7 +334,7 @@ def _gemm(op, ins):
 
 
 @lowering("MatMul")
-def _matmul(op, ins):
+def _matmul(op, ins, target):
     a, b = ins
     shape, dt = out_type(op)
     ra, rb = len(a.shape), len(b.shape)
@@ -369,7 +361,7 @@ def bcast_index_partial(t, batch, nbatch):
 
 
 @lowering("BatchNormalization")
-def _batch_norm(op, ins):
+def _batch_norm(op, ins, target):
     x, scale, bias, mean, var = ins[:5]
     eps = float(op.attrs["epsilon"])
     dt = x.dtype
@@ -408,7 +400,7 @@ def _kept(idx, axes):
 
 
 @lowering("InstanceNormalization")
-def _instance_norm(op, ins):
+def _instance_norm(op, ins, target):
     x, scale, bias = ins[:3]
     axes = list(range(2, len(x.shape)))
     mean, var = _mean_var(x, axes, "inorm")
@@ -421,7 +413,7 @@ def _instance_norm(op, ins):
 
 
 @lowering("LayerNormalization")
-def _layer_norm(op, ins):
+def _layer_norm(op, ins, target):
     x, scale, bias = ins[0], ins[1], ins[2] if len(ins) > 2 else None
     axis = int(op.attrs["axis"])
     axes = list(range(axis, len(x.shape)))
@@ -436,7 +428,7 @@ def _layer_norm(op, ins):
 
 
 @lowering("LRN")
-def _lrn(op, ins):
+def _lrn(op, ins, target):
     x = ins[0]
     size = int(op.attrs["size"])
     alpha, beta, bias = (float(op.attrs[k]) for k in ("alpha", "beta", "bias"))

@@ -8,8 +8,7 @@ import math
 
 from tvm import te, tirx
 
-from edgecc.backends.tvm.lower_elementwise import const, is_float_dtype, out_type
-from edgecc.backends.tvm.lower import lowering
+from edgecc.backends.tvm.te_rules import block_size, const, is_float_dtype, lowering, out_type
 
 
 def lowest(dtype):
@@ -57,12 +56,11 @@ def _windows(op, x, shape, tail=0):
 def _layout(op):
     """(tail axes, stage name suffix): the lane axis of a blocked NCHW{c}c pool (its
     stages are named *_blocked: schedule_pool's blocked rule finds them)."""
-    from edgecc.backends.tvm.lower_nn import block_size
     return (1, "_blocked") if block_size(op) else (0, "")
 
 
 @lowering("MaxPool")
-def _max_pool(op, ins):
+def _max_pool(op, ins, target):
     x = ins[0]
     shape, dt = out_type(op)
     tail, sfx = _layout(op)
@@ -76,7 +74,7 @@ def _max_pool(op, ins):
 
 
 @lowering("AveragePool")
-def _avg_pool(op, ins):
+def _avg_pool(op, ins, target):
     x = ins[0]
     shape, dt = out_type(op)
     tail, sfx = _layout(op)
@@ -141,7 +139,7 @@ def _count(x, axes):
 
 @lowering("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
           "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp")
-def _reduce(op, ins):
+def _reduce(op, ins, target):
     x = ins[0]
     shape, dt = out_type(op)
     axes, keep = list(op.attrs["axes"]), int(op.attrs["keepdims"])
@@ -179,7 +177,7 @@ def _reduce(op, ins):
 
 
 @lowering("GlobalAveragePool", "GlobalMaxPool")
-def _global_pool(op, ins):
+def _global_pool(op, ins, target):
     x = ins[0]
     shape, dt = out_type(op)
     tail, sfx = _layout(op)
@@ -192,7 +190,7 @@ def _global_pool(op, ins):
 
 
 @lowering("ArgMax", "ArgMin")
-def _arg_reduce(op, ins):
+def _arg_reduce(op, ins, target):
     x = ins[0]
     axis, keep = int(op.attrs["axis"]), int(op.attrs["keepdims"])
     last = int(op.attrs["select_last_index"])
@@ -224,7 +222,7 @@ def _arg_reduce(op, ins):
 
 
 @lowering("Softmax", "LogSoftmax")
-def _softmax(op, ins):
+def _softmax(op, ins, target):
     x = ins[0]
     axis = int(op.attrs["axis"])
     rank = len(x.shape)

@@ -12,8 +12,7 @@ from tvm import te, tirx
 
 from edgecc.errors import ModelError
 
-from edgecc.backends.tvm.lower_elementwise import const
-from edgecc.backends.tvm.lower import lowering
+from edgecc.backends.tvm.te_rules import const, lowering
 
 _F = "float32"
 
@@ -41,7 +40,7 @@ def _activation(name, op):
 
 
 @lowering("LSTM")
-def _lstm(op, ins):
+def _lstm(op, ins, target):
     ins = list(ins) + [None] * (7 - len(ins))
     x, w, r, b, lens, h0, c0 = ins[:7]
     if str(x.dtype) != _F:

@@ -34,9 +34,9 @@ from tvm.s_tir import Schedule
 
 from . import schedule_conv_blocked as blocked  # registers the blocked-layout rules too
 from edgecc.backends.tvm.knobs import knob
-from edgecc.backends.tvm.schedule import (_extents, _schedule_injective, _try, generic_schedule,
-                           inline_injective, schedule_rule, scratch_free_active, staged,
-                           vector_lanes, vector_registers)
+from edgecc.backends.tvm.primitives import (ScheduleContext, extents, generic_schedule,
+                                            inline_injective, schedule_injective,
+                                            schedule_rule, try_)
 
 
 WEIGHTS_PER_TASK = 1 << 20       # bytes: about the L2 of one core
@@ -87,49 +87,49 @@ def conv_tiles(out_channels: int, width: int, lanes: int, registers: int,
 
 
 @schedule_rule("Conv")
-def conv_schedule(sch: Schedule) -> None:
+def conv_schedule(sch: Schedule, ctx: ScheduleContext) -> None:
     if any(sch.get(b).name_hint == "conv_blocked"
            for b in sch.get_child_blocks(sch.get_sblock("root"))):
-        blocked.blocked_conv_schedule(sch)    # layout NCHW{c}c
+        blocked.blocked_conv_schedule(sch, ctx)    # layout NCHW{c}c
         return
-    inline_injective(sch, keep=staged("conv_pad", "conv_wpack"))
+    inline_injective(sch, keep=ctx.staged("conv_pad", "conv_wpack"))
     conv = sch.get_sblock("conv")
     loops = sch.get_loops(conv)
     if len(loops) != 7:                             # 2-D convolution only
         raise ValueError("not a 2-D convolution")
     n, m, h, w, rc, kh, kw = loops
     # (a flattened plane's accumulator is per-task scratch: none under scratch_free)
-    if not scratch_free_active() and pointwise_plane(sch, conv):
-        register_tiled(sch, conv, [n], m, [], sch.fuse(h, w), [rc, kh, kw],
+    if not ctx.lean and pointwise_plane(sch, conv):
+        register_tiled(sch, ctx, conv, [n], m, [], sch.fuse(h, w), [rc, kh, kw],
                        own_consumers=True, plane=True)
         return
     if flat_padded(sch, conv):          # lower_nn._conv_flat_padded: the padded plane first
         # the epilogue reads the [1, P] plane as [H, W]: TVM cannot follow that per tile
         # (it inferred a wrong region), so it runs as its own parallel loop nest
         epilogue = [sch.get(b).name_hint for b in sch.get_consumers(conv)]
-        register_tiled(sch, conv, [n], m, [], sch.fuse(h, w), [rc, kh, kw],
+        register_tiled(sch, ctx, conv, [n], m, [], sch.fuse(h, w), [rc, kh, kw],
                        own_consumers=False, plane=True)
         for name in ["conv_pad"] + epilogue:
-            _schedule_injective(sch, sch.get_sblock(name), count_lanes=True)
+            schedule_injective(sch, sch.get_sblock(name), count_lanes=True)
         return
-    task = register_tiled(sch, conv, [n], m, [h], w, [rc, kh, kw], own_consumers=True)
+    task = register_tiled(sch, ctx, conv, [n], m, [h], w, [rc, kh, kw], own_consumers=True)
     for blk in sch.get_child_blocks(sch.get_sblock("root")):
         if sch.get(blk).name_hint == "conv_wpack":
-            _schedule_injective(sch, blk)
+            schedule_injective(sch, blk)
     for blk in sch.get_child_blocks(sch.get_sblock("root")):
         if sch.get(blk).name_hint == "conv_pad":
             # per task (1), or the whole padded input first (0: measured 3.3x faster on
             # shufflenet's group-4 1x1 convs on 14x14 rows padded to 16, whose tasks would
             # each copy their group's rows for a few channels; the default there)
-            grouped_1x1 = _extents(sch, [kh, kw]) == [1, 1] and _extents(sch, [rc])[0] < \
+            grouped_1x1 = extents(sch, [kh, kw]) == [1, 1] and extents(sch, [rc])[0] < \
                 int(sch.get(blk).writes[0].source.shape[1])
             if knob("conv.pad_per_task", 0 if grouped_1x1 else 1, lambda: [1, 0]):
-                pad_per_task(sch, blk, task)
+                pad_per_task(sch, blk, task, ctx.target.lanes())
             else:      # in parallel (2 threads: shufflenet's 14x14 group conv 58 -> 42 us)
-                _schedule_injective(sch, blk, count_lanes=True)
+                schedule_injective(sch, blk, count_lanes=True)
 
 
-def pad_per_task(sch: Schedule, pad, task) -> None:
+def pad_per_task(sch: Schedule, pad, task, lanes: int) -> None:
     """Compute the padded (phase-split) input inside each parallel task, only the rows (and,
     for a 1x1 strided conv, the one phase) that task's output row reads: the scratch is
     C x kh rows x padded width per task instead of a copy of the whole input. The copy is
@@ -137,15 +137,14 @@ def pad_per_task(sch: Schedule, pad, task) -> None:
     2.8x slower on resnet50's strided 3x3 conv, with G blocks sharing it about even."""
     sch.compute_at(pad, task)
     inner = sch.get_loops(pad)[-1]
-    lanes = vector_lanes()
-    if _extents(sch, [inner])[0] % lanes == 0:
-        _try(sch.vectorize, sch.split(inner, [None, lanes])[1])
+    if extents(sch, [inner])[0] % lanes == 0:
+        try_(sch.vectorize, sch.split(inner, [None, lanes])[1])
 
 
 def flat_padded(sch: Schedule, conv) -> bool:
     """A 1x1 conv computed on its flattened, padded plane [N, C, 1, P]."""
     pads = [p for p in sch.get_producers(conv) if sch.get(p).name_hint == "conv_pad"]
-    return bool(pads) and _extents(sch, sch.get_loops(conv)[2:3]) == [1] and \
+    return bool(pads) and extents(sch, sch.get_loops(conv)[2:3]) == [1] and \
         int(sch.get(pads[0]).writes[0].source.shape[2]) == 1
 
 
@@ -154,7 +153,7 @@ def pointwise_plane(sch: Schedule, conv) -> bool:
     (lower_nn keeps its rows unpadded then): the plane is contiguous in input and output, so
     it is tiled as one flattened loop (a GEMM [M, C] x [C, H*W])."""
     n, m, h, w, rc, kh, kw = sch.get_loops(conv)
-    ext = _extents(sch, [h, w, kh, kw])
+    ext = extents(sch, [h, w, kh, kw])
     reads = sch.get(conv).reads
     return (ext[2] == ext[3] == 1 and (ext[0] * ext[1]) % 8 == 0
             and not any(sch.get(p).name_hint == "conv_pad" for p in sch.get_producers(conv))
@@ -163,12 +162,12 @@ def pointwise_plane(sch: Schedule, conv) -> bool:
 
 
 @schedule_rule("ConvTranspose")
-def conv_transpose_schedule(sch: Schedule) -> None:
+def conv_transpose_schedule(sch: Schedule, ctx: ScheduleContext) -> None:
     """The per-phase 1x1 convolution (lower_nn._conv_transpose_phases) register-tiled like a
     conv; the interleaving output copy (with the epilogue inlined) scheduled generically."""
     names = {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
     if "convT_phase" not in names:                 # the general form: a gather per tap
-        generic_schedule(sch)
+        generic_schedule(sch, ctx)
         return
     inline_injective(sch)
     phase = sch.get_sblock("convT_phase")
@@ -176,30 +175,30 @@ def conv_transpose_schedule(sch: Schedule) -> None:
     if len(loops) != 7:
         raise ValueError("not a 2-D kernel == stride transposed convolution")
     n, m, ph, pw, qh, qw, rc = loops
-    register_tiled(sch, phase, [n], m, [ph, pw, qh], qw, [rc], own_consumers=False)
+    register_tiled(sch, ctx, phase, [n], m, [ph, pw, qh], qw, [rc], own_consumers=False)
     for blk in sch.get_child_blocks(sch.get_sblock("root")):
         if not sch.get(blk).name_hint.startswith("convT_phase"):
-            _schedule_injective(sch, blk)
+            schedule_injective(sch, blk)
 
 
-def register_tiled(sch: Schedule, blk, lead, m, rows, w, reduce_, own_consumers: bool,
-                   plane: bool = False):
+def register_tiled(sch: Schedule, ctx: ScheduleContext, blk, lead, m, rows, w, reduce_,
+                   own_consumers: bool, plane: bool = False):
     """Tile a conv-like reduction block [lead, m, rows, w | reduce_] into MI x VW register
     tiles (conv_tile), parallel over (lead, m blocks, rows). With `own_consumers` the block's
     elementwise consumers (the fused epilogue) run on each finished tile, else the tile is
     written back from a local accumulator. Returns the fused parallel loop. (Chunking
     the reduction for L1 was measured to make no difference on resnet50's 1024-2048-channel
     layers, so there is none.)"""
-    n_m, n_w = _extents(sch, [m, w])
-    depthwise = _extents(sch, reduce_[:1]) == [1]          # one input channel per output
-    lanes, registers = vector_lanes(), vector_registers()
-    groups = _input_channels(sch, blk) // _extents(sch, reduce_[:1])[0]
+    n_m, n_w = extents(sch, [m, w])
+    depthwise = extents(sch, reduce_[:1]) == [1]          # one input channel per output
+    lanes, registers = ctx.target.lanes(), ctx.target.vector_registers
+    groups = _input_channels(sch, blk) // extents(sch, reduce_[:1])[0]
     mi, vw = conv_tile(n_m, n_w, lanes, registers, depthwise,
                        n_m // groups if groups > 1 and not depthwise else 0)
     packed = 0
     for p in sch.get_producers(blk):               # weights packed by the lowering for MI
         if sch.get(p).name_hint == "conv_wpack":
-            mi = packed = _extents(sch, sch.get_loops(p))[-1]     # its innermost loop: MI
+            mi = packed = extents(sch, sch.get_loops(p))[-1]     # its innermost loop: MI
     mi, vw = knob("conv.tile", (mi, vw),
                   lambda: conv_tiles(n_m, n_w, lanes, registers, depthwise, packed))
     mo, mi_l = sch.split(m, [None, mi])
@@ -210,7 +209,7 @@ def register_tiled(sch: Schedule, blk, lead, m, rows, w, reduce_, own_consumers:
     if depthwise and pads and len(rows) == 1 and "edgecc.row_stride" in ann:
         # a task runs a band of rows: its padded input rows are copied once, not once per
         # output row that reads them (3x for 3x3 taps), within blocked.DW_SCRATCH_BYTES
-        band = (_extents(sch, rows)[0], int(ann["edgecc.row_stride"]),
+        band = (extents(sch, rows)[0], int(ann["edgecc.row_stride"]),
                 int(ann["edgecc.row_window"]),
                 4 * mi * math.prod(int(d) for d in sch.get(pads[0]).writes[0].source.shape[3:]))
         r = knob("conv.rows", blocked.depthwise_rows(*band),
@@ -218,18 +217,18 @@ def register_tiled(sch: Schedule, blk, lead, m, rows, w, reduce_, own_consumers:
         ho, hi = sch.split(rows[0], [None, r])
         rows, inner = [ho], [hi]
     if pads and not plane and \
-            _extents(sch, reduce_[:1]) == [int(sch.get(pads[0]).writes[0].source.shape[1])]:
+            extents(sch, reduce_[:1]) == [int(sch.get(pads[0]).writes[0].source.shape[1])]:
         # every channel block reads all input channels (group 1): a task runs several
         # blocks on its padded rows (pad_per_task copies them once per task), as many as
         # keep their weights within WEIGHTS_PER_TASK bytes
-        block = 4 * mi * math.prod(_extents(sch, reduce_))
+        block = 4 * mi * math.prod(extents(sch, reduce_))
         g = max(d for d in range(1, n_m // mi + 1)
                 if (n_m // mi) % d == 0 and (d == 1 or d * block <= WEIGHTS_PER_TASK))
         g = knob("conv.blocks", g, lambda: task_blocks(n_m // mi, block))
         mo, mo_i = sch.split(mo, [None, g])
         inner = [mo_i]
     # reduction loop order (tuning only): the non-unit loops of rc, kh, kw permuted
-    moving = [i for i, e in enumerate(_extents(sch, reduce_)) if e != 1]
+    moving = [i for i, e in enumerate(extents(sch, reduce_)) if e != 1]
     order = knob("conv.order", tuple(moving), lambda: list(itertools.permutations(moving)))
     where = dict(zip(moving, order))
     reduce_ = [reduce_[where.get(i, i)] for i in range(len(reduce_))]
@@ -251,7 +250,7 @@ def register_tiled(sch: Schedule, blk, lead, m, rows, w, reduce_, own_consumers:
         sch.unroll(mi_l)
     for e in epilogue:
         if vw > 1:
-            _try(sch.vectorize, sch.get_loops(e)[-1])
+            try_(sch.vectorize, sch.get_loops(e)[-1])
     sch.decompose_reduction(blk, reduce_[0])
     return task
 

@@ -26,9 +26,9 @@ import math
 
 from tvm.s_tir import Schedule
 
-from edgecc.backends.tvm.schedule import (_extents, _parallelize, _schedule_injective, _try,
-                           cache_bytes, inline_injective, schedule_rule, scratch_free_active,
-                           vector_lanes, vector_registers)
+from edgecc.backends.tvm.primitives import (ScheduleContext, extents, inline_injective,
+                                            parallelize, schedule_injective, schedule_rule, try_)
+from edgecc.target import Target
 from edgecc.backends.tvm.knobs import knob
 
 MAX_BLOCKS = 4          # output channel blocks per tile (NB)
@@ -79,12 +79,12 @@ def blocked_tile(blocks: int, width: int, c: int, lanes: int, registers: int,
     return best
 
 
-def target_blocked_tile(blocks: int, width: int, c: int, depthwise: bool,
+def target_blocked_tile(target: Target, blocks: int, width: int, c: int, depthwise: bool,
                         block_weight_bytes: int) -> tuple[int, int]:
-    """blocked_tile for the target in scope: what the lowering rounds the width to and the
-    schedule tiles by (both must pick the same)."""
-    return blocked_tile(blocks, width, c, vector_lanes(), vector_registers(), depthwise,
-                        block_weight_bytes, cache_bytes())
+    """blocked_tile for `target`: what the lowering rounds the width to and the schedule
+    tiles by (both must pick the same)."""
+    return blocked_tile(blocks, width, c, target.lanes(), target.vector_registers, depthwise,
+                        block_weight_bytes, target.cache_bytes)
 
 
 def blocked_tiles(blocks: int, wide: int, c: int, lanes: int, registers: int,
@@ -111,8 +111,9 @@ def blocked_tiles(blocks: int, wide: int, c: int, lanes: int, registers: int,
     return [t for *_, t in sorted(tiles, reverse=True)]
 
 
-def blocked_conv_schedule(sch: Schedule) -> None:
-    lean = scratch_free_active()
+def blocked_conv_schedule(sch: Schedule, ctx: ScheduleContext) -> None:
+    lean = ctx.lean
+    lanes, registers = ctx.target.lanes(), ctx.target.vector_registers
     inline_injective(sch, keep=("conv_pad",))
     conv = sch.get_sblock("conv_blocked")
     loops = sch.get_loops(conv)
@@ -120,15 +121,15 @@ def blocked_conv_schedule(sch: Schedule) -> None:
         raise ValueError("not a 2-D blocked convolution")
     n, m, h, w, o, *red = loops
     depthwise = len(red) == 2
-    blocked_input = not depthwise and _extents(sch, red[-1:])[0] > 1   # ri: c, or 1 (stem)
+    blocked_input = not depthwise and extents(sch, red[-1:])[0] > 1   # ri: c, or 1 (stem)
     if lean and depthwise and _has_block(sch, "conv_pad"):
         sch.compute_inline(sch.get_sblock("conv_pad"))    # bounds-checked taps, no band
-    blocks, wide, c = _extents(sch, [m, w, o])
+    blocks, wide, c = extents(sch, [m, w, o])
     width = int(sch.get(conv).annotations.get("edgecc.width", wide))
-    weights = math.prod(_extents(sch, red)) * c * 4          # of one output block
-    t, nb = target_blocked_tile(blocks, width, c, depthwise, weights)
+    weights = math.prod(extents(sch, red)) * c * 4          # of one output block
+    t, nb = target_blocked_tile(ctx.target, blocks, width, c, depthwise, weights)
     t, nb = knob("blocked.tile", (t, nb), lambda: blocked_tiles(
-        blocks, wide, c, vector_lanes(), vector_registers(), depthwise))
+        blocks, wide, c, lanes, registers, depthwise))
     if wide % t:
         raise ValueError(f"tile of {t} columns does not divide the lowered width {wide}")
     mo, mi = sch.split(m, [None, nb])
@@ -137,7 +138,7 @@ def blocked_conv_schedule(sch: Schedule) -> None:
     # 7x7) runs its taps outside the channels (ry, rx, rc, ri: 1.2x on resnet50's and
     # inception's 7x7 stems; 3x3 stems 0.95-1.02x, so not them). Tuning tries the
     # permutations keeping the input lanes innermost, group 1 (others measured 1.3x slower)
-    wide_stem = not depthwise and not blocked_input and _extents(sch, red[2:3])[0] >= 5
+    wide_stem = not depthwise and not blocked_input and extents(sch, red[2:3])[0] >= 5
     order = knob("blocked.order", (1, 2, 0, 3) if wide_stem else tuple(range(len(red))),
                  lambda: [p for p in itertools.permutations(range(len(red)))
                           if depthwise or p[-1] == 3])
@@ -153,9 +154,9 @@ def blocked_conv_schedule(sch: Schedule) -> None:
         # overlap, and stays within DW_SCRATCH_BYTES (see depthwise_rows)
         ann = sch.get(conv).annotations
         padded = _has_block(sch, "conv_pad")
-        wp = _extents(sch, sch.get_loops(sch.get_sblock("conv_pad"))[3:4])[0] if padded \
+        wp = extents(sch, sch.get_loops(sch.get_sblock("conv_pad"))[3:4])[0] if padded \
             else wide
-        band = (_extents(sch, [h])[0], int(ann.get("edgecc.row_stride", 1)),
+        band = (extents(sch, [h])[0], int(ann.get("edgecc.row_stride", 1)),
                 int(ann.get("edgecc.row_window", 1)), wp * c * 4)
         rows = knob("blocked.rows", depthwise_rows(*band),
                        lambda: depthwise_row_choices(*band))
@@ -168,7 +169,7 @@ def blocked_conv_schedule(sch: Schedule) -> None:
     sch.unroll(mi)
     sch.vectorize(o)
     for e in epilogue:
-        _vectorize_lanes(sch, e)
+        _vectorize_lanes(sch, e, lanes)
     sch.decompose_reduction(conv, red[0])
     for blk in sch.get_child_blocks(sch.get_sblock("root")):
         if sch.get(blk).name_hint == "conv_pad":
@@ -187,8 +188,8 @@ def blocked_conv_schedule(sch: Schedule) -> None:
                 sch.compute_at(blk, task)
             else:
                 lead = sch.get_loops(blk)[:3]
-                _parallelize(sch, lead, _extents(sch, lead))
-            _vectorize_lanes(sch, blk)
+                parallelize(sch, lead, extents(sch, lead))
+            _vectorize_lanes(sch, blk, lanes)
 
 
 def _epilogue_at(sch: Schedule, conv, loop) -> list:
@@ -208,7 +209,7 @@ def _epilogue_at(sch: Schedule, conv, loop) -> list:
                 sch.reverse_compute_at(b, loop)
                 downstream.append(sch.get_sblock(name))
             except Exception:      # cannot follow the tile: its own loop nest
-                _schedule_injective(sch, b)
+                schedule_injective(sch, b)
     return downstream
 
 
@@ -239,21 +240,20 @@ def _has_block(sch: Schedule, name: str) -> bool:
                for b in sch.get_child_blocks(sch.get_sblock("root")))
 
 
-def _vectorize_lanes(sch: Schedule, blk) -> None:
+def _vectorize_lanes(sch: Schedule, blk, lanes: int) -> None:
     """Vectorize a blocked stage's innermost (c lanes) loop; lanes narrower than a vector
     take the column loop with them when it fits."""
     loops = sch.get_loops(blk)
-    ext = _extents(sch, loops[-2:])
-    lanes = vector_lanes()
+    ext = extents(sch, loops[-2:])
     if len(loops) >= 2 and ext[-1] < lanes and (ext[0] * ext[1]) % lanes == 0:
         _, inner = sch.split(sch.fuse(*loops[-2:]), [None, lanes])
-        _try(sch.vectorize, inner)
+        try_(sch.vectorize, inner)
     else:
-        _try(sch.vectorize, loops[-1])
+        try_(sch.vectorize, loops[-1])
 
 
 @schedule_rule("LayoutTransform")
-def layout_transform_schedule(sch: Schedule) -> None:
+def layout_transform_schedule(sch: Schedule, ctx: ScheduleContext) -> None:
     """NCHW <-> NCHW{c}c (lower_data._layout_transform, with any fused elementwise ops),
     parallel over (n, channel block, ...). To blocked: the c lanes of a pixel are one vector
     store, gathered from c channel planes. To NCHW: per group of pixels, c contiguous vector
@@ -266,10 +266,10 @@ def layout_transform_schedule(sch: Schedule) -> None:
         raise ValueError("expected one layout transform stage")
     blk = blocks[0]
     loops = sch.get_loops(blk)
-    work = math.prod(_extents(sch, loops))
+    work = math.prod(extents(sch, loops))
     if len(loops) == 5:                              # NCHW -> NCHW{c}c
         n, cb, h, w, i = loops
-        _parallelize(sch, [n, cb, h], _extents(sch, [n, cb, h]), work)
+        parallelize(sch, [n, cb, h], extents(sch, [n, cb, h]), work)
         sch.vectorize(i)
         return
     if len(loops) != 4:
@@ -281,14 +281,14 @@ def layout_transform_schedule(sch: Schedule) -> None:
     c = int(blocked[0].shape[-1])
     cb, i = sch.split(ch, [None, c])
     plane = sch.fuse(h, w)
-    size = _extents(sch, [plane])[0]
-    v = next((v for v in (vector_lanes(), 8, 4) if size % v == 0), None)
+    size = extents(sch, [plane])[0]
+    v = next((v for v in (ctx.target.lanes(), 8, 4) if size % v == 0), None)
     outer = [n, cb]
     if v is not None:
         po, pv = sch.split(plane, [None, v])
         sch.reorder(n, cb, po, i, pv)
         outer.append(po)
-    _parallelize(sch, outer, _extents(sch, outer), work)
+    parallelize(sch, outer, extents(sch, outer), work)
     if v is not None:
         sch.unroll(i)
         sch.vectorize(pv)

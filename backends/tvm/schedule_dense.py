@@ -31,28 +31,28 @@ from tvm.s_tir import Schedule
 from edgecc.backends.tvm.schedule_conv import conv_tile, conv_tiles
 from edgecc.backends.tvm.knobs import knob
 from edgecc.backends.tvm.schedule_pool import lane_split
-from edgecc.backends.tvm.schedule import (_extents, _schedule_injective, _try, schedule_rule, sole_reduction,
-                           vector_lanes, vector_registers)
+from edgecc.backends.tvm.primitives import (ScheduleContext, extents, schedule_injective,
+                                            schedule_rule, sole_reduction, try_)
 
 GEMV_COLUMNS = 4          # output columns per matrix-vector chunk (independent FMA chains)
 PARALLEL_MIN_WORK = 1 << 14
 
 
 @schedule_rule("Gemm", "MatMul")
-def dense_schedule(sch: Schedule) -> None:
+def dense_schedule(sch: Schedule, ctx: ScheduleContext) -> None:
     blk, loops, kinds = sole_reduction(sch, "product")
     if len(loops) != len(kinds) or kinds[-1] == 0 or any(k != 0 for k in kinds[:-1]):
         raise ValueError("not a [spatial..., k] product nest")
     spatial, k = loops[:-1], loops[-1]
     if not spatial:                                   # vector . vector: one output
-        _try(sch.decompose_reduction, blk, k)
+        try_(sch.decompose_reduction, blk, k)
         return
     _, b_read = _operands(sch, blk)
-    lanes = vector_lanes()
+    lanes, registers = ctx.target.lanes(), ctx.target.vector_registers
     if _rows(sch, blk) == 1 and b_read is not None and _contiguous_in_k(sch, blk, b_read):
-        _gemv_k_vectorized(sch, blk, lanes)
+        _gemv_k_vectorized(sch, blk, lanes, registers)
     else:
-        _register_tiled(sch, blk, lanes)
+        _register_tiled(sch, blk, lanes, registers)
 
 
 def _operands(sch, blk):
@@ -70,19 +70,19 @@ def _contiguous_in_k(sch, blk, b_read) -> bool:
     return last.same_as(k_var) and len(b_read.region) >= 2
 
 
-def _gemv_k_vectorized(sch, blk, lanes):
+def _gemv_k_vectorized(sch, blk, lanes, registers):
     loops = sch.get_loops(blk)
     spatial, k = loops[:-1], loops[-1]
-    n_k = _extents(sch, [k])[0]
+    n_k = extents(sch, [k])[0]
     vl = lane_split(n_k, lanes)
     if vl < 4 or n_k < 2 * vl:                        # K too short/ragged: tile over N
-        _register_tiled(sch, blk, lanes)
+        _register_tiled(sch, blk, lanes, registers)
         return
     ko, ki = sch.split(k, [None, vl])
     rf = sch.rfactor(ki, factor_axis=len(spatial))    # rf[..., j, lane] over ko
     # the combining block (blk) owns the output loops; rf is computed per chunk of columns
     out_loops = sch.get_loops(blk)[:len(spatial)]
-    n_j = _extents(sch, out_loops[-1:])[0]
+    n_j = extents(sch, out_loops[-1:])[0]
     jc = max(d for d in range(1, GEMV_COLUMNS + 1) if n_j % d == 0)
     jc = knob("dense.columns", jc, lambda: [d for d in range(2 * GEMV_COLUMNS, 0, -1)
                                             if n_j % d == 0])
@@ -97,8 +97,8 @@ def _gemv_k_vectorized(sch, blk, lanes):
     # below par, in the rf block's iter order: [lane, j (if jc > 1), ko] (+ unit loops)
     rf_loops = sch.get_loops(rf)
     below = rf_loops[[sch.get(lp).same_as(sch.get(par)) for lp in rf_loops].index(True) + 1:]
-    rl = [lp for lp, e in zip(below, _extents(sch, below)) if e != 1]
-    if _extents(sch, rl) != [vl] + ([jc] if jc > 1 else []) + [n_k // vl]:
+    rl = [lp for lp, e in zip(below, extents(sch, below)) if e != 1]
+    if extents(sch, rl) != [vl] + ([jc] if jc > 1 else []) + [n_k // vl]:
         raise ValueError("unexpected rfactor loop nest")
     sch.reorder(rl[-1], *rl[1:-1], rl[0])              # ko, (j,) lane
     if jc > 1:
@@ -108,26 +108,25 @@ def _gemv_k_vectorized(sch, blk, lanes):
     sch.vectorize(rl[0])
     sch.decompose_reduction(rf, rl[-1])
     for e in epilogue:
-        _try(sch.vectorize, sch.get_loops(e)[-1])
+        try_(sch.vectorize, sch.get_loops(e)[-1])
 
 
-def _register_tiled(sch, blk, lanes):
+def _register_tiled(sch, blk, lanes, registers):
     """MI x VW tiles over the last two output axes (a 1-row product tiles N only)."""
     _, b_read = _operands(sch, blk)
     if b_read is not None and _contiguous_in_k(sch, blk, b_read) and _rows(sch, blk) > 1:
         _transpose_b(sch, blk)
     loops = sch.get_loops(blk)
     spatial, k = loops[:-1], loops[-1]
-    ext = _extents(sch, spatial)
+    ext = extents(sch, spatial)
     if len(spatial) >= 2:
         lead, i, j = spatial[:-2], spatial[-2], spatial[-1]
         n_i, n_j = ext[-2], ext[-1]
     else:
         lead, i, j = [], None, spatial[-1]
         n_i, n_j = 1, ext[-1]
-    mi, vw = conv_tile(n_i, n_j, lanes, vector_registers())
-    mi, vw = knob("dense.tile", (mi, vw),
-                  lambda: conv_tiles(n_i, n_j, lanes, vector_registers()))
+    mi, vw = conv_tile(n_i, n_j, lanes, registers)
+    mi, vw = knob("dense.tile", (mi, vw), lambda: conv_tiles(n_i, n_j, lanes, registers))
     jo, ji = sch.split(j, [None, vw])
     if i is not None:
         io, ii = sch.split(i, [None, mi])
@@ -145,7 +144,7 @@ def _register_tiled(sch, blk, lanes):
     for e in epilogue:
         sch.reverse_compute_at(e, jo)
     work = 1
-    for e in _extents(sch, sch.get_loops(blk)):
+    for e in extents(sch, sch.get_loops(blk)):
         work *= e
     par = sch.fuse(*outer) if len(outer) > 1 else outer[0]
     if work >= PARALLEL_MIN_WORK:
@@ -156,12 +155,12 @@ def _register_tiled(sch, blk, lanes):
         sch.unroll(ii)
     for e in epilogue:
         if vw > 1:
-            _try(sch.vectorize, sch.get_loops(e)[-1])
+            try_(sch.vectorize, sch.get_loops(e)[-1])
     sch.decompose_reduction(blk, k)
 
 
 def _rows(sch, blk) -> int:
-    ext = _extents(sch, sch.get_loops(blk))
+    ext = extents(sch, sch.get_loops(blk))
     return ext[-3] if len(ext) >= 3 else 1
 
 
@@ -170,10 +169,10 @@ def _transpose_b(sch, blk):
     cache = sch.cache_read(blk, 1, "global")
     sch.transform_layout(cache, ("write", 0), lambda *idx: (*idx[:-2], idx[-1], idx[-2]))
     *lead, n, k = sch.get_loops(cache)
-    n_n, n_k = _extents(sch, [n, k])
+    n_n, n_k = extents(sch, [n, k])
     b = 8
     if n_n % b or n_k % b:                   # rows read contiguously, written strided
-        _schedule_injective(sch, cache)
+        schedule_injective(sch, cache)
         return
     # 8 x 8 blocks: 8 source rows stay in cache while 8 contiguous columns are written
     n0, n1 = sch.split(n, [None, b])

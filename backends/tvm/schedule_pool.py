@@ -14,8 +14,9 @@ import math
 
 from tvm.s_tir import Schedule
 
-from edgecc.backends.tvm.schedule import (_extents, _parallelize, _schedule_injective, _try,
-                           generic_schedule, schedule_rule, sole_reduction, vector_lanes)
+from edgecc.backends.tvm.primitives import (ScheduleContext, extents, generic_schedule,
+                                            parallelize, schedule_injective, schedule_rule,
+                                            sole_reduction, try_)
 
 
 def lane_split(width: int, lanes: int) -> int:
@@ -24,7 +25,7 @@ def lane_split(width: int, lanes: int) -> int:
 
 
 @schedule_rule("GlobalAveragePool")
-def global_pool_schedule(sch: Schedule) -> None:
+def global_pool_schedule(sch: Schedule, ctx: ScheduleContext) -> None:
     if _blocked(sch):
         blocked_pool_schedule(sch)
         return
@@ -33,9 +34,9 @@ def global_pool_schedule(sch: Schedule) -> None:
     reduce_ = [lp for lp, k in zip(loops, kinds) if k != 0]
     if len(spatial) + len(reduce_) != len(loops) or not reduce_:
         raise ValueError("not a plain reduction nest")
-    f = lane_split(_extents(sch, reduce_[-1:])[0], vector_lanes())
+    f = lane_split(extents(sch, reduce_[-1:])[0], ctx.target.lanes())
     if f < 4:                                    # rows too narrow to vectorize
-        generic_schedule(sch)
+        generic_schedule(sch, ctx)
         return
     ro, ri = sch.split(reduce_[-1], [None, f])
     rf = sch.rfactor(ri, factor_axis=len(spatial))
@@ -43,9 +44,9 @@ def global_pool_schedule(sch: Schedule) -> None:
     sch.reorder(*rf_loops[:len(spatial)], *rf_loops[len(spatial):-1], rf_loops[-1])
     rf_loops = sch.get_loops(rf)
     work = 1
-    for e in _extents(sch, rf_loops):
+    for e in extents(sch, rf_loops):
         work *= e
-    outer = _parallelize(sch, rf_loops[:len(spatial)], _extents(sch, rf_loops[:len(spatial)]),
+    outer = parallelize(sch, rf_loops[:len(spatial)], extents(sch, rf_loops[:len(spatial)]),
                          work)
     sch.vectorize(sch.get_loops(rf)[-1])
     sch.reverse_compute_at(red, outer)
@@ -54,7 +55,7 @@ def global_pool_schedule(sch: Schedule) -> None:
             try:
                 sch.reverse_compute_at(blk, outer)
             except Exception:          # an output stage that cannot move: its own loops
-                _schedule_injective(sch, blk)
+                schedule_injective(sch, blk)
 
 
 # ---- the blocked layout NCHW{c}c (lower_pool names its stages *_blocked) ----------------------
@@ -65,11 +66,11 @@ def _blocked(sch: Schedule) -> bool:
 
 
 @schedule_rule("MaxPool", "AveragePool", "GlobalMaxPool")
-def pool_schedule(sch: Schedule) -> None:
+def pool_schedule(sch: Schedule, ctx: ScheduleContext) -> None:
     if _blocked(sch):
         blocked_pool_schedule(sch)
     else:
-        generic_schedule(sch)
+        generic_schedule(sch, ctx)
 
 
 def blocked_pool_schedule(sch: Schedule) -> None:
@@ -89,10 +90,10 @@ def blocked_pool_schedule(sch: Schedule) -> None:
         epilogue = [sch.cache_write(red, 0, "local")]
     for e in epilogue:
         sch.reverse_compute_at(e, w)
-    extents = _extents(sch, [n, cb, h])
-    _parallelize(sch, [n, cb, h], extents, math.prod(_extents(sch, sch.get_loops(red))))
-    if _extents(sch, [lane])[0] > 1:
+    ext = extents(sch, [n, cb, h])
+    parallelize(sch, [n, cb, h], ext, math.prod(extents(sch, sch.get_loops(red))))
+    if extents(sch, [lane])[0] > 1:
         sch.vectorize(lane)
         for e in epilogue:
-            _try(sch.vectorize, sch.get_loops(e)[-1])
+            try_(sch.vectorize, sch.get_loops(e)[-1])
     sch.decompose_reduction(red, loops[5])

@@ -1,9 +1,9 @@
 """What the generated host code does, as data: static tensors, steps, weights, I/O.
 
-    plan = plan_bundle(graph, target, threads=None)     # memory plan incl. kernel scratch
-    layout = make_layout(graph, kernel_library, plan, name="model")
+    plan = plan_bundle(graph, kernels, threads=None)    # memory plan incl. kernel scratch
+    program = make_program(graph, kernels.compile(workdir, plan.scratch_free), plan, "model")
 
-The host code (model.c, rendered by bundle_csrc) binds one static DLTensor per IR value to
+The host code (model.c, rendered by csrc.py) binds one static DLTensor per IR value to
 its storage (the caller's arena at a planned offset, an input or output pointer, or the linked
 weights) and runs `steps` in the plan's order: kernel launches, and byte copies where a view
 could not alias (a view between two caller buffers) or a graph output is stored elsewhere
@@ -19,10 +19,10 @@ from edgecc.errors import ModelError
 from edgecc.ir import Graph
 from edgecc.ops.layout import layout_of
 
-from edgecc.backends.tvm.workspace import Workspace, kernel_workspace
 from edgecc.backends.memory.alloc import ALIGN, align
 from edgecc.backends.memory.plan import GraphPlan, plan_graph
-from edgecc.target import Target, make_target
+from edgecc.backends.tvm.build import KernelSet
+from edgecc.backends.tvm.scratch import Workspace
 
 # Kernel scratch inside parallel loops is reserved for this many threads (or --threads when
 # larger); at run time a launch uses at most as many threads as the reserved scratch serves.
@@ -36,30 +36,28 @@ class BundlePlan:
     memory: GraphPlan
     workspace: dict[int, Workspace]       # graph.ops index -> scratch of that kernel
     workspace_threads: int
-    scratch_free: frozenset[int] = frozenset()   # kernels build_kernels must build scratch-free
+    scratch_free: frozenset[int] = frozenset()   # kernels compiled scratch-free (lean)
 
 
-def plan_bundle(graph: Graph, target: Target | str, threads: int | None = None,
-                tuning=None, peak_scratch_free: bool = False) -> BundlePlan:
-    """Memory plan of the bundle: activations, views, in-place and kernel scratch.
+def plan_bundle(graph: Graph, kernels: KernelSet, threads: int | None = None,
+                peak_scratch_free: bool = False) -> BundlePlan:
+    """Memory plan of the bundle: activations, views, in-place and kernel scratch (the
+    kernels' scratch as lowered; `kernels` must be the graph's KernelSet).
 
-    `tuning`: the TuningRecords build_kernels will use (tuned kernels have their own scratch).
     `peak_scratch_free`: kernels whose scratch would lift the arena above what the
     activations alone need are scheduled without scratch (their padded input rows are read
     in place, bounds-checked; blocked convs copy one tile's rows): the arena is then the
-    activations' peak (plus those tiles). The caller must pass
-    the plan's `scratch_free` to build_kernels."""
-    target = make_target(target) if isinstance(target, str) else target
+    activations' peak (plus those tiles). Compile with the plan's `scratch_free`."""
     ws_threads = max(threads or 0, WORKSPACE_THREADS)
-    ws = kernel_workspace(graph, target, tuning=tuning)
-    memory = _plan(graph, ws, ws_threads)
+    ws = kernels.scratch()
+    memory = plan_memory(graph, ws, ws_threads)
     lean = frozenset()
     if peak_scratch_free and ws:
-        activations = _plan(graph, {}, ws_threads)
+        activations = plan_memory(graph, {}, ws_threads)
         if memory.arena_bytes > activations.arena_bytes:
             lean = frozenset(scratch_at_peak(graph, activations, ws, ws_threads))
-            ws_lean = kernel_workspace(graph, target, tuning=tuning, scratch_free=lean)
-            lean_memory = _plan(graph, ws_lean, ws_threads)
+            ws_lean = kernels.scratch(lean)
+            lean_memory = plan_memory(graph, ws_lean, ws_threads)
             if lean_memory.arena_bytes < memory.arena_bytes:
                 memory, ws = lean_memory, ws_lean
             else:
@@ -67,7 +65,9 @@ def plan_bundle(graph: Graph, target: Target | str, threads: int | None = None,
     return BundlePlan(memory, ws, ws_threads, lean)
 
 
-def _plan(graph: Graph, ws: dict[int, Workspace], threads: int) -> GraphPlan:
+def plan_memory(graph: Graph, ws: dict[int, Workspace], threads: int) -> GraphPlan:
+    """The arena plan of `graph` with kernel scratch `ws` ({op index: Workspace}) reserved
+    for `threads` threads."""
     sizes = {i: w.bytes(threads) for i, w in ws.items()}
     memory = plan_graph(graph, workspace=sizes)
     if misaligned_values(graph, memory):
@@ -138,7 +138,7 @@ class Step:
 
 
 @dataclass
-class Layout:
+class Program:
     name: str
     target: str
     triple: str
@@ -158,8 +158,8 @@ class Layout:
         return sum(1 for s in self.steps if s.symbol)
 
 
-def make_layout(graph: Graph, lib, plan: BundlePlan, name: str = "model",
-                threads: int | None = None) -> Layout:
+def make_program(graph: Graph, lib, plan: BundlePlan, name: str = "model",
+                threads: int | None = None) -> Program:
     gp = plan.memory
     bad = misaligned_values(graph, gp)
     if bad:
@@ -228,7 +228,7 @@ def make_layout(graph: Graph, lib, plan: BundlePlan, name: str = "model",
                                       "output", j, 0))
             steps.append(Step(f"output {j} '{v.name}'", src=src, dst=dst, nbytes=v.type.nbytes))
 
-    return Layout(name, lib.target, lib.triple, threads or 0, _io(graph.inputs),
+    return Program(name, lib.target, lib.triple, threads or 0, _io(graph.inputs),
                   _io(graph.outputs),
                   tensors, steps, weights, sum(align(b) for _, _, b in weights), gp.arena_bytes,
                   plan.workspace_threads, sorted({s.symbol for s in steps if s.symbol}))
@@ -259,7 +259,7 @@ def _layout_weights(graph: Graph, gp: GraphPlan):
     return weights, offsets
 
 
-def weights_blob(graph: Graph, layout: Layout):
+def weights_blob(graph: Graph, layout: Program):
     """Yields the weights blob in chunks (each param's bytes, then zero padding)."""
     params = {p.name: p for p in graph.params}
     for name, _, nbytes in layout.weights:

@@ -1,28 +1,20 @@
-"""Scratch memory of the compiled kernels, so the memory plan can reserve it in the arena.
-
-    ws = kernel_workspace(graph, target)       # {op index: Workspace(top, per_task)}
+"""Scratch memory of a compiled kernel, read from its lowered host TIR.
 
 TVM turns a kernel's intermediate buffers larger than its stack limit into
 TVMBackendAllocWorkspace calls. Those at function level are live for the whole kernel (`top`);
 those inside a parallel loop are allocated by every task (`per_task`: the most any one parallel
 loop needs per task). The bundle's runtime serves them from the kernel's arena region, one
 slice per thread taking part in the launch, so a kernel needs `top + threads * per_task`
-bytes (see `Workspace.bytes`).
-
-The sizes are read from the host TIR after TVM's own lowering pipeline (the one `tvm.compile`
-runs), i.e. from exactly the calls the object code makes.
+bytes (see `Workspace.bytes`). The sizes are read after TVM's own lowering pipeline, i.e. from
+exactly the calls the object code makes (build.KernelSet runs it once per kernel).
 """
 from __future__ import annotations
 
 import re
 from typing import NamedTuple
 
-from edgecc.errors import ModelError
-from edgecc.ir import Graph
-
 from edgecc.backends.memory.alloc import align
-from edgecc.target import Target, make_target
-from edgecc.backends.tvm.build import plan_kernels
+from edgecc.errors import ModelError
 
 _ALLOC = re.compile(r"TVMBackendAllocWorkspace\(\s*[^,]+,\s*[^,]+,\s*(?:T\.uint64\()?(\w+)")
 _PARALLEL = re.compile(r"^(\s*)for .* in T\.parallel\(")
@@ -36,37 +28,7 @@ class Workspace(NamedTuple):
         return self.top + threads * self.per_task
 
 
-def kernel_workspace(graph: Graph, target: Target | str, prefix: str = "",
-                     tuning=None, scratch_free: frozenset[int] = frozenset()
-                     ) -> dict[int, Workspace]:
-    """{index into graph.ops: Workspace} for every kernel that allocates scratch.
-
-    `tuning` must be what build_kernels gets: a tuned schedule has its own scratch."""
-    import tvm
-    target = make_target(target) if isinstance(target, str) else target
-    with target.tvm:            # the same default schedules build_kernels makes
-        calls, funcs = plan_kernels(graph, prefix, tuning, scratch_free)
-    if not funcs:
-        return {}
-    host = _lowered_host_module(tvm.IRModule({n: f for n, (f, _) in funcs.items()}), target.tvm)
-    per_func = {}
-    for gv, func in host.functions.items():
-        ws = scan_workspace(func.script(), gv.name_hint)
-        if ws.top or ws.per_task:
-            per_func[gv.name_hint] = ws
-    return {c.index: per_func[c.func] for c in calls if c.kind == "kernel" and c.func in per_func}
-
-
-def _lowered_host_module(mod, target):
-    """The host IRModule as tvm.tirx.build sees it just before code generation."""
-    import importlib
-    import tvm
-    build = importlib.import_module("tvm.tirx.build")
-    target = target.with_host(target)
-    mod = tvm.tirx.transform.BindTarget(target)(mod)
-    pipeline, finalize_host, _ = tvm.tirx.get_tir_pipeline("default")
-    host, _ = build.split_host_device_mods(pipeline(mod))
-    return finalize_host()(host)
+NONE = Workspace(0, 0)
 
 
 def scan_workspace(script: str, func: str = "") -> Workspace:
