@@ -5,7 +5,28 @@ keyed by the weight recipe (see compiler/zoo.py), so a stale file is never reuse
 """
 from pathlib import Path
 
+import os
+
 import pytest
+
+
+def _pretend_host() -> None:
+    """EDGECC_TEST_HOST=avx2 runs the suite as on an AVX2-only machine (no AVX-512, no
+    VNNI): host detection and Target.runs_here see the host's cpuinfo flags without them, so
+    the driver builds for x86-64-v3 and numeric tests run only AVX2 code. For checking, on
+    an AVX-512 host, that nothing assumes the host (both kinds occur in CI)."""
+    kind = os.environ.get("EDGECC_TEST_HOST")
+    if not kind:
+        return
+    if kind != "avx2":
+        raise pytest.UsageError(f"EDGECC_TEST_HOST={kind!r}: only 'avx2' is known")
+    import edgecc.target as target
+    real = target._cpuinfo_flags
+    target._cpuinfo_flags = lambda cpuinfo="/proc/cpuinfo": {
+        f for f in real(cpuinfo) if not f.startswith(("avx512", "avx_vnni", "amx"))}
+
+
+_pretend_host()
 
 
 def zoo_cache_dir() -> Path:
