@@ -9,6 +9,7 @@ import onnx
 import pytest
 
 from edgecc.errors import ModelError
+from edgecc.builder import GraphBuilder
 from edgecc.ir import Graph, TensorType, Value
 from edgecc.kernels import run_graph, run_op
 from edgecc.onnx_export import export_onnx
@@ -22,7 +23,6 @@ from edgecc.passes.fold_affine_into_conv import FoldAffineIntoConv
 from edgecc.passes.fold_pad import FoldPad
 from edgecc.passes.fuse_conv_bn import FuseConvBN
 from edgecc.textir import parse_graph, print_graph
-from tests.graphs import operand
 from tests.onnx_cases import ort_run, rel_err
 
 RNG = np.random.default_rng(0)
@@ -36,23 +36,8 @@ def V(name, *shape, dtype="f32"):
     return Value(name, TensorType(dtype, shape))
 
 
-class Builder:
-    """Appends ops to a graph; every result gets a fresh name."""
-
-    def __init__(self, name="t"):
-        self.graph, self.feeds = Graph(name), {}
-
-    def input(self, name, array):
-        return operand(self.graph, self.feeds, name, array, as_param=False)
-
-    def param(self, name, array):
-        return operand(self.graph, self.feeds, name, array, as_param=True)
-
-    def op(self, kind, ins, name=None, **attrs):
-        name = name or f"{kind.lower()}{len(self.graph.ops)}"
-        op = build_op(kind, ins, attrs, name=name, out_names=[self.graph.fresh_name(name)])
-        self.graph.ops.append(op)
-        return op.output
+class Builder(GraphBuilder):
+    """edgecc.builder.GraphBuilder with layout conversions."""
 
     def to_blocked(self, v, c):
         return self.op("LayoutTransform", [v], src_layout="NCHW", dst_layout=f"NCHW{c}c")
@@ -61,10 +46,7 @@ class Builder:
         return self.op("LayoutTransform", [v], src_layout=f"NCHW{v.type.shape[-1]}c",
                        dst_layout="NCHW")
 
-    def ret(self, *outs):
-        self.graph.outputs = list(outs)
-        verify_graph(self.graph)
-        return self.graph
+    ret = GraphBuilder.build
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -152,14 +134,14 @@ def _nchw_vs_blocked(kind, x, c, attrs, w=None, b=None, w_as_param=True):
     ref = Builder("nchw")
     ins = [ref.input("x", x)]
     if w is not None:
-        ins += [operand(ref.graph, ref.feeds, "w", w, w_as_param),
+        ins += [ref.operand("w", w, w_as_param),
                 None if b is None else ref.param("b", b)]
     ref_g = ref.ret(ref.op(kind, ins, name="op", **attrs))
     blk = Builder("blocked")
     ins = [blk.to_blocked(blk.input("x", x), c)]
     if w is not None:
         w6 = block_conv_weight(w, c, depthwise=attrs.get("group", 1) != 1)
-        ins += [operand(blk.graph, blk.feeds, "w", w6, w_as_param),
+        ins += [blk.operand("w", w6, w_as_param),
                 None if b is None else blk.param("b", b)]
     y = blk.op(kind, ins, name="op", layout=f"NCHW{c}c", **attrs)
     blk_g = blk.ret(blk.to_nchw(y))
@@ -319,7 +301,7 @@ def blocked_net(c=8, w_as_param=True):
     1x1 conv -> GlobalAveragePool -> NCHW; the blocked 1x1 conv result is a second output."""
     g = Builder("blocked_net")
     x = g.to_blocked(g.input("x", rand(1, 32, 14, 14)), c)
-    w1 = operand(g.graph, g.feeds, "w1", block_conv_weight(rand(48, 32, 3, 3), c, False),
+    w1 = g.operand("w1", block_conv_weight(rand(48, 32, 3, 3), c, False),
                  w_as_param)
     y = g.op("Conv", [x, w1, g.param("b1", rand(48))], pads=[1, 1, 1, 1], layout=f"NCHW{c}c")
     y = g.op("Relu", [y])

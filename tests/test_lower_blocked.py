@@ -12,11 +12,11 @@ from edgecc.backends.tvm import primitives as tvm_schedule
 from edgecc.backends.tvm.build import KernelSet, run_kernels_in_tvm
 from edgecc.backends.tvm.schedule_conv_blocked import blocked_tile, depthwise_rows
 from edgecc.backends.tvm.lower import lower_kernel
-from edgecc.ir import Graph
 from edgecc.kernels.executor import run_graph
 from edgecc.ops.layout import block_conv_weight, block_nchw
 from edgecc.ops import build_op
-from tests.graphs import operand
+from edgecc.builder import GraphBuilder
+from tests.graphs import one_op_graph
 from tests.targets import ARM64, AVX2, AVX512, FAST, runnable
 
 RNG = np.random.default_rng(11)
@@ -36,17 +36,6 @@ def conv(c, cin, cout, hw, k, stride=1, pads=None, dil=1, depthwise=False, bias=
     attrs = {"strides": [stride] * 2, "pads": pads, "dilations": [dil] * 2,
              "group": cin if depthwise else 1, "layout": f"NCHW{c}c"}
     return "Conv", arrays, attrs, (1, 2)
-
-
-def one_op_graph(cases):
-    g, feeds = Graph("blocked"), {}
-    for i, (kind, arrays, attrs, params) in enumerate(cases):
-        vals = [operand(g, feeds, f"c{i}_{'p' if j in params else 'in'}{j}", a, j in params)
-                for j, a in enumerate(arrays)]
-        op = build_op(kind, vals, attrs, name=f"c{i}_{kind}")
-        g.ops.append(op)
-        g.outputs += op.outputs
-    return g, feeds
 
 
 def check(graph, feeds, target=FAST, tol=1e-4):
@@ -87,10 +76,10 @@ def test_blocked_conv_fused_epilogue():
     is also a graph output (a second result of the kernel, downstream of the first)."""
     from edgecc.pass_manager import PassManager, parse_pass
     _, (x, wt, b), attrs, _ = conv(16, 32, 48, 9, 3)
-    g = Graph("fused_blocked")
-    feeds = {}
-    xv = operand(g, feeds, "x", x, False)
-    rv = operand(g, feeds, "r", randn(1, 3, 9, 9, 16), False)
+    bld = GraphBuilder("fused_blocked")
+    g, feeds = bld.graph, bld.feeds
+    xv = bld.input("x", x)
+    rv = bld.input("r", randn(1, 3, 9, 9, 16))
     c = build_op("Conv", [xv, g.add_param("w", wt), g.add_param("b", b)], attrs)
     a = build_op("Relu", [c.output], {})
     s = build_op("Add", [a.output, rv], {})
@@ -111,10 +100,11 @@ def test_blocked_conv_reads_nchw_through_a_layout_transform():
     """A Fused [LayoutTransform, Conv] kernel (the input blocked on the fly while padding
     each task's rows; and for an unpadded 1x1 conv, read in place) and a chain blocked c=8
     -> NCHW -> c=16."""
-    g, feeds = Graph("prologue"), {}
+    bld = GraphBuilder("prologue")
+    g, feeds = bld.graph, bld.feeds
     outs = []
     for i, (k, src) in enumerate([(3, None), (1, None), (3, 8)]):
-        x = operand(g, feeds, f"x{i}", randn(1, 32, 10, 10) if src is None else
+        x = bld.operand(f"x{i}", randn(1, 32, 10, 10) if src is None else
                     block_nchw(randn(1, 32, 10, 10), src), False)
         v = x
         if src is not None:
@@ -142,8 +132,9 @@ def test_nchw_conv_reads_a_blocked_input_through_its_unblocking(hw, k):
     """Fused [LayoutTransform to NCHW, Conv (NCHW)]: squeezenet's 1000-class conv reads the
     blocked concat; the conversion happens while each task copies its input rows (also for
     a 1x1 conv on a 16x16 plane, which otherwise reads its input in place)."""
-    g, feeds = Graph("unblock"), {}
-    x = operand(g, feeds, "x", block_nchw(randn(1, 32, hw, hw), 16), False)
+    bld = GraphBuilder("unblock")
+    g, feeds = bld.graph, bld.feeds
+    x = bld.operand("x", block_nchw(randn(1, 32, hw, hw), 16), False)
     t = build_op("LayoutTransform", [x], {"src_layout": "NCHW16c", "dst_layout": "NCHW"},
                  name="u")
     w = g.add_param("w", randn(40, 32, k, k))
@@ -165,8 +156,9 @@ def test_blocked_conv_reads_an_nchw_input_as_one_lane_blocks(k, order):
     inception's stems) the taps loop outside the 3 channels (1.2x faster)."""
     from edgecc.backends.tune.search import traced
     from edgecc.backends.tvm.lower import kernel_prim_func
-    g, feeds = Graph("stem"), {}
-    x = operand(g, feeds, "x", randn(1, 3, 17, 17), False)
+    bld = GraphBuilder("stem")
+    g, feeds = bld.graph, bld.feeds
+    x = bld.operand("x", randn(1, 3, 17, 17), False)
     view = build_op("Reshape", [x], {"shape": [1, 3, 17, 17, 1]}, name="view")
     w = block_conv_weight(randn(32, 3, k, k), 16, False, ci=1)
     cv = build_op("Conv", [view.output, g.add_param("w", w), g.add_param("b", randn(32))],

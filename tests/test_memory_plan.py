@@ -16,6 +16,7 @@ from edgecc.backends.memory.liveness import analyze, liveness
 from edgecc.backends.memory.order import candidate_orders, choose_order
 from edgecc.backends.memory.plan import enforce_max_arena, plan_graph
 from edgecc.errors import ResourceError
+from edgecc.builder import GraphBuilder
 from edgecc.ir import Graph, TensorType, Value
 from edgecc.ops import build_op
 from tests.targets import AVX512
@@ -174,25 +175,20 @@ def test_best_plan_usually_meets_the_bound_on_random_intervals():
 
 # ---- liveness on small graphs --------------------------------------------------------------
 
-class G:
-    """Tiny graph builder for tests."""
+class G(GraphBuilder):
+    """edgecc.builder.GraphBuilder naming results <op name>_out<i> (as build_op does)."""
 
     def __init__(self):
-        self.g = Graph("t")
-
-    def input(self, name, shape, dtype="f32"):
-        v = Value(name, TensorType(dtype, shape))
-        self.g.inputs.append(v)
-        return v
-
-    def param(self, name, shape):
-        return self.g.add_param(name, np.random.default_rng(0).standard_normal(shape)
-                                .astype(np.float32))
+        super().__init__("t")
+        self.g = self.graph
 
     def op(self, kind, ins, name, **attrs):
-        op = build_op(kind, ins, attrs, name=name, out_names=None)
-        self.g.ops.append(op)
-        return op.outputs[0] if len(op.outputs) == 1 else op.outputs
+        probe = build_op(kind, ins, attrs, name=name)
+        outs = self.ops(kind, ins, name, out_names=[v.name for v in probe.outputs], **attrs)
+        return outs[0] if len(outs) == 1 else outs
+
+    def param(self, name, shape):               # a random weight of this shape
+        return self.rand(name, shape)
 
     def conv(self, x, cout, name, k=1):
         w = self.param(name + "_w", (cout, x.type.shape[1], k, k))

@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 
-from edgecc.ir import Graph, TensorType, Value
+from edgecc.builder import GraphBuilder
 from edgecc.kernels import run_graph
-from edgecc.ops import build_op, verify_graph
+from edgecc.ops import verify_graph
 from edgecc.pass_manager import PassContext
 from edgecc.passes.cse import CSE
 from edgecc.passes.eliminate_noop_movement import EliminateNoopMovement
@@ -28,35 +28,26 @@ from tests.targets import AVX512
 RNG = np.random.default_rng(0)
 
 
-class G:
-    """A tiny graph builder: G(x=(1,3,8,8)); g.p(array); g.op(kind, ins, **attrs)."""
+class G(GraphBuilder):
+    """edgecc.builder.GraphBuilder with f32 inputs by keyword, G(x=(1,3,8,8)) (g.x is the
+    first), g.p(array), uniform random weights g.rand(*shape, name=...) and g.ret(...)."""
 
     def __init__(self, **inputs):
-        self.graph = Graph("t", [Value(n, TensorType("f32", s)) for n, s in inputs.items()])
+        super().__init__("t")
+        for n, s in inputs.items():
+            self.input(n, s)
         self.x = self.graph.inputs[0]
 
     def p(self, data, name="w"):
-        return self.graph.add_param(name, np.asarray(data, dtype=np.float32))
+        return self.param(name, np.asarray(data, dtype=np.float32))
 
     def rand(self, *shape, name="w", lo=-1.0, hi=1.0):
         return self.p(RNG.uniform(lo, hi, shape), name)
 
-    def op(self, kind, ins, name=None, **attrs):
-        name = name or f"{kind.lower()}{len(self.graph.ops)}"
-        op = build_op(kind, ins, attrs, name=name, out_names=[self.graph.fresh_name(name)])
-        self.graph.ops.append(op)
-        return op.output
-
     def split(self, x, sizes, names):
-        op = build_op("Split", [x], {"axis": 0, "split": sizes}, name=names[0],
-                      out_names=names)
-        self.graph.ops.append(op)
-        return op.outputs
+        return self.ops("Split", [x], names[0], out_names=names, axis=0, split=sizes)
 
-    def ret(self, *vals):
-        self.graph.outputs = list(vals)
-        verify_graph(self.graph)
-        return self.graph
+    ret = GraphBuilder.build
 
 
 def feeds_for(graph):

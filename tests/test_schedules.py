@@ -13,7 +13,7 @@ from edgecc.backends.tvm.build import KernelSet, run_kernels_in_tvm
 from edgecc.ir import Graph, TensorType, Value
 from edgecc.kernels.executor import run_graph
 from edgecc.ops import build_op
-from tests.graphs import operand
+from tests.graphs import one_op_graph
 from tests.targets import ARM64, AVX2, AVX512, X86, runnable, target_id
 
 RNG = np.random.default_rng(7)
@@ -21,23 +21,6 @@ RNG = np.random.default_rng(7)
 
 def randn(*shape):
     return RNG.standard_normal(shape).astype(np.float32)
-
-
-def one_op_graph(cases):
-    """A graph of independent single ops: cases = [(kind, arrays, attrs, param positions)]."""
-    g, feeds = Graph("sched"), {}
-    for i, (kind, arrays, attrs, params) in enumerate(cases):
-        vals = []
-        for j, a in enumerate(arrays):
-            if a is None:
-                vals.append(None)
-            else:
-                name = f"c{i}_p{j}" if j in params else f"c{i}_in{j}"
-                vals.append(operand(g, feeds, name, a, j in params))
-        op = build_op(kind, vals, attrs, name=f"c{i}_{kind}")
-        g.ops.append(op)
-        g.outputs += op.outputs
-    return g, feeds
 
 
 def check(cases, target, tol=1e-3):

@@ -298,7 +298,6 @@ def test_slower_candidate_is_not_chosen(tmp_path, monkeypatch):
     default's record is written and builds with the records equal the default build."""
     import io
 
-    import tvm
 
     from edgecc.backends.tvm import schedule_conv
     monkeypatch.setattr(schedule_conv, "conv_tiles", lambda *args, **kwargs: [(1, 1)])

@@ -19,7 +19,7 @@ from edgecc.kernels.executor import run_graph
 from edgecc.ops import build_op
 from edgecc.backends.tvm.build import KernelSet, kernel_key, run_kernels_in_tvm
 from edgecc.target import make_target
-from tests.graphs import operand
+from edgecc.builder import GraphBuilder
 from tests.targets import ARM64, AVX2, AVX512, FAST, X86, target_id
 
 RNG = np.random.default_rng(1234)
@@ -34,8 +34,8 @@ class Cases:
     or params when `params` lists their positions)."""
 
     def __init__(self, name):
-        self.graph = Graph(name)
-        self.feeds: dict[str, np.ndarray] = {}
+        self.builder = GraphBuilder(name)
+        self.graph, self.feeds = self.builder.graph, self.builder.feeds
         self.labels: list[str] = []
 
     def add(self, kind, arrays, attrs=None, params=(), label=None):
@@ -46,7 +46,7 @@ class Cases:
                 vals.append(None)
                 continue
             name = f"c{i}_p{j}" if j in params else f"c{i}_in{j}"
-            vals.append(operand(self.graph, self.feeds, name, a, j in params))
+            vals.append(self.builder.operand(name, a, j in params))
         op = build_op(kind, vals, attrs or {}, name=f"c{i}_{kind}")
         self.graph.ops.append(op)
         for k, out in enumerate(op.outputs):
@@ -259,13 +259,14 @@ def test_resize():
 
 def fused_graph(build_body, outer_arrays, param_positions=(), label=""):
     """A graph with one Fused op whose body `build_body(inputs) -> (ops, outputs)`."""
-    g = Graph("fused")
+    bld = GraphBuilder("fused")
+    g, feeds = bld.graph, bld.feeds
     body = Graph("body")
-    outer, feeds = [], {}
+    outer = []
     for j, a in enumerate(outer_arrays):
         body.inputs.append(Value(f"b{j}", TensorType.of(a)))
         as_param = j in param_positions
-        outer.append(operand(g, feeds, f"p{j}" if as_param else f"x{j}", a, as_param))
+        outer.append(bld.operand(f"p{j}" if as_param else f"x{j}", a, as_param))
     body.ops, body.outputs = build_body(body.inputs)
     op = build_op("Fused", outer, {"body": body, "kernel": label}, name="fused0")
     g.ops = [op]
