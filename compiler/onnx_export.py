@@ -21,19 +21,41 @@ from onnx import helper, numpy_helper
 from .dtypes import dtype_to_numpy, dtype_to_onnx
 from .errors import ModelError, UsageError
 from .ir import Graph, Op, Value, unique_name
-from .ops import kinds_with
+from .ops import get_opdef, kinds_with
 from .ops.layout import layout_of
 
 MIN_EXPORT_OPSET, MAX_EXPORT_OPSET = 13, 21
 _INT64_MIN = int(np.iinfo(np.int64).min)
 
 
-def export_onnx(graph: Graph, opset: int = 17) -> onnx.ModelProto:
-    """An ONNX model computing what `graph` computes (weights become initializers)."""
+def export_onnx(graph: Graph, opset: int | None = None) -> onnx.ModelProto:
+    """An ONNX model computing what `graph` computes (weights become initializers). The
+    default opset is 17, or the first one that has every op of the graph."""
+    if opset is None:
+        opset = max([17] + [_first_opset(op) for op in _ops(graph)])
     if not MIN_EXPORT_OPSET <= opset <= MAX_EXPORT_OPSET:
         raise UsageError(f"cannot export to opset {opset}; edgecc exports opsets "
                          f"{MIN_EXPORT_OPSET}-{MAX_EXPORT_OPSET}")
     return _Exporter(graph, opset).run()
+
+
+def _ops(graph: Graph) -> list[Op]:
+    out = []
+    for op in graph.ops:
+        out += _ops(op.attrs["body"]) if op.kind == "Fused" else [op]
+    return out
+
+
+def _first_opset(op: Op) -> int:
+    """The first opset that can express `op`: where ONNX introduced its kind (edgecc's own
+    ops are written with older ones), or where its form appeared (GroupNormalization with a
+    scale per channel: 21)."""
+    if op.kind == "GroupNormalization" and \
+            op.inputs[1].type.shape[0] != op.attrs["num_groups"]:
+        return 21
+    versions = [s.since_version for s in onnx.defs.get_all_schemas_with_history()
+                if s.name == op.kind and s.domain == ""]
+    return min(versions, default=MIN_EXPORT_OPSET)
 
 
 def _ir_version(opset: int) -> int:
@@ -142,13 +164,42 @@ def _rule(*kinds):
 
 
 def _generic(ex: _Exporter, op: Op, ins, outs):
-    """Ops whose canonical attributes are ONNX attributes as they are."""
+    """Ops whose canonical attributes are ONNX attributes as they are (those the op holds for
+    a constant ONNX operand, onnx_consts, go back to being that operand)."""
+    consts = dict(get_opdef(op.kind).onnx_consts)
     attrs = {}
     for k, v in op.attrs.items():
+        if k in consts.values():
+            continue
         if isinstance(v, np.ndarray):
             v = numpy_helper.from_array(v)
         attrs[k] = v
+    ins = list(ins)
+    for i, k in sorted(consts.items()):
+        v = op.attrs[k]
+        ins.insert(i, ex.ints(v if isinstance(v, list) else [v], f"{op.name}_{k}"))
     ex.node(op.kind, ins, outs, op.name, **attrs)
+
+
+@_rule("GridSample")
+def _grid_sample(ex, op, ins, outs):
+    """Opsets 16-19 spell the modes bilinear / bicubic (what runtimes implement), 20+
+    linear / cubic."""
+    ex.need(op, 16)
+    attrs = dict(op.attrs)
+    if ex.opset >= 20:
+        attrs["mode"] = {"bilinear": "linear", "bicubic": "cubic"}.get(attrs["mode"],
+                                                                       attrs["mode"])
+    ex.node("GridSample", ins, outs, op.name, **attrs)
+
+
+@_rule("GroupNormalization")
+def _group_norm(ex, op, ins, outs):
+    ex.need(op, _first_opset(op))
+    attrs = dict(op.attrs)
+    if ex.opset < 21:                     # stash_type came with opset 21
+        attrs.pop("stash_type")
+    ex.node("GroupNormalization", ins, outs, op.name, **attrs)
 
 
 @_rule("Cast")

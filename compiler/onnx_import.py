@@ -4,7 +4,7 @@
     graph.onnx_node_count        # number of ONNX nodes before import (for report.json)
 
 Steps, in order, so that bad input fails before any work: load and parse the file; check the
-opset (7–21), report every unsupported node at once; check the dataflow (dangling inputs,
+opset (7–22), report every unsupported node at once; check the dataflow (dangling inputs,
 cycles, duplicate names); bind the input shapes; decode initializers; translate each node
 (onnx_import_ops.py) into canonical ops, folding every op whose operands are all constants
 (Shape, ConstantOfShape, ... are computed directly, the rest by the reference kernels);

@@ -20,7 +20,7 @@ from onnx.external_data_helper import load_external_data_for_model, uses_externa
 from .dtypes import onnx_to_dtype
 from .errors import ModelError, UsageError
 
-MIN_OPSET, MAX_OPSET = 7, 21
+MIN_OPSET, MAX_OPSET = 7, 22
 MAX_ELEMENTS = 2 ** 31          # larger tensors are rejected as absurd
 DEFAULT_DOMAINS = ("", "ai.onnx")
 

@@ -1,4 +1,4 @@
-"""Per-op translation of ONNX nodes (opsets 7–21) into canonical edgecc ops.
+"""Per-op translation of ONNX nodes (opsets 7–22: opset 22 only widened type constraints) into canonical edgecc ops.
 
 A converter receives a NodeCtx (onnx_import.py) and returns the Values of the node's outputs.
 It resolves everything compiler/ops/README.md wants as attributes: shape operands, auto_pad,
@@ -108,11 +108,19 @@ def _scalar(a, dtype: str):
 # ---- ops that are ONNX's as they are (declared with onnx="same") ------------------------------
 def _same(ctx):
     """The ONNX node becomes the op of the same name with the ONNX attributes it declares
-    (not edgecc's own, such as `layout`)."""
+    (not edgecc's own, such as `layout`); operands it holds as attributes (onnx_consts) must
+    be constants."""
     d = OPS[ctx.kind]
     keep = set(d.attrs) - set(QUIET_ATTRS.get(ctx.kind, ()))
     attrs = {k: v for k, v in ctx.attrs.items() if k in keep}
-    return ctx.emit(ctx.kind, ctx.inputs(), attrs, [ctx.out(0)])
+    consts = dict(d.onnx_consts)
+    for i, attr in consts.items():
+        a = ctx.const(i, attr)
+        if a is not None:
+            attrs[attr] = _scalar(a, "i64") if a.size == 1 else _ints(a)
+    ins = [ctx.input(i) for i in range(ctx.n_inputs) if i not in consts]
+    n_out = d.outputs if isinstance(d.outputs, int) else 1
+    return ctx.emit(ctx.kind, ins, attrs, [ctx.out(i) for i in range(n_out)])
 
 
 def register_same_ops() -> None:

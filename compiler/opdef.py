@@ -71,6 +71,8 @@ class OpDef:
     noop: Callable | None = None        # (Op) -> bool: the result equals operand 0
     onnx: str | None = None             # "same": imported/exported as the ONNX op of the same
     #                                     name with the attributes declared here
+    onnx_consts: tuple[tuple[int, str], ...] = ()   # ONNX operand positions that must be
+    #                                     constant and are held as attributes (TopK's K -> k)
 
     @property
     def min_inputs(self) -> int:
@@ -102,7 +104,7 @@ OPS: dict[str, OpDef] = {}
 
 def opdef(kind: str, inputs: list[str], attrs: dict[str, Any] | None = None,
           outputs: int | str = 1, *, traits=(), flops=None, canonicalize=None, noop=None,
-          onnx: str | None = None):
+          onnx: str | None = None, onnx_consts: dict[int, str] | None = None):
     """Declare op `kind`; decorates its inference function."""
     unknown = set(traits) - set(TRAITS)
     assert not unknown, f"op {kind}: unknown traits {sorted(unknown)}"
@@ -111,7 +113,7 @@ def opdef(kind: str, inputs: list[str], attrs: dict[str, Any] | None = None,
         assert kind not in OPS, f"op {kind} defined twice"
         OPS[kind] = OpDef(kind, tuple(inputs), dict(attrs or {}), outputs, infer,
                           (infer.__doc__ or "").strip(), frozenset(traits), flops,
-                          canonicalize, noop, onnx)
+                          canonicalize, noop, onnx, tuple(sorted((onnx_consts or {}).items())))
         return infer
     return register
 

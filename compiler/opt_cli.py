@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="print why passes refused rewrites (stderr, one line each)")
     p.add_argument("--list-passes", action="store_true",
                    help="list the passes and the -O pipelines, then exit")
+    p.add_argument("--list-ops", action="store_true",
+                   help="print the op reference (operands, attributes, traits, semantics of "
+                        "every op, from their declarations) as Markdown, then exit")
     return p
 
 
@@ -168,6 +171,10 @@ def run(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.list_passes:
         print(describe_pipelines())
+        return 0
+    if args.list_ops:
+        from .ops.reference import op_reference
+        print(op_reference())
         return 0
     if not args.file:
         raise UsageError("no input file (see 'edgecc-opt --help')")

@@ -20,7 +20,7 @@ from .registry import contiguous, kernel
 # ---- unary float math ------------------------------------------------------------------
 (RELU, SIGMOID, TANH, ERF, SQRT, EXP, LOG, NEG, ABS, RECIP, FLOOR, CEIL, ROUND, SIGN, SIN,
  COS, SOFTPLUS, SOFTSIGN, HARDSWISH, LEAKY, ELU, SELU, HARDSIGMOID, CLIP, GELU,
- GELU_TANH) = range(26)
+ GELU_TANH, MISH) = range(27)
 
 
 @njit(cache=True, error_model="numpy")
@@ -85,6 +85,8 @@ def _unary(x, out, code, a, b):
                 r = b
         elif code == GELU:
             r = 0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0)))
+        elif code == MISH:      # v * tanh(softplus(v))
+            r = v * math.tanh(max(v, 0.0) + math.log1p(math.exp(-abs(v))))
         else:  # GELU_TANH
             r = 0.5 * v * (1.0 + math.tanh(math.sqrt(2.0 / math.pi) * (v + 0.044715 * v ** 3)))
         out[i] = r
@@ -103,7 +105,7 @@ def float_unary(x: np.ndarray, code: int, a: float = 0.0, b: float = 0.0) -> np.
 _FLOAT_ONLY = {"Sigmoid": SIGMOID, "Tanh": TANH, "Erf": ERF, "Sqrt": SQRT, "Exp": EXP,
                "Log": LOG, "Reciprocal": RECIP, "Floor": FLOOR, "Ceil": CEIL, "Round": ROUND,
                "Sin": SIN, "Cos": COS, "Softplus": SOFTPLUS, "Softsign": SOFTSIGN,
-               "HardSwish": HARDSWISH}
+               "HardSwish": HARDSWISH, "Mish": MISH}
 # ops that are also defined on integers: float code, exact integer numpy function
 _ANY_TYPE = {"Relu": (RELU, lambda x: np.maximum(x, 0).astype(x.dtype)),
              "Neg": (NEG, np.negative), "Abs": (ABS, np.abs), "Sign": (SIGN, np.sign)}

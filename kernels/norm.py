@@ -68,6 +68,21 @@ def instance_norm(op, ins):
     return [out.reshape(x.shape).astype(x.dtype, copy=False)]
 
 
+@kernel("GroupNormalization")
+def group_norm(op, ins):
+    x, scale, bias = ins
+    dtype = compute_dtype(x)
+    n, c, g = x.shape[0], x.shape[1], op.attrs["num_groups"]
+    rows = contiguous(x, dtype=dtype).reshape(n * g, -1)       # one row per (n, group)
+    per_channel = [np.repeat(a.astype(np.float64), c // g) if a.shape[0] != c or g == c
+                   else a.astype(np.float64) for a in (scale, bias)]
+    spatial = rows.shape[1] // (c // g)
+    sc, bi = (np.repeat(a.reshape(g, c // g), spatial, axis=1) for a in per_channel)
+    out = np.empty(rows.shape, dtype)
+    _normalize_rows(rows, contiguous(sc), contiguous(bi), float(op.attrs["epsilon"]), out)
+    return [out.reshape(x.shape).astype(x.dtype, copy=False)]
+
+
 @kernel("LayerNormalization")
 def layer_norm(op, ins):
     x, scale = ins[0], ins[1]

@@ -116,6 +116,29 @@ def _arg(op, ins):
     return [idx.astype(np.int64).reshape(shape)]
 
 
+@kernel("TopK")
+def _topk(op, ins):
+    """A stable sort of order-preserving keys: equal values keep index order; NaN is larger
+    than any number."""
+    x, axis, k = ins[0], op.attrs["axis"], op.attrs["k"]
+    moved = np.moveaxis(x, axis, -1)
+    if x.dtype.kind == "f":
+        keys = moved.astype(np.float64)
+        nan = np.isnan(keys)
+        keys = np.where(nan, 0.0, -keys if op.attrs["largest"] else keys)
+        first = ~nan if op.attrs["largest"] else nan       # primary key: where NaN goes
+        order = np.lexsort((keys, first), axis=-1) if moved.size else \
+            np.zeros(moved.shape, np.int64)
+    else:
+        u = moved.astype(np.int64).view(np.uint64) ^ np.uint64(1 << 63)   # signed order
+        keys = ~u if op.attrs["largest"] else u
+        order = np.argsort(keys, axis=-1, kind="stable")
+    order = order[..., :k]
+    values = np.take_along_axis(moved, order, -1)
+    return [contiguous(np.moveaxis(values, -1, axis)),
+            contiguous(np.moveaxis(order.astype(np.int64), -1, axis))]
+
+
 @njit(cache=True)
 def _softmax(x, out, log):
     outer, inner = x.shape

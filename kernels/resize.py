@@ -128,6 +128,127 @@ def axis_taps(a: dict, n_in: int, n_out: int, scale: float, roi):
     return np.clip(taps, 0, n_in - 1), contiguous(weights), outside
 
 
+# ---- GridSample ------------------------------------------------------------------------------
+# Coordinates are computed in float32 as the ONNX reference and onnxruntime do (the sampled
+# index is decided on them); reflections in float64; values accumulate in float64.
+_GS_MODES = {"nearest": 0, "bilinear": 1, "bicubic": 2}
+_GS_PADDING = {"zeros": 0, "border": 1, "reflection": 2}
+
+
+@njit(cache=True)
+def _gs_reflect(x, lo, hi):
+    """Reflect x back into [lo, hi] by the near border, as many times as needed."""
+    rng = hi - lo
+    if rng == 0.0:
+        return lo
+    if x < lo:
+        dx = lo - x
+        n = int(dx / rng)
+        r = dx - n * rng
+        return lo + r if n % 2 == 0 else hi - r
+    if x > hi:
+        dx = x - hi
+        n = int(dx / rng)
+        r = dx - n * rng
+        return hi - r if n % 2 == 0 else lo + r
+    return x
+
+
+@njit(cache=True)
+def _gs_pixel(img, iy, ix, padding, lo_y, hi_y, lo_x, hi_x):
+    h, w = img.shape
+    if padding == 0:
+        if iy < 0 or iy >= h or ix < 0 or ix >= w:
+            return 0.0
+    elif padding == 1:
+        iy = min(max(iy, 0), h - 1)
+        ix = min(max(ix, 0), w - 1)
+    else:
+        if iy < 0 or iy >= h:
+            iy = int(_gs_reflect(np.float64(iy), lo_y, hi_y))
+        if ix < 0 or ix >= w:
+            ix = int(_gs_reflect(np.float64(ix), lo_x, hi_x))
+    return np.float64(img[iy, ix])
+
+
+@njit(cache=True)
+def _gs_cubic(t):
+    # Keys' cubic convolution weights (A = -0.75) of the taps at -1, 0, 1, 2 from t in [0, 1)
+    a = -0.75
+    w = np.empty(4, np.float64)
+    x = t + 1.0
+    w[0] = ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a
+    w[1] = ((a + 2.0) * t - (a + 3.0)) * t * t + 1.0
+    x = 1.0 - t
+    w[2] = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+    x = 2.0 - t
+    w[3] = ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a
+    return w
+
+
+@njit(cache=True)
+def _gs_coord(g, size, align, nearest, padding, lo, hi):
+    """The float32 input coordinate of normalized g along an axis of `size`."""
+    one, two = np.float32(1.0), np.float32(2.0)
+    if align:
+        f = (g + one) / two * np.float32(size - 1)
+    else:
+        f = ((g + one) * np.float32(size) - one) / two
+    if nearest:
+        f = np.float32(np.rint(f))
+    if f < lo or f > hi:
+        if padding == 1:
+            f = np.float32(min(max(f, np.float32(0.0)), np.float32(size - 1)))
+        elif padding == 2:
+            f = np.float32(_gs_reflect(np.float64(f), lo, hi))
+    return f
+
+
+@njit(cache=True)
+def _grid_sample(x, grid, out, mode, padding, align):
+    n_, c_, h, w = x.shape
+    _, ho, wo, _ = grid.shape
+    lo_y, hi_y = (0.0, h - 1.0) if align else (-0.5, h - 0.5)
+    lo_x, hi_x = (0.0, w - 1.0) if align else (-0.5, w - 0.5)
+    for n in range(n_):
+        for i in range(ho):
+            for j in range(wo):
+                fx = _gs_coord(np.float32(grid[n, i, j, 0]), w, align, mode == 0, padding,
+                               lo_x, hi_x)
+                fy = _gs_coord(np.float32(grid[n, i, j, 1]), h, align, mode == 0, padding,
+                               lo_y, hi_y)
+                for c in range(c_):
+                    img = x[n, c]
+                    if mode == 0:
+                        v = _gs_pixel(img, int(fy), int(fx), padding, lo_y, hi_y, lo_x, hi_x)
+                    else:
+                        y0, x0 = int(math.floor(fy)), int(math.floor(fx))
+                        ty, tx = np.float64(fy) - y0, np.float64(fx) - x0
+                        if mode == 1:
+                            wy = np.array([1.0 - ty, ty])
+                            wx = np.array([1.0 - tx, tx])
+                            first = 0
+                        else:
+                            wy, wx, first = _gs_cubic(ty), _gs_cubic(tx), -1
+                        v = 0.0
+                        for a in range(wy.size):
+                            for b in range(wx.size):
+                                v += wy[a] * wx[b] * _gs_pixel(img, y0 + first + a,
+                                                               x0 + first + b, padding,
+                                                               lo_y, hi_y, lo_x, hi_x)
+                    out[n, c, i, j] = v
+
+
+@kernel("GridSample")
+def grid_sample(op, ins):
+    x, grid = ins
+    a = op.attrs
+    out = np.empty(x.shape[:2] + grid.shape[1:3], np.float64)
+    _grid_sample(contiguous(x), contiguous(grid, dtype=np.float32), out,
+                 _GS_MODES[a["mode"]], _GS_PADDING[a["padding_mode"]], int(a["align_corners"]))
+    return [out.astype(x.dtype)]
+
+
 @kernel("Resize")
 def resize(op, ins):
     x, a = ins[0], op.attrs

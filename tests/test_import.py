@@ -156,10 +156,10 @@ def test_not_onnx_bytes(tmp_path, content):
     _expect(ModelError, str(bad), ["junk.onnx", "not a valid ONNX model"])
 
 
-@pytest.mark.parametrize("opset", [6, 22])
+@pytest.mark.parametrize("opset", [6, 23])
 def test_unsupported_opset(opset):
     m = _model([N("Relu", ["x"], ["y"])], [_vi("x", [2])], [_vi("y", None)], opset=opset)
-    _expect(ModelError, m, [f"opset {opset}", "7-21"])
+    _expect(ModelError, m, [f"opset {opset}", "7-22"])
 
 
 def test_all_unsupported_ops_reported_at_once():

@@ -1,6 +1,6 @@
 """TE lowerings of data movement: Transpose, Expand, Concat, Split, Slice, Gather,
 GatherElements, Tile, Pad (constant/reflect/edge/wrap, negative pads), Resize
-(nearest/linear/cubic, ONNX coordinate transforms), DepthToSpace, SpaceToDepth,
+(nearest/linear/cubic, ONNX coordinate transforms), GridSample, DepthToSpace, SpaceToDepth,
 LayoutTransform (NCHW <-> NCHW{c}c)."""
 from __future__ import annotations
 
@@ -312,3 +312,112 @@ def _product(lists):
     if not lists:
         return [()]
     return [(a,) + rest for a in lists[0] for rest in _product(lists[1:])]
+
+
+# ---- GridSample ------------------------------------------------------------------------------
+# The same arithmetic as the reference (kernels/resize.py): coordinates in float32, the
+# reflections in float64, Keys' cubic weights; values accumulate in float32.
+
+def _gs_reflect(v, lo: float, hi: float):
+    """v (float64) reflected into [lo, hi] by the near border, as often as needed."""
+    f64 = "float64"
+    span = hi - lo
+    if span == 0.0:
+        return const(lo, f64)
+
+    def folded(dx, near, far):
+        n = tirx.floor(dx / const(span, f64))
+        r = dx - n * const(span, f64)
+        even = tirx.floormod(n.astype("int64"), const(2, "int64")) == const(0, "int64")
+        return tirx.Select(even, near(r), far(r))
+    below = folded(const(lo, f64) - v, lambda r: const(lo, f64) + r,
+                   lambda r: const(hi, f64) - r)
+    above = folded(v - const(hi, f64), lambda r: const(hi, f64) - r,
+                   lambda r: const(lo, f64) + r)
+    return tirx.Select(v < const(lo, f64), below, tirx.Select(v > const(hi, f64), above, v))
+
+
+def _gs_coord(g, size: int, align: bool, nearest: bool, padding: str, lo: float, hi: float):
+    f32 = "float32"
+    one, two = const(1.0, f32), const(2.0, f32)
+    f = (g + one) / two * const(size - 1, f32) if align else \
+        ((g + one) * const(size, f32) - one) / two
+    if nearest:
+        f = tirx.nearbyint(f)
+    out = tirx.any(f < const(lo, f32), f > const(hi, f32))
+    if padding == "border":
+        return tirx.Select(out, tirx.min(tirx.max(f, const(0.0, f32)), const(size - 1, f32)), f)
+    if padding == "reflection":
+        return tirx.Select(out, _gs_reflect(f.astype("float64"), lo, hi).astype(f32), f)
+    return f
+
+
+def _gs_cubic(t, k):
+    """Keys' cubic weight (A = -0.75) of tap k (0..3, at offsets -1..2) for t in [0, 1)."""
+    a = -0.75
+
+    def c(v):
+        return const(v, "float32")
+    x = t + c(1.0)
+    w0 = ((c(a) * x - c(5 * a)) * x + c(8 * a)) * x - c(4 * a)
+    w1 = ((c(a + 2) * t - c(a + 3)) * t * t) + c(1.0)
+    x = c(1.0) - t
+    w2 = ((c(a + 2) * x - c(a + 3)) * x * x) + c(1.0)
+    x = c(2.0) - t
+    w3 = ((c(a) * x - c(5 * a)) * x + c(8 * a)) * x - c(4 * a)
+    return tirx.Select(k == 0, w0, tirx.Select(k == 1, w1, tirx.Select(k == 2, w2, w3)))
+
+
+@lowering("GridSample")
+def _grid_sample(op, ins, target):
+    """A reduction over the taps (1, 2x2 or 4x4): each tap's index and weight are written
+    once, as functions of the tap number, so the expression does not grow with the taps."""
+    x, grid = ins
+    shape, dt = out_type(op)
+    h, w = int(x.shape[2]), int(x.shape[3])
+    mode, padding = op.attrs["mode"], op.attrs["padding_mode"]
+    align = bool(op.attrs["align_corners"])
+    lo_y, hi_y = (0.0, h - 1.0) if align else (-0.5, h - 0.5)
+    lo_x, hi_x = (0.0, w - 1.0) if align else (-0.5, w - 0.5)
+    i32, f32 = "int32", "float32"
+    taps = {"nearest": 1, "bilinear": 2, "bicubic": 4}[mode]
+    first = -1 if mode == "bicubic" else 0
+    ry = te.reduce_axis((0, taps), name="ty")
+    rx = te.reduce_axis((0, taps), name="tx")
+
+    def index(i, size, lo, hi):
+        """(index to read, whether the tap is inside) for padding_mode."""
+        inside = tirx.all(i >= const(0, i32), i < const(size, i32))
+        if padding == "zeros":
+            return tirx.min(tirx.max(i, const(0, i32)), const(size - 1, i32)), inside
+        if padding == "border":
+            return tirx.min(tirx.max(i, const(0, i32)), const(size - 1, i32)), None
+        r = _gs_reflect(i.astype("float64"), lo, hi).astype(i32)     # truncates, as int()
+        return tirx.Select(inside, i, r), None
+
+    def weight(f, k):
+        if mode == "nearest":
+            return const(1.0, f32)
+        t = f - tirx.floor(f)
+        if mode == "bilinear":
+            return tirx.Select(k == 0, const(1.0, f32) - t, t)
+        return _gs_cubic(t, k)
+
+    def body(n, c, i, j):
+        g = [grid[n, i, j, k].astype(f32) for k in (0, 1)]
+        fx = _gs_coord(g[0], w, align, mode == "nearest", padding, lo_x, hi_x)
+        fy = _gs_coord(g[1], h, align, mode == "nearest", padding, lo_y, hi_y)
+        if mode == "nearest":
+            iy, ix = fy.astype(i32), fx.astype(i32)
+        else:
+            iy = tirx.floor(fy).astype(i32) + ry + const(first, i32)
+            ix = tirx.floor(fx).astype(i32) + rx + const(first, i32)
+        (yy, in_y), (xx, in_x) = index(iy, h, lo_y, hi_y), index(ix, w, lo_x, hi_x)
+        v = x[n, c, yy, xx].astype(f32)
+        if in_y is not None:
+            v = tirx.Select(tirx.all(in_y, in_x), v, const(0.0, f32))
+        return te.sum(weight(fy, ry) * weight(fx, rx) * v, axis=[ry, rx])
+    y = te.compute(shape, body, name="grid_sample")
+    if dt == f32:
+        return [y]
+    return [te.compute(shape, lambda *i: y(*i).astype(dt), name="grid_sample_cast")]

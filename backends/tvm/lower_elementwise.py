@@ -46,6 +46,9 @@ _UNARY = {
     # log(1+e^x) without overflow: max(x,0) + log1p(e^-|x|)
     "Softplus": lambda x, op, dt: tirx.max(x, _c(x, 0)) + tirx.log1p(tirx.exp(-tirx.abs(x))),
     "Softsign": lambda x, op, dt: x / (_c(x, 1) + tirx.abs(x)),
+    # x * tanh(softplus(x)), softplus as above
+    "Mish": lambda x, op, dt: x * tirx.tanh(tirx.max(x, _c(x, 0))
+                                           + tirx.log1p(tirx.exp(-tirx.abs(x)))),
     "HardSwish": lambda x, op, dt: x * tirx.max(_c(x, 0), tirx.min(_c(x, 1),
                                                                    x / _c(x, 6) + _c(x, 0.5))),
     "Not": lambda x, op, dt: tirx.Not(x),

@@ -412,6 +412,27 @@ def _instance_norm(op, ins, target):
     return [te.compute(x.shape, body, name="instnorm")]
 
 
+@lowering("GroupNormalization")
+def _group_norm(op, ins, target):
+    x, scale, bias = ins[:3]
+    g = int(op.attrs["num_groups"])
+    c = int(x.shape[1])
+    cg = c // g
+    sp = [int(d) for d in x.shape[2:]]
+    grouped = te.compute([int(x.shape[0]), g, cg] + sp,
+                         lambda n, gi, ci, *s: x(n, gi * cg + ci, *s), name="gnorm_view")
+    axes = list(range(2, 3 + len(sp)))
+    mean, var = _mean_var(grouped, axes, "gnorm")
+    eps = const(float(op.attrs["epsilon"]), x.dtype)
+    per_group = int(scale.shape[0]) != c          # opset 18: [num_groups]
+
+    def body(n, ch, *s):
+        k = [n, ch // cg, 0] + [0] * len(sp)
+        at = ch // cg if per_group else ch
+        return (x(n, ch, *s) - mean(*k)) / tirx.sqrt(var(*k) + eps) * scale[at] + bias[at]
+    return [te.compute(x.shape, body, name="groupnorm")]
+
+
 @lowering("LayerNormalization")
 def _layer_norm(op, ins, target):
     x, scale, bias = ins[0], ins[1], ins[2] if len(ins) > 2 else None

@@ -221,6 +221,50 @@ def _arg_reduce(op, ins, target):
     return [te.compute(shape, lambda *i: pair[0](*i).astype(out_dt), name=op.kind.lower())]
 
 
+@lowering("TopK")
+def _topk(op, ins, target):
+    """rank[i] = how many elements go before element i (better value, or equal and earlier;
+    NaN larger than every number); result r is the element of rank r. O(n^2) along the
+    axis, no sort: exact and the same order as the reference."""
+    x = ins[0]
+    axis, largest = int(op.attrs["axis"]), int(op.attrs["largest"])
+    n = int(x.shape[axis])
+    shape, dt = out_type(op)
+    floats = is_float_dtype(x.dtype)
+
+    def before(vj, vi, j, i):
+        better = vj > vi if largest else vj < vi
+        ahead = tirx.Or(better, tirx.And(vj == vi, j < i))
+        if not floats:
+            return ahead
+        nj, ni = tirx.isnan(vj), tirx.isnan(vi)
+        if largest:      # NaN first
+            return tirx.Select(nj, tirx.Or(tirx.Not(ni), j < i), tirx.And(tirx.Not(ni), ahead))
+        return tirx.Select(nj, tirx.And(ni, j < i), tirx.Or(ni, ahead))
+
+    j = te.reduce_axis((0, n), name="j")
+
+    def rank_of(*idx):
+        src = list(idx)
+        src[axis] = j
+        return te.sum(tirx.Select(before(x(*src), x(*idx), j, idx[axis]),
+                                  const(1, "int32"), const(0, "int32")), axis=j)
+    rank = te.compute([int(d) for d in x.shape], rank_of, name="topk_rank")
+
+    def pick(value, out_dt, name):
+        i = te.reduce_axis((0, n), name="i")
+
+        def body(*idx):
+            src = list(idx)
+            src[axis] = i
+            return te.sum(tirx.Select(rank(*src) == idx[axis], value(src, i),
+                                      const(0, out_dt)), axis=i)
+        return te.compute(shape, body, name=name)
+    values = pick(lambda src, i: x(*src), dt, "topk_values")
+    indices = pick(lambda src, i: i.astype("int64"), "int64", "topk_indices")
+    return [values, indices]
+
+
 @lowering("Softmax", "LogSoftmax")
 def _softmax(op, ins, target):
     x = ins[0]

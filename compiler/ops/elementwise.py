@@ -17,7 +17,7 @@ from ._util import (INT_DTYPES, NUMERIC_DTYPES, SIGNED_DTYPES, attr_choice, attr
 _UNARY = {
     **{k: (FLOATS, "float") for k in (
         "Sigmoid", "Tanh", "Erf", "Sqrt", "Exp", "Log", "Reciprocal", "Floor", "Ceil", "Round",
-        "Sin", "Cos", "Softplus", "Softsign", "HardSwish")},
+        "Sin", "Cos", "Softplus", "Softsign", "HardSwish", "Mish")},
     "Relu": (SIGNED_DTYPES, "float or signed int"),
     "Neg": (SIGNED_DTYPES, "float or signed int"),
     "Abs": (NUMERIC_DTYPES, "numeric (not bool)"),
@@ -43,8 +43,15 @@ def _unary(kind, allowed, desc):
         for name in op.attrs:
             attr_float(op, name)
         return [x]
-    infer.__doc__ = f"{kind}(X): elementwise, result has X's type."
+    infer.__doc__ = f"{kind}(X): elementwise, result has X's type" + _UNARY_NOTES.get(kind, ".")
     return infer
+
+
+_UNARY_NOTES = {
+    "Identity": " (the operand itself: a view, no kernel).",
+    "Dropout": " (inference: the identity; one output, a view).",
+    "Round": "; halves to even, as ONNX.",
+}
 
 
 ELEMENTWISE = ("elementwise", "inplace_ok")
@@ -108,8 +115,17 @@ def _binary(kind, allowed, desc, out_dtype=None):
             need_dtype(kind, f"operand {i}", t, allowed, desc)
         dtype = same_dtype(kind, types)
         return [TensorType(out_dtype or dtype, broadcast_shapes(*(t.shape for t in types), kind=kind))]
-    infer.__doc__ = f"{kind}: elementwise with numpy broadcasting."
+    infer.__doc__ = f"{kind}: elementwise with numpy broadcasting" + _BINARY_NOTES.get(kind, ".")
     return infer
+
+
+_BINARY_NOTES = {
+    "Div": "; integer Div truncates toward zero (as C).",
+    "Max": "; variadic.", "Min": "; variadic.", "Sum": "; variadic.", "Mean": "; variadic.",
+    "Equal": " -> bool.", "Less": " -> bool.", "Greater": " -> bool.",
+    "LessOrEqual": " -> bool.", "GreaterOrEqual": " -> bool.",
+    "And": " (bool).", "Or": " (bool).", "Xor": " (bool).",
+}
 
 
 _NUM = (NUMERIC_DTYPES, "numeric (not bool)")

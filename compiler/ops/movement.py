@@ -114,7 +114,8 @@ def _squeeze(op):
 
 @opdef("Unsqueeze", ["X"], {"axes": REQUIRED}, traits=VIEW, noop=_always)
 def _unsqueeze(op):
-    """Unsqueeze(X): inserts size-1 axes at `axes` (positions in the output)."""
+    """Unsqueeze(X): inserts size-1 axes at `axes` (sorted, non-negative positions in the
+    output)."""
     x = operand(op, 0)
     axes = attr_axes(op, "axes", x.rank + len(attr_ints(op, "axes")))
     dims = iter(x.shape)
@@ -160,7 +161,8 @@ def _concat(op):
 @opdef("Split", ["X"], {"axis": 0, "split": None}, outputs="*", traits=("movement",),
        canonicalize=_canon_split)
 def _split(op):
-    """Split(X) along `axis` into len(split) results of the given sizes."""
+    """Split(X) along `axis` into len(split) results of the given sizes (filled in: ONNX's
+    equal split)."""
     x = operand(op, 0)
     axis = attr_axis(op, "axis", x.rank)
     split = attr_ints(op, "split", lo=0)
@@ -239,7 +241,8 @@ def _indices(kind, t):
 
 @opdef("Gather", ["data", "indices"], {"axis": 0}, traits=("movement",))
 def _gather(op):
-    """Gather(data, indices) along axis -> data[:axis] + indices + data[axis+1:]."""
+    """Gather(data, indices) along axis -> data[:axis] + indices + data[axis+1:]; negative
+    indices count from the end, as ONNX."""
     data, idx = operand(op, 0), operand(op, 1)
     _indices("Gather", idx)
     axis = attr_axis(op, "axis", data.rank)
@@ -304,7 +307,9 @@ RESIZE_NEAREST = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
                          "exclude_outside": 0, "extrapolation_value": 0.0},
        traits=MOVE, canonicalize=_canon_resize)
 def _resize(op):
-    """Resize(X) to `sizes`; `scales` are what the coordinate transform divides by."""
+    """Resize(X) to `sizes` (filled in from scales); `scales` (a float per axis) are what the
+    coordinate transform divides by. Opset <= 10 Upsample/Resize import as this with
+    coordinate_transformation_mode="asymmetric"."""
     x = operand(op, 0)
     need_dtype("Resize", "X", x, NUMERIC_DTYPES, "numeric (not bool)")
     sizes = attr_ints(op, "sizes", x.rank, 1, f"one per axis of {fmt(x.shape)}")
@@ -325,6 +330,38 @@ def _resize(op):
     attr_int(op, "exclude_outside", 0, 1)
     attr_float(op, "extrapolation_value")
     return [TensorType(x.dtype, sizes)]
+
+
+GRID_MODES = ("bilinear", "nearest", "bicubic")
+GRID_PADDING = ("zeros", "border", "reflection")
+
+
+def _canon_grid(a, types, n):
+    # opset 20 renamed the modes linear / cubic; the canonical form keeps opset 16's names
+    a["mode"] = {"linear": "bilinear", "cubic": "bicubic"}.get(a.get("mode"), a.get("mode"))
+
+
+@opdef("GridSample", ["X", "grid"], {"align_corners": 0, "mode": "bilinear",
+                                     "padding_mode": "zeros"},
+       canonicalize=_canon_grid, onnx="same")
+def _grid_sample(op):
+    """GridSample(X[N,C,H,W], grid[N,Ho,Wo,2]) -> [N,C,Ho,Wo]: X sampled where grid's
+    (x, y) in [-1, 1] points (ONNX/PyTorch semantics: align_corners, bilinear/nearest/bicubic
+    - opset 20 calls them linear/cubic -,
+    zeros/border/reflection padding; coordinates in float32). 2-D images only."""
+    x, g = operand(op, 0), operand(op, 1)
+    need_dtype("GridSample", "X", x, ("f16", "f32", "f64"), "float")
+    same_dtype("GridSample", [x, g], ["X", "grid"])
+    if x.rank != 4:
+        raise OpRuleError(f"GridSample: only 2-D images are supported: X must be [N,C,H,W], "
+                          f"got {fmt(x.shape)}")
+    if g.rank != 4 or g.shape[0] != x.shape[0] or g.shape[3] != 2:
+        raise OpRuleError(f"GridSample: grid must be [N,Ho,Wo,2] with N={x.shape[0]}, got "
+                          f"{fmt(g.shape)}")
+    attr_choice(op, "mode", GRID_MODES)
+    attr_choice(op, "padding_mode", GRID_PADDING)
+    attr_int(op, "align_corners", 0, 1)
+    return [TensorType(x.dtype, (x.shape[0], x.shape[1], g.shape[1], g.shape[2]))]
 
 
 @opdef("DepthToSpace", ["X"], {"blocksize": REQUIRED, "mode": "DCR"}, traits=MOVE, onnx="same")

@@ -62,7 +62,9 @@ CONTRACTION = ("contraction", "affine_foldable")
        traits=CONTRACTION + ("layout_aware",), canonicalize=canon_window("Conv"),
        flops=_conv_flops)
 def _conv(op):
-    """Conv(X[N,C,*], W[M,C/group,*k], B?[M]) -> [N,M,*out]; layout NCHW{c}c: _blocked_conv."""
+    """Conv(X[N,C,*], W[M,C/group,*k], B?[M]) -> [N,M,*out]; pads are begins then ends (the
+    importer resolves auto_pad), every window attribute filled in; with layout NCHW{c}c the
+    operands are blocked (README: the blocked layout)."""
     c = layout_attr(op)
     if c is not None:
         return [_blocked_conv(op, c)]
@@ -124,7 +126,8 @@ def _blocked_conv(op, c):
        traits=CONTRACTION, canonicalize=canon_window("ConvTranspose"),
        flops=_conv_transpose_flops)
 def _conv_transpose(op):
-    """ConvTranspose(X[N,C,*], W[C,M/group,*k], B?[M]) -> [N,M,*out]."""
+    """ConvTranspose(X[N,C,*], W[C,M/group,*k], B?[M]) -> [N,M,*out]; ONNX's output_shape
+    and auto_pad are resolved into pads and output_padding at import."""
     x, w, b, a = _conv_operands("ConvTranspose", op)
     group, c = a["group"], x.shape[1]
     if w.shape[0] != c:
@@ -223,6 +226,30 @@ def _instance_norm(op):
     need_rank("InstanceNormalization", "X", x, min_rank=3)
     attr_float(op, "epsilon")
     _per_channel("InstanceNormalization", op, ["scale", "B"], x.shape[1])
+    return [x]
+
+
+@opdef("GroupNormalization", ["X", "scale", "bias"],
+       {"num_groups": REQUIRED, "epsilon": 1e-5, "stash_type": 1}, onnx="same")
+def _group_norm(op):
+    """GroupNormalization: X[N,C,*] normalized over each group of C/num_groups channels
+    (and the spatial axes), then scale and bias per channel ([C], opset 21) or per group
+    ([num_groups], opset 18's form)."""
+    x, s, b = operand(op, 0), operand(op, 1), operand(op, 2)
+    need_float("GroupNormalization", "X", x)
+    need_rank("GroupNormalization", "X", x, min_rank=3)
+    g = attr_int(op, "num_groups", 1)
+    attr_float(op, "epsilon")
+    attr_int(op, "stash_type", 0, 1)
+    c = x.shape[1]
+    if c % g:
+        raise OpRuleError(f"GroupNormalization: {c} channels of X {fmt(x.shape)} are not "
+                          f"divisible by num_groups={g}")
+    for name, t in (("scale", s), ("bias", b)):
+        same_dtype("GroupNormalization", [x, t], ["X", name])
+        if t.shape not in ((c,), (g,)):
+            raise OpRuleError(f"GroupNormalization: {name} must have shape [{c}] (per "
+                              f"channel) or [{g}] (per group), got {fmt(t.shape)}")
     return [x]
 
 

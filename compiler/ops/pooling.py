@@ -133,13 +133,36 @@ for _kind in ("ArgMax", "ArgMin"):
     opdef(_kind, ["X"], {"axis": 0, "keepdims": 1, "select_last_index": 0})(_arg(_kind))
 
 
+def _canon_topk(a, types, n):
+    x = types[0] if types else None
+    if x is not None and isinstance(a.get("axis"), int) and -x.rank <= a["axis"] < 0:
+        a["axis"] += x.rank
+
+
+@opdef("TopK", ["X"], {"k": REQUIRED, "axis": -1, "largest": 1, "sorted": 1}, outputs=2,
+       canonicalize=_canon_topk, onnx="same", onnx_consts={1: "k"})
+def _topk(op):
+    """TopK(X) -> (values, i64 indices): the k largest (largest=1) or smallest elements along
+    `axis`, always sorted (best first); equal values in index order; NaN counts as larger than any
+    number (first when largest, last otherwise), as onnxruntime and the ONNX reference."""
+    x = operand(op, 0)
+    need_numeric("TopK", "X", x)
+    axis = attr_axis(op, "axis", x.rank)
+    k = attr_int(op, "k", 0, x.shape[axis])
+    attr_int(op, "largest", 0, 1)
+    attr_int(op, "sorted", 0, 1)
+    shape = x.shape[:axis] + (k,) + x.shape[axis + 1:]
+    return [TensorType(x.dtype, shape), TensorType("i64", shape)]
+
+
 def _softmax(kind):
     def infer(op):
         x = operand(op, 0)
         need_float(kind, "X", x)
         attr_axis(op, "axis", x.rank)
         return [x]
-    infer.__doc__ = f"{kind} along one axis (opset-13 meaning)."
+    infer.__doc__ = (f"{kind} along one axis (opset-13 meaning; the importer rewrites older "
+                     f"forms, which flattened trailing axes, with Reshapes).")
     return infer
 
 
