@@ -5,7 +5,6 @@ actual result shapes/dtypes with what `build_op` infers from canonical attribute
 """
 from __future__ import annotations
 
-import re
 
 import numpy as np
 import onnx
