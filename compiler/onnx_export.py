@@ -48,11 +48,10 @@ def _ops(graph: Graph) -> list[Op]:
 
 def _first_opset(op: Op) -> int:
     """The first opset that can express `op`: where ONNX introduced its kind (edgecc's own
-    ops are written with older ones), or where its form appeared (GroupNormalization with a
-    scale per channel: 21)."""
-    if op.kind == "GroupNormalization" and \
-            op.inputs[1].type.shape[0] != op.attrs["num_groups"]:
-        return 21
+    ops are written with older ones), or where its form appeared (its onnx_form hook)."""
+    d = get_opdef(op.kind)
+    if d is not None and d.onnx_form is not None:
+        return d.onnx_form(op, MAX_EXPORT_OPSET)[0]
     versions = [s.since_version for s in onnx.defs.get_all_schemas_with_history()
                 if s.name == op.kind and s.domain == ""]
     return min(versions, default=MIN_EXPORT_OPSET)
@@ -166,9 +165,14 @@ def _rule(*kinds):
 def _generic(ex: _Exporter, op: Op, ins, outs):
     """Ops whose canonical attributes are ONNX attributes as they are (those the op holds for
     a constant ONNX operand, onnx_consts, go back to being that operand)."""
-    consts = dict(get_opdef(op.kind).onnx_consts)
+    d = get_opdef(op.kind)
+    consts = dict(d.onnx_consts)
+    op_attrs = op.attrs
+    if d.onnx_form is not None:           # the spelling of this opset
+        first, op_attrs = d.onnx_form(op, ex.opset)
+        ex.need(op, first)
     attrs = {}
-    for k, v in op.attrs.items():
+    for k, v in op_attrs.items():
         if k in consts.values():
             continue
         if isinstance(v, np.ndarray):
@@ -179,27 +183,6 @@ def _generic(ex: _Exporter, op: Op, ins, outs):
         v = op.attrs[k]
         ins.insert(i, ex.ints(v if isinstance(v, list) else [v], f"{op.name}_{k}"))
     ex.node(op.kind, ins, outs, op.name, **attrs)
-
-
-@_rule("GridSample")
-def _grid_sample(ex, op, ins, outs):
-    """Opsets 16-19 spell the modes bilinear / bicubic (what runtimes implement), 20+
-    linear / cubic."""
-    ex.need(op, 16)
-    attrs = dict(op.attrs)
-    if ex.opset >= 20:
-        attrs["mode"] = {"bilinear": "linear", "bicubic": "cubic"}.get(attrs["mode"],
-                                                                       attrs["mode"])
-    ex.node("GridSample", ins, outs, op.name, **attrs)
-
-
-@_rule("GroupNormalization")
-def _group_norm(ex, op, ins, outs):
-    ex.need(op, _first_opset(op))
-    attrs = dict(op.attrs)
-    if ex.opset < 21:                     # stash_type came with opset 21
-        attrs.pop("stash_type")
-    ex.node("GroupNormalization", ins, outs, op.name, **attrs)
 
 
 @_rule("Cast")

@@ -73,6 +73,8 @@ class OpDef:
     #                                     name with the attributes declared here
     onnx_consts: tuple[tuple[int, str], ...] = ()   # ONNX operand positions that must be
     #                                     constant and are held as attributes (TopK's K -> k)
+    onnx_form: Callable | None = None   # (Op, opset) -> (first opset, ONNX attributes) when
+    #                                     the ONNX spelling depends on the opset
 
     @property
     def min_inputs(self) -> int:
@@ -104,7 +106,8 @@ OPS: dict[str, OpDef] = {}
 
 def opdef(kind: str, inputs: list[str], attrs: dict[str, Any] | None = None,
           outputs: int | str = 1, *, traits=(), flops=None, canonicalize=None, noop=None,
-          onnx: str | None = None, onnx_consts: dict[int, str] | None = None):
+          onnx: str | None = None, onnx_consts: dict[int, str] | None = None,
+          onnx_form=None):
     """Declare op `kind`; decorates its inference function."""
     unknown = set(traits) - set(TRAITS)
     assert not unknown, f"op {kind}: unknown traits {sorted(unknown)}"
@@ -113,7 +116,8 @@ def opdef(kind: str, inputs: list[str], attrs: dict[str, Any] | None = None,
         assert kind not in OPS, f"op {kind} defined twice"
         OPS[kind] = OpDef(kind, tuple(inputs), dict(attrs or {}), outputs, infer,
                           (infer.__doc__ or "").strip(), frozenset(traits), flops,
-                          canonicalize, noop, onnx, tuple(sorted((onnx_consts or {}).items())))
+                          canonicalize, noop, onnx, tuple(sorted((onnx_consts or {}).items())),
+                          onnx_form)
         return infer
     return register
 

@@ -341,9 +341,19 @@ def _canon_grid(a, types, n):
     a["mode"] = {"linear": "bilinear", "cubic": "bicubic"}.get(a.get("mode"), a.get("mode"))
 
 
+def _grid_onnx(op, opset):
+    """Opsets 16-19 spell the modes bilinear / bicubic (what runtimes implement), 20+
+    linear / cubic."""
+    attrs = dict(op.attrs)
+    if opset >= 20:
+        attrs["mode"] = {"bilinear": "linear", "bicubic": "cubic"}.get(attrs["mode"],
+                                                                       attrs["mode"])
+    return 16, attrs
+
+
 @opdef("GridSample", ["X", "grid"], {"align_corners": 0, "mode": "bilinear",
                                      "padding_mode": "zeros"},
-       canonicalize=_canon_grid, onnx="same")
+       canonicalize=_canon_grid, onnx="same", onnx_form=_grid_onnx)
 def _grid_sample(op):
     """GridSample(X[N,C,H,W], grid[N,Ho,Wo,2]) -> [N,C,Ho,Wo]: X sampled where grid's
     (x, y) in [-1, 1] points (ONNX/PyTorch semantics: align_corners, bilinear/nearest/bicubic

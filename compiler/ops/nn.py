@@ -229,8 +229,17 @@ def _instance_norm(op):
     return [x]
 
 
+def _group_norm_onnx(op, opset):
+    """Opset 18 has a scale per group, 21 per channel and stash_type."""
+    attrs = dict(op.attrs)
+    if opset < 21:
+        attrs.pop("stash_type")
+    return (18 if op.inputs[1].type.shape[0] == op.attrs["num_groups"] else 21), attrs
+
+
 @opdef("GroupNormalization", ["X", "scale", "bias"],
-       {"num_groups": REQUIRED, "epsilon": 1e-5, "stash_type": 1}, onnx="same")
+       {"num_groups": REQUIRED, "epsilon": 1e-5, "stash_type": 1}, onnx="same",
+       onnx_form=_group_norm_onnx)
 def _group_norm(op):
     """GroupNormalization: X[N,C,*] normalized over each group of C/num_groups channels
     (and the spatial axes), then scale and bias per channel ([C], opset 21) or per group
