@@ -40,6 +40,13 @@ def bind_inputs(graph, given: dict[str, np.ndarray], seed: int) -> dict[str, np.
     return feeds
 
 
+# float64 arbitration explains fp32 rounding amplified by an ill-conditioned output (PP-OCRv4
+# det on noise: onnxruntime 1.7e-4 off); a disagreement this large is a different answer (a
+# different pixel read, a wrong formula): a mismatch whatever the float64 run says, since that
+# run shares the reference executor's semantics
+ROUNDING_GAP = 1e-2
+
+
 def check_model(model_path: str, input_shapes: dict, given: dict[str, np.ndarray],
                 seed: int = 0, tolerance: float = 1e-4, out=print) -> int:
     from .driver import load_model
@@ -63,6 +70,13 @@ def check_model(model_path: str, input_shapes: dict, given: dict[str, np.ndarray
         # its tail) magnifies fp32 rounding; only the side far from the exact result is wrong.
         exact = run_graph(promote_to_f64(graph), {k: a.astype(np.float64) if a.dtype ==
                                                    np.float32 else a for k, a in feeds.items()})
+    spec = {}
+
+    def onnx_reference(i):
+        """Output i of the ONNX reference evaluator (computed once, only when needed)."""
+        if "outs" not in spec:
+            spec["outs"] = onnx_reference_outputs(model_path, input_shapes, feeds)
+        return spec["outs"][i] if spec["outs"] is not None else None
     worst = 0.0
     for i, (v, got) in enumerate(zip(graph.outputs, ours)):
         abs_err, rel_err, _ = errors[i]
@@ -71,8 +85,13 @@ def check_model(model_path: str, input_shapes: dict, given: dict[str, np.ndarray
             ours_exact = compare(got, exact[i]).rel
             ort_exact = compare(theirs[i], exact[i]).rel
             line += f"; vs float64: edgecc {ours_exact:.3g}, onnxruntime {ort_exact:.3g}"
-            if ours_exact <= tolerance and ort_exact > ours_exact:
+            ref = onnx_reference(i) if rel_err > ROUNDING_GAP else None
+            if ours_exact <= tolerance and ort_exact > ours_exact and rel_err <= ROUNDING_GAP:
                 line += "  ok (onnxruntime is further from the float64 result)"
+            elif ref is not None and compare(got, ref).rel <= tolerance < \
+                    compare(theirs[i], ref).rel:
+                line += ("  ok (onnxruntime departs from the ONNX reference evaluator, which "
+                         "edgecc agrees with: it follows the ONNX specification)")
             else:
                 worst = max(worst, rel_err)
                 line += "  MISMATCH"
@@ -83,6 +102,18 @@ def check_model(model_path: str, input_shapes: dict, given: dict[str, np.ndarray
         raise NumericError(f"{model_path}: reference executor differs from onnxruntime by "
                            f"{worst:.3g} (relative to scale) > tolerance {tolerance:g}")
     return 0
+
+
+def onnx_reference_outputs(model_path: str, input_shapes: dict, feeds: dict):
+    """The ONNX reference evaluator's outputs (onnx.reference, an independent implementation
+    of the specification), or None when it cannot run the model."""
+    try:
+        import onnx
+        import onnx.reference
+        model = onnx.load(model_path)
+        return onnx.reference.ReferenceEvaluator(model).run(None, feeds)
+    except Exception:
+        return None
 
 
 def promote_to_f64(graph):

@@ -314,7 +314,11 @@ class PassManager:
         for p in self.passes:
             before = deep_clone(graph) if self.check_numerics else None
             t0 = time.perf_counter()
-            changed = bool(p.run(graph, self.ctx))
+            try:
+                changed = bool(p.run(graph, self.ctx))
+            except ModelError as e:      # a pass that builds an invalid op: edgecc's bug
+                raise PassVerificationError(f"pass '{spec_of(p)}' failed: {e.message}") \
+                    from None
             seconds = time.perf_counter() - t0
             self.records.append({"name": p.name, "changed": changed,
                                  "seconds": round(seconds, 6)})

@@ -29,28 +29,35 @@ def _interp_axis(x, taps, weights, out):
 
 
 def _source_coords(mode: str, n_out: int, n_in: int, scale: float, roi) -> np.ndarray:
-    """Input coordinate of every output index (ONNX coordinate_transformation_mode)."""
-    y = np.arange(n_out, dtype=np.float64)
+    """Input coordinate of every output index (ONNX coordinate_transformation_mode), computed
+    in float32 as onnxruntime and the compiled kernels do (backends/tvm/lower_data.py, same
+    operations in the same order): which input pixel an output reads is decided on these
+    values, and float64 would decide otherwise where a coordinate lands within a float32
+    rounding of an integer or a half. Returned as float64 holding the float32 values."""
+    f = np.float32
+    y = np.arange(n_out, dtype=np.float32)
     width = scale * n_in  # the (possibly fractional) output length the transform assumes
-    if mode == "half_pixel":
-        return (y + 0.5) / scale - 0.5
-    if mode == "pytorch_half_pixel":
-        return np.full(n_out, -0.5) if width == 1 else (y + 0.5) / scale - 0.5
-    if mode == "half_pixel_symmetric":
+    if mode in ("half_pixel", "pytorch_half_pixel"):
+        if mode == "pytorch_half_pixel" and width == 1:
+            return np.full(n_out, -0.5)
+        x = (y + f(0.5)) / f(scale) - f(0.5)
+    elif mode == "half_pixel_symmetric":
         offset = n_in / 2 * (1 - n_out / width)
-        return offset + (y + 0.5) / scale - 0.5
-    if mode == "align_corners":
-        return np.zeros(n_out) if width == 1 else y * (n_in - 1) / (width - 1)
-    if mode == "asymmetric":
-        return y / scale
-    if mode == "tf_crop_and_resize":
+        x = f(offset) + (y + f(0.5)) / f(scale) - f(0.5)
+    elif mode == "align_corners":
+        x = np.zeros(n_out, np.float32) if width == 1 else y * f((n_in - 1) / (width - 1))
+    elif mode == "asymmetric":
+        x = y / f(scale)
+    elif mode == "tf_crop_and_resize":
         start, end = roi
         if width == 1:
-            x = np.full(n_out, (end - start) * (n_in - 1) / 2)
+            x = np.full(n_out, f((end - start) * (n_in - 1) / 2), np.float32)
         else:
-            x = y * (end - start) * (n_in - 1) / (width - 1)
-        return x + start * (n_in - 1)
-    raise ValueError(f"unknown coordinate_transformation_mode '{mode}'")
+            x = y * f((end - start) * (n_in - 1) / (width - 1))
+        x = x + f(start * (n_in - 1))
+    else:
+        raise ValueError(f"unknown coordinate_transformation_mode '{mode}'")
+    return x.astype(np.float64)
 
 
 def _nearest_weights(ratio: np.ndarray, mode: str) -> np.ndarray:

@@ -113,7 +113,10 @@ def pull_producers(graph: Graph, group: list[Op], max_ops: int,
             p = None if v is None else v.producer
             if (p is None or p in members or not pullable(p) or len(p.outputs) != 1
                     or v in graph.outputs or any(u not in members for u in users.get(v, []))
-                    or any(x is not None and x.producer in after for x in p.inputs)):
+                    or any(x is not None and x.producer in after for x in p.inputs)
+                    or (anchored and v in seed.inputs)):
+                # (the anchor reads its own inputs from memory: a value both it and its
+                # epilogue read stays a kernel of its own, e.g. Add(Conv(c), c))
                 continue
             members.add(p)
             pending.append(p)
@@ -157,6 +160,15 @@ def grow_backward(graph: Graph, sink: Op, max_ops: int) -> list[Op]:
         group.add(p)
         frontier.extend(x for x in p.inputs if x is not None and x.data is None)
     return [op for op in graph.ops if op in group]
+
+
+def live_results(graph: Graph, group: list[Op]) -> bool:
+    """Whether anything outside `group` (or a graph output) reads one of its results: a dead
+    group is left to dce, a kernel must produce something."""
+    members = set(group)
+    inside = {v for op in group for v in op.outputs}
+    return any(v in graph.outputs for v in inside) or any(
+        v in inside for op in graph.ops if op not in members for v in op.inputs)
 
 
 def make_fused(graph: Graph, group: list[Op]) -> Op:
@@ -214,7 +226,7 @@ class FuseKernels:
                     continue
                 group = grow(graph, op, self.max_ops)
                 group = pull_producers(graph, group, self.max_ops, pulled)
-                if len(group) > 1:
+                if len(group) > 1 and live_results(graph, group):
                     replace_group(graph, group, make_fused(graph, group))
                     changed = True
         return changed

@@ -186,8 +186,8 @@ class Bundle:
     def _run_in_process(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         ins = [_aligned(a) for a in arrays]
         outs = [aligned_empty(s.nbytes).view(s.dtype).reshape(s.shape) for s in self.outputs]
-        in_ptrs = (ctypes.c_void_p * max(len(ins), 1))(*[a.ctypes.data for a in ins])
-        out_ptrs = (ctypes.c_void_p * max(len(outs), 1))(*[a.ctypes.data for a in outs])
+        in_ptrs = (ctypes.c_void_p * max(len(ins), 1))(*[_pointer(a) for a in ins])
+        out_ptrs = (ctypes.c_void_p * max(len(outs), 1))(*[_pointer(a) for a in outs])
         if self.poison_arena:
             self._arena.fill(POISON)
         rc = self._lib.run(in_ptrs, out_ptrs, self._arena.ctypes.data)
@@ -241,6 +241,15 @@ class Bundle:
                     for f, s in zip(out_files, self.outputs)]
         finally:
             shutil.rmtree(run_dir, ignore_errors=True)
+
+
+_EMPTY = aligned_empty(ALIGN)        # where zero-element tensors point (numpy gives them a
+#                                      placeholder address that need not be aligned)
+
+
+def _pointer(a: np.ndarray) -> int:
+    """The data address to pass for `a`: aligned, also when `a` has no elements."""
+    return a.ctypes.data if a.size else _EMPTY.ctypes.data
 
 
 def _aligned(a: np.ndarray) -> np.ndarray:
