@@ -77,7 +77,16 @@ class GraphPlan:
             return False
         ins = op.inputs[:1] if is_view(op) else op.inputs
         root = self.aliases.get(op.output.name, op.output.name)
-        return all(x is not None and self.aliases.get(x.name, x.name) == root for x in ins)
+        # each operand must sit exactly where the result expects it: sharing the storage is
+        # not enough (a Concat of one value repeated lies inside another concat's buffer)
+        at = self.sub_offsets.get(op.output.name, 0)
+        for x in ins:
+            if x is None or self.aliases.get(x.name, x.name) != root \
+                    or self.sub_offsets.get(x.name, 0) != at:
+                return False
+            if not is_view(op):
+                at += x.type.nbytes
+        return True
 
     def peak(self) -> Peak:
         if not self.live_bytes or max(self.live_bytes) == 0:
