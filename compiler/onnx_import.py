@@ -226,7 +226,7 @@ class _Importer:
                                  f"{dtype_name(tt.elem_type)}, which edgecc does not support")
             declared = None
             if tt.HasField("shape"):
-                declared = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                declared = [d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else None
                             for d in tt.shape.dim]
             if i.name in input_shapes:
                 shape = self._check_binding(i.name, input_shapes[i.name], declared)
@@ -253,7 +253,7 @@ class _Importer:
             shape = tuple(int(d) for d in dims)
         except (TypeError, ValueError):
             raise UsageError(f"{flag}: dims must be integers") from None
-        if any(d <= 0 for d in shape):
+        if any(d <= 0 for d in shape):    # (a dim the model fixes to 0 needs no binding)
             raise UsageError(f"{flag}: dims must be positive")
         if declared is not None:
             if len(declared) != len(shape):
@@ -300,7 +300,9 @@ class _Importer:
                 raise ctx.error(f"result %{v.name} would be {v.type} (more than 2^31 elements)")
         present = [v for v in inputs if v is not None]
         small = sum(v.type.numel for v in op.outputs) <= FOLD_MAX_ELEMENTS
-        if present and small and all(v.data is not None for v in present):
+        # a zero-element operand has one possible value: it counts as a constant (a reduction
+        # over an empty set, Concat with an empty piece, ... fold to their defined results)
+        if present and small and all(v.data is not None or v.type.numel == 0 for v in present):
             folded = self._fold(op, ctx)
             if folded is not None:
                 return folded
@@ -315,7 +317,7 @@ class _Importer:
         """Run an all-constant op with the reference kernels; None keeps it in the graph."""
         try:
             from edgecc.kernels import run_op
-            arrays = run_op(op, [None if v is None else v.data for v in op.inputs])
+            arrays = run_op(op, [None if v is None else _const_or_empty(v) for v in op.inputs])
         except Exception as e:     # no kernel yet, or it failed: keep the op, say why later
             reason = f"{type(e).__name__}: {e}"[:200]
             for v in op.outputs:
@@ -362,3 +364,7 @@ def _suggest(declared) -> str:
         return "<d0>,<d1>,..."
     return ",".join(str(d) if d is not None else ("1" if k == 0 else f"<d{k}>")
                     for k, d in enumerate(declared))
+
+
+def _const_or_empty(v: Value) -> np.ndarray:
+    return v.data if v.data is not None else np.empty(v.type.shape, v.type.np_dtype)
