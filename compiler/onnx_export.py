@@ -162,15 +162,22 @@ def _rule(*kinds):
     return register
 
 
+def _spelled(ex: _Exporter, op: Op) -> dict:
+    """The op's attributes as this opset spells them (its onnx_form hook, if it has one)."""
+    d = get_opdef(op.kind)
+    if d is None or d.onnx_form is None:
+        return op.attrs
+    first, attrs = d.onnx_form(op, ex.opset)
+    ex.need(op, first)
+    return attrs
+
+
 def _generic(ex: _Exporter, op: Op, ins, outs):
     """Ops whose canonical attributes are ONNX attributes as they are (those the op holds for
     a constant ONNX operand, onnx_consts, go back to being that operand)."""
     d = get_opdef(op.kind)
     consts = dict(d.onnx_consts)
-    op_attrs = op.attrs
-    if d.onnx_form is not None:           # the spelling of this opset
-        first, op_attrs = d.onnx_form(op, ex.opset)
-        ex.need(op, first)
+    op_attrs = _spelled(ex, op)
     attrs = {}
     for k, v in op_attrs.items():
         if k in consts.values():
@@ -344,7 +351,7 @@ def _layout_transform(ex, op, ins, outs):
 @_rule(*sorted(kinds_with("layout_aware")))
 def _layout_op(ex, op, ins, outs):
     """Conv/pools: `layout` is edgecc's attribute; a blocked op runs NCHW between conversions."""
-    attrs = {k: v for k, v in op.attrs.items() if k != "layout"}
+    attrs = {k: v for k, v in _spelled(ex, op).items() if k != "layout"}
     c = layout_of(op).block
     if c is None:
         return ex.node(op.kind, ins, outs, op.name, **attrs)

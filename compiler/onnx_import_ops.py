@@ -272,8 +272,6 @@ def _conv_transpose(ctx):
 def _pool_check(node, attrs, opset, used):
     if len(node.output) > 1 and node.output[1] and node.output[1] in used:
         return "its Indices output is used; only the pooled values are supported"
-    if node.op_type == "AveragePool" and any(d != 1 for d in attrs.get("dilations", [])):
-        return "AveragePool with dilations is not supported"
     return None
 
 
@@ -287,11 +285,9 @@ def _pool(ctx):
         raise ctx.error("attribute kernel_shape is required")
     kernel, strides, dil = _window(ctx, n, ctx.attr("kernel_shape"))
     pads = _spatial_pads(ctx, x.type.shape[2:], kernel, strides, dil)
-    attrs = dict(kernel_shape=kernel, strides=strides, pads=pads,
+    attrs = dict(kernel_shape=kernel, strides=strides, pads=pads, dilations=dil,
                  ceil_mode=int(ctx.attr("ceil_mode", 0)))
-    if ctx.kind == "MaxPool":
-        attrs["dilations"] = dil
-    else:
+    if ctx.kind == "AveragePool":
         attrs["count_include_pad"] = int(ctx.attr("count_include_pad", 0))
     return ctx.emit(ctx.kind, [x], attrs, [ctx.out(0)])
 

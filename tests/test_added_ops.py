@@ -1,7 +1,8 @@
 """Ops added on the op traits (each: its @opdef, its reference kernel, its TVM lowering and this
 test; ONNX import and export come from onnx="same"): TopK (detection post-processing), Mish
 (YOLOv4-style activations), GroupNormalization (diffusion / detection heads), GridSample
-(spatial transformers, deformable sampling). Each is imported from ONNX, checked against the
+(spatial transformers, deformable sampling); and forms added to existing ops: AveragePool with
+dilations (opset 19). Each is imported from ONNX, checked against the
 ONNX reference evaluator (and onnxruntime where the two agree), compiled into a bundle and
 exported back to ONNX."""
 from __future__ import annotations
@@ -67,7 +68,17 @@ def grid_sample(mode, padding, align, opset):
                  {"x": x, "g": grid}, {}, opset)
 
 
+def avgpool_dilated(include_pad):
+    x = RNG.standard_normal((1, 3, 11, 10)).astype(np.float32)
+    return model(helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 2],
+                                  strides=[2, 1], dilations=[2, 3], pads=[2, 1, 1, 1],
+                                  ceil_mode=1, count_include_pad=include_pad),
+                 {"x": x}, {}, 19)
+
+
 CASES = {
+    "avgpool_dilated_include_pad_0": avgpool_dilated(0),
+    "avgpool_dilated_include_pad_1": avgpool_dilated(1),
     "topk_largest": topk(1), "topk_smallest": topk(0), "mish": mish(),
     "group_norm_per_channel": group_norm(False), "group_norm_per_group_opset18": group_norm(True),
     **{f"grid_{m}_{p}_{a}": grid_sample(m, p, a, 16)
@@ -154,7 +165,8 @@ def family_model(prefix: str):
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)]), feeds
 
 
-@pytest.mark.parametrize("prefix", ["topk", "mish", "group_norm_per_channel", "grid"])
+@pytest.mark.parametrize("prefix", ["topk", "mish", "group_norm_per_channel", "grid",
+                                    "avgpool"])
 def test_bundle_matches_the_reference(prefix, tmp_path):
     m, feeds = family_model(prefix)
     path = tmp_path / f"{prefix}.onnx"

@@ -188,6 +188,8 @@ POOLS = [
     ("AveragePool", {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}, 8),
     ("AveragePool", {"kernel_shape": [3, 3], "pads": [1, 0, 1, 2], "strides": [2, 2],
                      "count_include_pad": 1}, 16),
+    ("AveragePool", {"kernel_shape": [3, 2], "pads": [2, 1, 1, 1], "dilations": [2, 3],
+                     "ceil_mode": 1, "strides": [2, 1], "count_include_pad": 1}, 8),
     ("GlobalAveragePool", {}, 8),
     ("GlobalMaxPool", {}, 16),
 ]

@@ -182,6 +182,11 @@ def test_pooling_reductions_softmax():
           label="AveragePool ceil include pad")
     c.add("AveragePool", [randn(1, 2, 11)], {"kernel_shape": [4], "strides": [3],
                                              "ceil_mode": 1}, label="AveragePool 1-D ceil")
+    for include in (0, 1):      # dilated windows: the divisor counts the taps that land inside
+        c.add("AveragePool", [x], {"kernel_shape": [3, 2], "strides": [2, 1], "ceil_mode": 1,
+                                   "dilations": [2, 3], "pads": [2, 1, 1, 1],
+                                   "count_include_pad": include},
+              label=f"AveragePool dilated include pad {include}")
     c.add("GlobalAveragePool", [x])
     c.add("GlobalMaxPool", [x])
     y = randn(2, 3, 4, 5)

@@ -81,8 +81,19 @@ def _avg_pool(op, ins, target):
     rk, positions = _windows(op, x, shape, tail)
     nsp = len(rk)
     kshape, strides, pads = op.attrs["kernel_shape"], op.attrs["strides"], op.attrs["pads"]
+    dil = op.attrs.get("dilations") or [1] * nsp
     include_pad = int(op.attrs["count_include_pad"])
     isz = [int(d) for d in x.shape[2:2 + nsp]]
+
+    def taps_inside(start, i, lo, hi):
+        """Taps k in [0, K) with lo <= start + k*d < hi (the first tap index at or past a
+        bound b is ceil((b - start) / d))."""
+        K, d = kshape[i], dil[i]
+        if d == 1:
+            return tirx.min(start + K, hi) - tirx.max(start, lo)
+        first = tirx.max(tirx.floordiv(lo - start + d - 1, d), 0)
+        end = tirx.min(tirx.floordiv(hi - start + d - 1, d), K)
+        return tirx.max(end - first, 0)
 
     def total(n, c, *o):
         src, ok = positions(o[:nsp])
@@ -94,9 +105,9 @@ def _avg_pool(op, ins, target):
         for i in range(nsp):
             start = o[i] * strides[i] - pads[i]
             if include_pad:   # window clipped to the padded extent (ceil_mode overhang excluded)
-                n_i = tirx.min(start + kshape[i], isz[i] + pads[nsp + i]) - start
+                n_i = taps_inside(start, i, -pads[i], isz[i] + pads[nsp + i])
             else:
-                n_i = tirx.min(start + kshape[i], isz[i]) - tirx.max(start, 0)
+                n_i = taps_inside(start, i, 0, isz[i])
             count = count * n_i
         return s(n, c, *o) / count.astype(dt) if not isinstance(count, int) else \
             s(n, c, *o) / const(count, dt)

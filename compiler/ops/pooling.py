@@ -20,19 +20,31 @@ _POOL_TYPES = ("f16", "f32", "f64", "i8", "u8")
        traits=POOL, canonicalize=canon_window("MaxPool"), flops=window_flops)
 def _max_pool(op):
     """MaxPool over the spatial axes of X[N,C,*] (or [N,C/c,H,W,c]); one output (no indices)."""
-    return [_pool("MaxPool", op, dilations=True)]
+    return [_pool("MaxPool", op)]
+
+
+def _average_pool_onnx(op, opset):
+    """ONNX gave AveragePool dilations in opset 19: undilated pools are written without."""
+    attrs = dict(op.attrs)
+    if all(d == 1 for d in attrs["dilations"]):
+        del attrs["dilations"]
+        return 1, attrs
+    return 19, attrs
 
 
 @opdef("AveragePool", ["X"], {"kernel_shape": REQUIRED, "strides": None, "pads": None,
-                              "ceil_mode": 0, "count_include_pad": 0, "layout": NCHW},
-       traits=POOL, canonicalize=canon_window("AveragePool"), flops=window_flops)
+                              "dilations": None, "ceil_mode": 0, "count_include_pad": 0,
+                              "layout": NCHW},
+       traits=POOL, canonicalize=canon_window("AveragePool"), flops=window_flops,
+       onnx_form=_average_pool_onnx)
 def _average_pool(op):
-    """AveragePool over the spatial axes of X[N,C,*] (or [N,C/c,H,W,c])."""
+    """AveragePool over the spatial axes of X[N,C,*] (or [N,C/c,H,W,c]); the divisor counts
+    the taps inside the input (count_include_pad: inside the padded extent)."""
     attr_int(op, "count_include_pad", 0, 1)
-    return [_pool("AveragePool", op, dilations=False)]
+    return [_pool("AveragePool", op)]
 
 
-def _pool(kind, op, dilations):
+def _pool(kind, op):
     x = operand(op, 0)
     if kind == "MaxPool":
         need_dtype(kind, "X", x, _POOL_TYPES, "float, i8 or u8")
@@ -45,7 +57,7 @@ def _pool(kind, op, dilations):
     else:   # NCHW{c}c: spatial axes 2, 3; the lanes axis 4 is carried through
         need_blocked(kind, "X", x, c)
         k = 2
-    a = window_attrs(op, k, dilations)
+    a = window_attrs(op, k)
     a["ceil_mode"] = attr_int(op, "ceil_mode", 0, 1)
     pads = a["pads"]
     for i, kern in enumerate(a["kernel_shape"]):

@@ -45,14 +45,12 @@ def conv_transpose_output_shape(spatial: Sequence[int], kernel: Sequence[int],
                  + dilations[i] * (kernel[i] - 1) + 1 - pads[i] - pads[k + i] for i in range(k))
 
 
-def window_attrs(op: Op, k: int, dilations: bool = True) -> dict[str, list[int]]:
-    """Checks kernel_shape/strides/pads(/dilations) for k spatial axes; returns them as lists."""
-    out = {"kernel_shape": attr_ints(op, "kernel_shape", k, 1, f"{k} spatial axes"),
-           "strides": attr_ints(op, "strides", k, 1, f"{k} spatial axes"),
-           "pads": attr_ints(op, "pads", 2 * k, 0, f"begins then ends of {k} spatial axes")}
-    if dilations:
-        out["dilations"] = attr_ints(op, "dilations", k, 1, f"{k} spatial axes")
-    return out
+def window_attrs(op: Op, k: int) -> dict[str, list[int]]:
+    """Checks kernel_shape/strides/pads/dilations for k spatial axes; returns them as lists."""
+    return {"kernel_shape": attr_ints(op, "kernel_shape", k, 1, f"{k} spatial axes"),
+            "strides": attr_ints(op, "strides", k, 1, f"{k} spatial axes"),
+            "pads": attr_ints(op, "pads", 2 * k, 0, f"begins then ends of {k} spatial axes"),
+            "dilations": attr_ints(op, "dilations", k, 1, f"{k} spatial axes")}
 
 
 def check_positive(kind: str, out: Sequence[int], x_shape: Sequence[int], a: dict) -> None:
@@ -79,9 +77,7 @@ def canon_window(kind: str):
             2 if blocked else x.rank - 2 if x is not None else None)
         if k is None or k < 0:
             return
-        defaults = {"strides": [1] * k, "pads": [0] * 2 * k}
-        if kind != "AveragePool":
-            defaults["dilations"] = [1] * k
+        defaults = {"strides": [1] * k, "pads": [0] * 2 * k, "dilations": [1] * k}
         if kind == "ConvTranspose":
             defaults["output_padding"] = [0] * k
         for name, value in defaults.items():
