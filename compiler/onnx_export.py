@@ -248,15 +248,16 @@ def _pad(ex, op, ins, outs):
 
 @_rule("Resize")
 def _resize(ex, op, ins, outs):
-    a = dict(op.attrs)
-    sizes, scales = a.pop("sizes"), a.pop("scales")
+    a = dict(_spelled(ex, op))
+    sizes, scales, roi = a.pop("sizes"), a.pop("scales"), a.pop("roi", None)
     in_shape = op.inputs[0].type.shape
     s32 = np.array(scales, dtype=np.float32)
+    roi = ex.const(np.array(roi, np.float32), f"{op.name}_roi") if roi else ""
     # scales drive the coordinate transform; keep them when ONNX derives the same sizes
     if all(int(math.floor(i * float(s))) == o for i, s, o in zip(in_shape, s32, sizes)):
-        operands = [ins[0], "", ex.const(s32, f"{op.name}_scales")]
+        operands = [ins[0], roi, ex.const(s32, f"{op.name}_scales")]
     else:
-        operands = [ins[0], "", "", ex.ints(sizes, f"{op.name}_sizes")]
+        operands = [ins[0], roi, "", ex.ints(sizes, f"{op.name}_sizes")]
     ex.node("Resize", operands, outs, op.name, **a)
 
 

@@ -293,18 +293,53 @@ def _pool(ctx):
 
 
 def _bn_check(node, attrs, opset, used):
-    if attrs.get("training_mode", 0):
-        return "training_mode=1 is not supported (inference only)"
     if opset < 9 and attrs.get("spatial", 1) == 0:
         return "spatial=0 is not supported"
+    if attrs.get("training_mode", 0):
+        return None
     return _extra_outputs_used(1, "training statistics")(node, attrs, opset, used)
 
 
 @converter("BatchNormalization", check=_bn_check)
 def _batch_norm(ctx):
     ins = [ctx.input(i, what) for i, what in enumerate(["X", "scale", "B", "mean", "var"])]
-    return ctx.emit("BatchNormalization", ins,
-                    {"epsilon": float(ctx.attr("epsilon", 1e-5))}, [ctx.out(0)])
+    eps = float(ctx.attr("epsilon", 1e-5))
+    if ctx.attr("training_mode", 0):
+        return _batch_norm_training(ctx, *ins, eps)
+    return ctx.emit("BatchNormalization", ins, {"epsilon": eps}, [ctx.out(0)])
+
+
+def _batch_norm_training(ctx, x, scale, bias, mean_in, var_in, eps):
+    """training_mode=1 (opset 14+): normalized with the batch's own statistics (population
+    variance over every axis but C); the running mean / var outputs blend the inputs with
+    them by `momentum`. Spelled out in ops the rest of the compiler knows."""
+    if x.type.dtype != "f32":
+        raise ctx.error("training_mode=1 is supported for f32 inputs only")
+    rank, c = x.type.rank, x.type.shape[1]
+    axes = [0] + list(range(2, rank))
+    per_channel = {"shape": [c] + [1] * (rank - 2)}
+    (mean,) = ctx.emit("ReduceMean", [x], {"axes": axes, "keepdims": 1}, suffix="/batch_mean")
+    (d,) = ctx.emit("Sub", [x, mean], suffix="/centered")
+    (d2,) = ctx.emit("Mul", [d, d], suffix="/squared")
+    (var,) = ctx.emit("ReduceMean", [d2], {"axes": axes, "keepdims": 1}, suffix="/batch_var")
+    (v_eps,) = ctx.emit("Add", [var, ctx.weight(np.float32(eps), "epsilon")], suffix="/var_eps")
+    (std,) = ctx.emit("Sqrt", [v_eps], suffix="/std")
+    (s,) = ctx.emit("Reshape", [scale], per_channel, suffix="/scale")
+    (b,) = ctx.emit("Reshape", [bias], per_channel, suffix="/bias")
+    (sd,) = ctx.emit("Mul", [d, s], suffix="/scaled")
+    (n,) = ctx.emit("Div", [sd, std], suffix="/normalized")
+    results = list(ctx.emit("Add", [n, b], {}, [ctx.out(0)]))
+    momentum = float(ctx.attr("momentum", 0.9))
+    for i, (batch, running, what) in enumerate([(mean, mean_in, "mean"), (var, var_in, "var")]):
+        if not ctx.used(1 + i):
+            continue
+        (flat,) = ctx.emit("Reshape", [batch], {"shape": [c]}, suffix=f"/{what}_flat")
+        (old,) = ctx.emit("Mul", [running, ctx.weight(np.float32(momentum), "momentum")],
+                          suffix=f"/{what}_kept")
+        (new,) = ctx.emit("Mul", [flat, ctx.weight(np.float32(1 - momentum), "1-momentum")],
+                          suffix=f"/{what}_new")
+        results += ctx.emit("Add", [old, new], {}, [ctx.out(1 + i)])
+    return results
 
 
 @converter("LayerNormalization")
@@ -609,10 +644,6 @@ def _pad(ctx):
 
 
 def _resize_check(node, attrs, opset, used):
-    if attrs.get("coordinate_transformation_mode") == "tf_crop_and_resize":
-        return "coordinate_transformation_mode tf_crop_and_resize is not supported"
-    if attrs.get("antialias", 0):
-        return "antialias=1 is not supported"
     if attrs.get("keep_aspect_ratio_policy", "stretch") not in ("stretch", "not_larger",
                                                                 "not_smaller"):
         return f"keep_aspect_ratio_policy '{attrs['keep_aspect_ratio_policy']}' is unknown"
@@ -686,9 +717,19 @@ def _resize(ctx):
     axes = ctx.attr("axes")
     attrs = {"mode": mode}
     for k in ("coordinate_transformation_mode", "nearest_mode", "cubic_coeff_a",
-              "exclude_outside", "extrapolation_value"):
+              "exclude_outside", "extrapolation_value", "antialias"):
         if k in ctx.attrs:
             attrs[k] = ctx.attrs[k]
+    if attrs.get("coordinate_transformation_mode") == "tf_crop_and_resize":
+        roi = ctx.const(1, "roi")
+        if roi is None or not roi.size:
+            raise ctx.error("tf_crop_and_resize needs the roi input (a constant)")
+        roi = _floats(roi)
+        n = len(roi) // 2
+        if axes is not None:        # opset 18: one (start, end) per listed axis
+            roi = _per_axis(ctx, roi[:n], axes, rank, [0.0] * rank) + \
+                _per_axis(ctx, roi[n:], axes, rank, [1.0] * rank)
+        attrs["roi"] = roi
     if sizes is not None and sizes.size:
         policy = ctx.attr("keep_aspect_ratio_policy", "stretch")
         if policy != "stretch":

@@ -2,7 +2,7 @@
 test; ONNX import and export come from onnx="same"): TopK (detection post-processing), Mish
 (YOLOv4-style activations), GroupNormalization (diffusion / detection heads), GridSample
 (spatial transformers, deformable sampling); and forms added to existing ops: AveragePool with
-dilations (opset 19). Each is imported from ONNX, checked against the
+dilations (opset 19), Resize with antialias and tf_crop_and_resize. Each is imported from ONNX, checked against the
 ONNX reference evaluator (and onnxruntime where the two agree), compiled into a bundle and
 exported back to ONNX."""
 from __future__ import annotations
@@ -76,7 +76,33 @@ def avgpool_dilated(include_pad):
                  {"x": x}, {}, 19)
 
 
+def resize_antialias(mode, exclude):
+    x = RNG.standard_normal((1, 3, 24, 30)).astype(np.float32)
+    return model(helper.make_node("Resize", ["x", "", "s"], ["y"], mode=mode, antialias=1,
+                                  exclude_outside=exclude),
+                 {"x": x}, {"s": np.array([1, 1, 0.3, 0.45], np.float32)}, 18)
+
+
+def resize_crop(mode, axes=None):
+    x = RNG.standard_normal((1, 2, 7, 9)).astype(np.float32)
+    roi = [0.0, 0.0, -0.2, 0.1, 1.0, 1.0, 0.9, 1.3]
+    sizes = [1, 2, 6, 5]
+    kw = {}
+    if axes:                                # opset 18: roi and sizes for the listed axes only
+        roi = [roi[a] for a in axes] + [roi[4 + a] for a in axes]
+        sizes, kw = [sizes[a] for a in axes], {"axes": axes}
+    return model(helper.make_node("Resize", ["x", "roi", "", "sz"], ["y"], mode=mode,
+                                  coordinate_transformation_mode="tf_crop_and_resize",
+                                  extrapolation_value=7.0, **kw),
+                 {"x": x}, {"roi": np.array(roi, np.float32),
+                            "sz": np.array(sizes, np.int64)}, 18)
+
+
 CASES = {
+    "resize_antialias_linear": resize_antialias("linear", 0),
+    "resize_antialias_cubic_exclude_outside": resize_antialias("cubic", 1),
+    "resize_crop_nearest": resize_crop("nearest"), "resize_crop_linear": resize_crop("linear"),
+    "resize_crop_cubic_axes_3_2": resize_crop("cubic", [3, 2]),
     "avgpool_dilated_include_pad_0": avgpool_dilated(0),
     "avgpool_dilated_include_pad_1": avgpool_dilated(1),
     "topk_largest": topk(1), "topk_smallest": topk(0), "mish": mish(),
@@ -166,7 +192,7 @@ def family_model(prefix: str):
 
 
 @pytest.mark.parametrize("prefix", ["topk", "mish", "group_norm_per_channel", "grid",
-                                    "avgpool"])
+                                    "avgpool", "resize"])
 def test_bundle_matches_the_reference(prefix, tmp_path):
     m, feeds = family_model(prefix)
     path = tmp_path / f"{prefix}.onnx"

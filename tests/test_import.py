@@ -96,6 +96,36 @@ def test_small_case_matches_onnxruntime(case: Case):
         assert rel_err(r, o) <= 1e-5, name
 
 
+def test_batchnorm_training_mode_with_unread_statistics():
+    """training_mode=1 normalizes with the batch's statistics whether or not the running
+    mean / var are read. onnxruntime's graph optimizer drops training mode when they are not
+    (it normalizes with the input mean / var): its unoptimized run and the ONNX reference
+    evaluator are the oracles."""
+    import onnx.reference
+    import onnxruntime as ort
+    from edgecc.kernels import run_graph
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 4, 6, 5)).astype(np.float32)
+    stats = {k: rng.uniform(0.5, 1.5, 4).astype(np.float32) for k in ("s", "b", "m", "v")}
+    node = helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y", "rm", "rv"],
+                            training_mode=1)
+    m = helper.make_model(helper.make_graph(
+        [node], "bn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(a, k) for k, a in stats.items()]),
+        opset_imports=[helper.make_opsetid("", 15)])
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    want = ort.InferenceSession(m.SerializeToString(), so,
+                                providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    exact = onnx.reference.ReferenceEvaluator(m).run(None, {"x": x})[0]
+    assert rel_err(want, exact) <= 1e-5
+    got = run_graph(import_onnx(m), {"x": x})[0]
+    assert rel_err(want, got) <= 1e-5
+    axes = (0, 2, 3)                       # and it is the batch's statistics that were used
+    assert abs(float(got.mean(axis=axes)[0]) - stats["b"][0]) < 1e-4
+
+
 def test_fold_removes_shape_ops():
     by_id = {c.id: c for c in CASES}
     for cid in ("fold_shape_chain", "fold_constantofshape_range", "fold_size_shape_slice"):

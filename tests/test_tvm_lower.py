@@ -257,7 +257,37 @@ def test_resize():
         label = f"Resize {attrs['mode']}/{attrs['coordinate_transformation_mode']}"
         c.add("Resize", [x], {**attrs, "scales": [1.0, 1.0, 2.0, 2.0]}, label=label + " up")
         c.add("Resize", [x], {**attrs, "sizes": [1, 2, 3, 3]}, label=label + " down")
+    big = randn(1, 2, 23, 31)
+    for mode in ("linear", "cubic"):     # antialias: downscaled axes read 1/scale more taps
+        for exclude in (0, 1):
+            c.add("Resize", [big], {"mode": mode, "antialias": 1, "exclude_outside": exclude,
+                                    "scales": [1.0, 1.0, 0.3, 0.55]},
+                  label=f"Resize {mode} antialias exclude {exclude}")
+        c.add("Resize", [big], {"mode": mode, "antialias": 1, "sizes": [1, 2, 7, 40]},
+              label=f"Resize {mode} antialias down H, up W")
+    crop = {"coordinate_transformation_mode": "tf_crop_and_resize", "extrapolation_value": 7.0,
+            "roi": [0.0, 0.0, -0.2, 0.1, 1.0, 1.0, 0.9, 1.3]}
+    for mode in ("nearest", "linear", "cubic"):
+        c.add("Resize", [x], {**crop, "mode": mode, "sizes": [1, 2, 6, 4]},
+              label=f"Resize {mode} tf_crop_and_resize")
+    c.add("Resize", [big], {**crop, "mode": "linear", "antialias": 1, "sizes": [1, 2, 5, 9]},
+          label="Resize tf_crop_and_resize antialias")
     c.check()
+
+
+@pytest.mark.parametrize("antialias", [0, 1])
+@pytest.mark.parametrize("mode", ["linear", "cubic"])
+def test_resize_uint8_rounds_and_saturates(mode, antialias):
+    """Integer images: the compiled kernel rounds half to even and saturates as the reference
+    does (its float32 weights may put a value on the other side of a .5 tie: one step)."""
+    g = GraphBuilder("resize_u8")
+    x = g.input("x", RNG.integers(0, 256, (1, 3, 17, 19)).astype(np.uint8))
+    g.build(g.op("Resize", [x], mode=mode, sizes=[1, 3, 29, 8],
+                 antialias=antialias))
+    ref = run_graph(g.graph, g.feeds)[0]
+    got = run_kernels_in_tvm(g.graph, g.feeds, FAST)[0]
+    diff = np.abs(got.astype(int) - ref)
+    assert got.dtype == np.uint8 and diff.max() <= 1 and np.mean(diff == 0) > 0.99
 
 
 # ---- Fused kernels ---------------------------------------------------------------------------

@@ -64,6 +64,9 @@ def _canon_resize(a, types, n):
         a["sizes"] = [int(math.floor(d * s)) for d, s in zip(x.shape, scales)]
     elif scales is None and isinstance(sizes, list) and len(sizes) == x.rank:
         a["scales"] = [float(s) / d if d else 1.0 for s, d in zip(sizes, x.shape)]
+    if a.get("roi") is None:    # the whole input for tf_crop_and_resize; no other mode reads it
+        crop = a.get("coordinate_transformation_mode") == "tf_crop_and_resize"
+        a["roi"] = [0.0] * x.rank + [1.0] * x.rank if crop else []
 
 
 @opdef("Reshape", ["X"], {"shape": REQUIRED}, traits=VIEW, noop=_always)
@@ -297,19 +300,32 @@ def _pad(op):
 
 RESIZE_MODES = ("nearest", "linear", "cubic")
 RESIZE_COORDS = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
-                 "asymmetric")
+                 "asymmetric", "tf_crop_and_resize")
 RESIZE_NEAREST = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+
+
+def _resize_onnx(op, opset):
+    """antialias arrived in opset 18: Resize without it is written as opset 11's."""
+    attrs = dict(op.attrs)
+    if attrs.get("antialias"):
+        return 18, attrs
+    attrs.pop("antialias", None)
+    return 11, attrs
 
 
 @opdef("Resize", ["X"], {"sizes": None, "scales": None, "mode": "nearest",
                          "coordinate_transformation_mode": "half_pixel",
                          "nearest_mode": "round_prefer_floor", "cubic_coeff_a": -0.75,
-                         "exclude_outside": 0, "extrapolation_value": 0.0},
-       traits=MOVE, canonicalize=_canon_resize)
+                         "exclude_outside": 0, "extrapolation_value": 0.0, "antialias": 0,
+                         "roi": None},
+       traits=MOVE, canonicalize=_canon_resize, onnx_form=_resize_onnx)
 def _resize(op):
     """Resize(X) to `sizes` (filled in from scales); `scales` (a float per axis) are what the
     coordinate transform divides by. Opset <= 10 Upsample/Resize import as this with
-    coordinate_transformation_mode="asymmetric"."""
+    coordinate_transformation_mode="asymmetric". antialias (linear/cubic, downscaled axes):
+    the interpolation kernel is stretched by 1/scale. tf_crop_and_resize samples the region
+    `roi` (starts then ends, normalized, one pair per axis); outputs whose source falls
+    outside the input are extrapolation_value."""
     x = operand(op, 0)
     need_dtype("Resize", "X", x, NUMERIC_DTYPES, "numeric (not bool)")
     sizes = attr_ints(op, "sizes", x.rank, 1, f"one per axis of {fmt(x.shape)}")
@@ -320,11 +336,16 @@ def _resize(op):
     if not all(isinstance(s, numbers.Real) and s > 0 for s in scales):
         raise OpRuleError(f"Resize: scales={list(scales)} must be positive numbers")
     attr_choice(op, "mode", RESIZE_MODES)
-    ctm = op.attrs.get("coordinate_transformation_mode")
+    ctm = attr_choice(op, "coordinate_transformation_mode", RESIZE_COORDS)
+    roi = op.attrs.get("roi")
     if ctm == "tf_crop_and_resize":
-        raise OpRuleError("Resize: coordinate_transformation_mode='tf_crop_and_resize' is not "
-                          "supported (needs a region of interest)")
-    attr_choice(op, "coordinate_transformation_mode", RESIZE_COORDS)
+        if not isinstance(roi, list) or len(roi) != 2 * x.rank or \
+                not all(isinstance(r, numbers.Real) for r in roi):
+            raise OpRuleError(f"Resize: tf_crop_and_resize needs roi, {2 * x.rank} numbers "
+                              f"(starts then ends, one per axis of {fmt(x.shape)}), got {roi}")
+    elif roi:
+        raise OpRuleError(f"Resize: roi is read by tf_crop_and_resize only, not by '{ctm}'")
+    attr_int(op, "antialias", 0, 1)
     attr_choice(op, "nearest_mode", RESIZE_NEAREST)
     attr_float(op, "cubic_coeff_a")
     attr_int(op, "exclude_outside", 0, 1)
