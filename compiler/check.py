@@ -52,7 +52,7 @@ def check_model(model_path: str, input_shapes: dict, given: dict[str, np.ndarray
     from .driver import load_model
     from .numerics import compare
     t0 = time.perf_counter()
-    graph, _ = load_model(model_path, input_shapes)
+    graph, _ = load_model(model_path, input_shapes, {k: a.shape for k, a in given.items()})
     t_import = time.perf_counter() - t0
     feeds = bind_inputs(graph, given, seed)
     t0 = time.perf_counter()

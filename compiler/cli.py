@@ -53,7 +53,9 @@ def _compile_parser() -> argparse.ArgumentParser:
                    help="bind an input's dynamic dims; repeatable")
     p.add_argument("--emit", default="bundle", choices=["bundle", "onnx", "ir"],
                    help="what to write (default bundle)")
-    p.add_argument("--name", default="model", help="C symbol prefix (default model)")
+    p.add_argument("--name", default=None,
+                   help="C symbol prefix (default model); with --emit ir/onnx the file name "
+                        "(default the model's stem)")
     p.add_argument("--threads", type=int, help="default thread count of the bundle")
     p.add_argument("--max-arena", type=int, metavar="BYTES",
                    help="fail (exit 4) if the memory plan needs more arena than this")
@@ -120,11 +122,30 @@ def _load_inputs(specs: list[str]) -> dict[str, np.ndarray]:
             raise UsageError(f"--input '{spec}' must look like name=file.npy")
         if not Path(path).is_file():
             raise UsageError(f"--input {name}: no such file '{path}'")
-        try:
-            arrays[name] = np.load(path, allow_pickle=False)
-        except Exception as e:  # numpy raises several types for a bad file
-            raise UsageError(f"--input {name}: '{path}' is not a .npy array ({e})") from None
+        arrays[name] = _read_npy(path, f"--input {name}")
     return arrays
+
+
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def _read_npy(path: str, what: str) -> np.ndarray:
+    """The array in a .npy file; a plain UsageError for anything else (an .npz, an image, a
+    pickle, a truncated file)."""
+    with open(path, "rb") as f:
+        head = f.read(len(NPY_MAGIC))
+    if head != NPY_MAGIC:
+        kind = "an .npz archive" if head.startswith(b"PK") else "not a .npy file"
+        raise UsageError(f"{what}: '{path}' is {kind}; give one array saved with numpy.save")
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as e:
+        if "pickle" in str(e):        # an object array: numpy would need to unpickle it
+            raise UsageError(f"{what}: '{path}' holds Python objects, not numbers; save a "
+                             f"numeric array") from None
+        raise UsageError(f"{what}: '{path}' is a damaged .npy file ({e})") from None
+    except (OSError, EOFError) as e:
+        raise UsageError(f"{what}: '{path}' is a damaged .npy file ({e})") from None
 
 
 def _cmd_compile(argv: list[str]) -> int:

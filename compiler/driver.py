@@ -16,7 +16,7 @@ from pathlib import Path
 
 
 from .version import __version__
-from .errors import UsageError
+from .errors import UsageError, option
 from .ir import Graph
 from .pass_registry import PassContext
 from .target import TARGETS, Target, host_target, make_target
@@ -32,7 +32,7 @@ class Options:
     outdir: str | None = None
     input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     emit: str = "bundle"
-    name: str = "model"
+    name: str | None = None             # C symbol prefix ("model"); --emit ir/onnx: file stem
     threads: int | None = None
     max_arena: int | None = None
     report: str | None = None
@@ -46,19 +46,22 @@ class Options:
 
     def validate(self) -> None:
         if self.target not in TARGETS:
-            raise UsageError(f"unknown target '{self.target}'; choose one of {', '.join(TARGETS)}")
+            raise UsageError(f"unknown {option('target', self.target)}; choose one of "
+                             f"{', '.join(TARGETS)}")
         if self.opt_level not in (0, 1, 2, 3):
-            raise UsageError(f"-O{self.opt_level} is not a level; use -O0, -O1, -O2 or -O3")
+            raise UsageError(f"{option('opt_level', self.opt_level)} is not a level; use 0, 1, 2 "
+                             f"or 3")
         if self.emit not in EMITS:
-            raise UsageError(f"unknown --emit '{self.emit}'; choose one of {', '.join(EMITS)}")
-        if not self.name.isidentifier() or not self.name.isascii():
-            raise UsageError(f"--name '{self.name}' must be a C identifier (letters, digits, _)")
+            raise UsageError(f"unknown {option('emit', self.emit)}; choose one of {', '.join(EMITS)}")
+        if self.name is not None and (not self.name.isidentifier() or not self.name.isascii()):
+            raise UsageError(f"{option('name', self.name)} must be a C identifier (letters, digits, _)")
         if self.threads is not None and self.threads < 1:
-            raise UsageError("--threads must be at least 1")
+            raise UsageError(f"{option('threads', self.threads)}: must be at least 1")
         if self.max_arena is not None and self.max_arena < 0:
-            raise UsageError("--max-arena must be a non-negative number of bytes")
+            raise UsageError(f"{option('max_arena', self.max_arena)}: must be a non-negative number "
+                             f"of bytes")
         if self.tune is not None and self.tune < 0:
-            raise UsageError("--tune must be a non-negative number of trials")
+            raise UsageError(f"{option('tune', self.tune)}: must be a non-negative number of trials")
 
 
 def parse_input_shape(spec: str) -> tuple[str, tuple[int, ...]]:
@@ -90,11 +93,13 @@ def default_outdir(model_path: str, opts: Options) -> str:
 
 # ---- the pipeline ------------------------------------------------------------------------
 
-def load_model(model_path: str, input_shapes: dict | None) -> tuple[Graph, int]:
-    """Import an ONNX file: (graph, number of ONNX nodes before import)."""
+def load_model(model_path: str, input_shapes: dict | None,
+               fed_shapes: dict | None = None) -> tuple[Graph, int]:
+    """Import an ONNX file: (graph, number of ONNX nodes before import). `fed_shapes`: the
+    shapes of arrays the caller will feed (they bind dynamic dims left unbound)."""
     from .onnx_import import import_onnx
     _check_readable(model_path)
-    graph = import_onnx(model_path, input_shapes or None)
+    graph = import_onnx(model_path, input_shapes or None, fed_shapes)
     return graph, getattr(graph, "onnx_node_count", len(graph.ops))
 
 
@@ -167,7 +172,7 @@ def run_compile(model_path: str, opts: Options, log=None):
     }
     if opts.emit == "ir":
         from .textir import save_module
-        dest = Path(outdir) / f"{model_stem(model_path)}.eir"
+        dest = Path(outdir) / f"{opts.name or model_stem(model_path)}.eir"
         with staged_files(dest.parent) as tmp:
             save_module(graph, tmp / dest.name)
         _maybe_report(opts, report)
@@ -175,7 +180,7 @@ def run_compile(model_path: str, opts: Options, log=None):
     if opts.emit == "onnx":
         import onnx
         from .onnx_export import export_onnx
-        dest = Path(outdir) / f"{model_stem(model_path)}.onnx"
+        dest = Path(outdir) / f"{opts.name or model_stem(model_path)}.onnx"
         with staged_files(dest.parent) as tmp:
             onnx.save(export_onnx(graph), str(tmp / dest.name))
         _maybe_report(opts, report)
@@ -195,7 +200,7 @@ def build_bundle(graph: Graph, opts: Options, target: Target, outdir: Path, repo
         tuning = tuning_for(graph, target, opts.tune or 0, opts.tuning_cache, progress=log)
     kernels = KernelSet(graph, target, tuning)
     plan = plan_bundle(graph, kernels, opts.threads, peak_scratch_free=True)
-    enforce_max_arena(plan.memory, opts.max_arena)      # fail before the long part
+    enforce_max_arena(plan.memory, opts.max_arena, opts.opt_level)   # before the long part
     if plan.scratch_free and log is not None:
         names = ", ".join(graph.ops[i].name or graph.ops[i].kind
                           for i in sorted(plan.scratch_free))
@@ -208,7 +213,7 @@ def build_bundle(graph: Graph, opts: Options, target: Target, outdir: Path, repo
         report.update(plan.memory.report())
         report["arena_live_bytes_per_kernel"] = list(plan.memory.live_bytes)
         report["build_seconds"] = round(time.perf_counter() - t0, 3)
-        path = write_bundle(graph, lib, plan, outdir, target, name=opts.name,
+        path = write_bundle(graph, lib, plan, outdir, target, name=opts.name or "model",
                             threads=opts.threads, report=_ordered_report(report))
     if opts.report:
         write_report(_ordered_report(report), Path(opts.report))

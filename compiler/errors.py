@@ -5,6 +5,39 @@ The CLIs print `edgecc: error: <message>` and exit with `exit_code`; never a tra
 """
 
 
+import contextvars
+
+# Which front end the user is driving: option names in messages are spelled its way
+# (`--input-shape x=1,3,224,224` on the command line, `input_shapes={'x': (1, 3, 224, 224)}`
+# from Python). The CLIs set "cli" for the duration of a command (run_guarded).
+FRONT_END = contextvars.ContextVar("edgecc_front_end", default="python")
+
+_CLI_FLAGS = {"input_shapes": "--input-shape", "opt_level": "-O", "emit": "--emit",
+              "name": "--name", "threads": "--threads", "max_arena": "--max-arena",
+              "tune": "--tune", "tuning_cache": "--tuning-cache", "mcpu": "--mcpu",
+              "mattr": "--mattr", "print_after": "--print-after", "target": "--target",
+              "inputs": "--input"}
+
+
+def option(name: str, value=None) -> str:
+    """Option `name` (the Python keyword) as the user spells it, with `value` if given.
+    input_shapes takes {input: dims} (dims may hold placeholders like '<d2>')."""
+    cli = FRONT_END.get() == "cli"
+    if name == "input_shapes" and isinstance(value, dict):
+        if cli:
+            return " ".join(f"--input-shape {k}={','.join(map(str, d))}"
+                            for k, d in value.items())
+        shown = ", ".join(f"{k!r}: ({', '.join(map(str, d))}{',' if len(d) == 1 else ''})"
+                          for k, d in value.items())
+        return f"input_shapes={{{shown}}}"
+    if not cli:
+        return name if value is None else f"{name}={value!r}"
+    flag = _CLI_FLAGS.get(name, "--" + name.replace("_", "-"))
+    if value is None:
+        return flag
+    return f"{flag}{value}" if flag == "-O" else f"{flag} {value}"
+
+
 class EdgeccError(Exception):
     exit_code = 1
 
@@ -14,7 +47,8 @@ class EdgeccError(Exception):
 
 
 class UsageError(EdgeccError):
-    """Bad command line: unknown flag, missing file, bad --input-shape (exit 1)."""
+    """Bad usage: unknown flag or option value, missing file, a missing or wrong input-shape
+    binding (exit 1)."""
     exit_code = 1
 
 
@@ -51,6 +85,7 @@ def run_guarded(prog: str, command, argv: list[str]) -> int:
     EDGECC_DEBUG is set."""
     import os
     import sys
+    token = FRONT_END.set("cli")
     try:
         return command(argv)
     except EdgeccError as e:
@@ -68,3 +103,5 @@ def run_guarded(prog: str, command, argv: list[str]) -> int:
         print(f"{prog}: internal error: {type(e).__name__}: {e}\n(this is a bug in edgecc; "
               f"rerun with EDGECC_DEBUG=1 for a traceback and report it)", file=sys.stderr)
         return INTERNAL_ERROR
+    finally:
+        FRONT_END.reset(token)

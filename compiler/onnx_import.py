@@ -21,7 +21,7 @@ import onnx
 from onnx import helper
 
 from .dtypes import onnx_to_dtype
-from .errors import EdgeccError, ModelError, UnsupportedOpsError, UsageError
+from .errors import EdgeccError, ModelError, UnsupportedOpsError, UsageError, option
 from .ir import Graph, TensorType, Value, unique_name
 from .onnx_import_check import (DEFAULT_DOMAINS, MAX_ELEMENTS, check_structure, default_opset,
                                 dtype_name, load_model, node_label, tensor_to_array)
@@ -37,15 +37,17 @@ FOLD_MAX_ELEMENTS = 2 ** 26
 _NAME_BAD = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def import_onnx(model_or_path, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Graph:
+def import_onnx(model_or_path, input_shapes: dict[str, tuple[int, ...]] | None = None,
+                fed_shapes: dict[str, tuple[int, ...]] | None = None) -> Graph:
     """Import an ONNX model (path or ModelProto) into a verified canonical Graph.
 
-    `input_shapes` binds inputs with dynamic dims. The returned graph carries
-    `onnx_node_count` (ONNX nodes before import) and `onnx_opset`.
-    Raises UsageError (bad path / bad binding), ModelError or UnsupportedOpsError.
+    `input_shapes` binds inputs with dynamic dims; `fed_shapes` are the shapes of arrays the
+    caller will feed (an input with dynamic dims and no binding takes its array's shape).
+    The returned graph carries `onnx_node_count` (ONNX nodes before import) and `onnx_opset`.
+    Raises UsageError (bad path / bad or missing binding), ModelError or UnsupportedOpsError.
     """
     model, label = load_model(model_or_path)
-    return _Importer(model, label).run(input_shapes or {})
+    return _Importer(model, label).run(input_shapes or {}, fed_shapes or {})
 
 
 def _sanitize(name: str) -> str:
@@ -160,12 +162,12 @@ class _Importer:
                 self.names[n] = self.fresh(_sanitize(n))
 
     # ---- main ------------------------------------------------------------------------------
-    def run(self, input_shapes: dict) -> Graph:
+    def run(self, input_shapes: dict, fed_shapes: dict) -> Graph:
         self.opset = default_opset(self.model, self.label)
         self._check_supported()
         order = check_structure(self.g, self.label)
         self._assign_names()
-        self._bind_inputs(input_shapes)
+        self._bind_inputs(input_shapes, fed_shapes)
         for t in self.g.initializer:
             arr = tensor_to_array(t, self.label)
             self.env[t.name] = Value(self.names[t.name], TensorType.of(arr), data=arr)
@@ -206,14 +208,14 @@ class _Importer:
         if problems:
             raise UnsupportedOpsError(self.label, problems)
 
-    def _bind_inputs(self, input_shapes: dict):
+    def _bind_inputs(self, input_shapes: dict, fed_shapes: dict):
         inits = {t.name for t in self.g.initializer}
         real = [i for i in self.g.input if i.name not in inits]
         valid = [i.name for i in real]
         for name in input_shapes:
             if name not in valid:
-                raise UsageError(f"{self.label}: --input-shape names '{name}', but the model's "
-                                 f"inputs are: {', '.join(valid) or '(none)'}")
+                raise UsageError(f"{self.label}: {option('input_shapes')} names '{name}', but "
+                                 f"the model's inputs are: {', '.join(valid) or '(none)'}")
         missing = []
         for i in real:
             if not i.type.HasField("tensor_type"):
@@ -230,6 +232,10 @@ class _Importer:
                             for d in tt.shape.dim]
             if i.name in input_shapes:
                 shape = self._check_binding(i.name, input_shapes[i.name], declared)
+            elif (declared is None or None in declared) and i.name in fed_shapes:
+                shape = self._check_binding(i.name, fed_shapes[i.name], declared,
+                                            f"{option('inputs')} {i.name} (an array of shape "
+                                            f"{list(fed_shapes[i.name])})")
             elif declared is None or None in declared:
                 missing.append((i.name, declared))
                 continue
@@ -241,14 +247,14 @@ class _Importer:
             v = Value(self.names[i.name], TensorType(dtype, shape))
             self.env[i.name] = v
             self.graph.inputs.append(v)
-        if missing:
-            flags = " ".join(f"--input-shape {n}={_suggest(d)}" for n, d in missing)
+        if missing:     # a usage error, like a wrong binding: the model is fine
+            flags = option("input_shapes", {n: _suggest(d) for n, d in missing})
             what = ", ".join(f"'{n}' {_show(d)}" for n, d in missing)
-            raise ModelError(f"{self.label}: input(s) {what} have dynamic dims; bind them with "
+            raise UsageError(f"{self.label}: input(s) {what} have dynamic dims; bind them with "
                              f"{flags} (replace each <dK> by a size)")
 
-    def _check_binding(self, name, dims, declared) -> tuple[int, ...]:
-        flag = f"--input-shape {name}={','.join(map(str, dims))}"
+    def _check_binding(self, name, dims, declared, flag=None) -> tuple[int, ...]:
+        flag = flag or option("input_shapes", {name: list(dims)})
         try:
             shape = tuple(int(d) for d in dims)
         except (TypeError, ValueError):
@@ -272,8 +278,7 @@ class _Importer:
         if v in self.graph.inputs:
             return (f"it is the graph input '{v.name}', fed at run time; edgecc needs it as a "
                     f"constant (store it as an initializer)")
-        bound = " ".join(f"--input-shape {i.name}={','.join(map(str, i.type.shape))}"
-                         for i in self.graph.inputs)
+        bound = option("input_shapes", {i.name: i.type.shape for i in self.graph.inputs})
         return (f"it depends on runtime data, not only on the input shapes ({bound}); "
                 f"edgecc needs shapes known at compile time")
 
@@ -359,11 +364,11 @@ def _show(declared) -> str:
     return "[" + ",".join("?" if d is None else str(d) for d in declared) + "]"
 
 
-def _suggest(declared) -> str:
+def _suggest(declared) -> list[str]:
     if declared is None:
-        return "<d0>,<d1>,..."
-    return ",".join(str(d) if d is not None else ("1" if k == 0 else f"<d{k}>")
-                    for k, d in enumerate(declared))
+        return ["<d0>", "<d1>", "..."]
+    return [str(d) if d is not None else ("1" if k == 0 else f"<d{k}>")
+            for k, d in enumerate(declared)]
 
 
 def _const_or_empty(v: Value) -> np.ndarray:

@@ -55,8 +55,8 @@ def unsupported_hint(node: onnx.NodeProto, opset: int, used: set[str]) -> str | 
     """Why `node` cannot be imported, or None when it can (checked before any work)."""
     conv = CONVERTERS.get(node.op_type)
     if conv is None:
-        return _HINTS.get(node.op_type, "no edgecc translation for this op (the supported ops "
-                                        "are listed in compiler/ops/README.md)")
+        return _HINTS.get(node.op_type, "no edgecc translation for this op (`edgecc-opt "
+                                        "--list-ops` lists the supported ones)")
     if conv.check is None:
         return None
     try:
@@ -673,6 +673,8 @@ def _resize_keep_aspect(ctx, x, sizes, axes, policy, attrs):
                                                           for a in axes]
     if len(axes) != len(sizes):
         raise ctx.error(f"sizes {sizes} must have one entry per axis {axes}")
+    if any(shape[a] == 0 for a in axes):
+        raise ctx.error(f"cannot keep the aspect ratio of {x.type}: an axis to resize is empty")
     ratios = [np.float32(s) / np.float32(shape[a]) for s, a in zip(sizes, axes)]
     scale = min(ratios) if policy == "not_larger" else max(ratios)
     out, scales = list(shape), [1.0] * len(shape)

@@ -31,7 +31,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from .errors import EdgeccError, ModelError, NumericError, UsageError
+from .errors import EdgeccError, ModelError, NumericError, UsageError, option
 from .ir import Graph
 from .numerics import compare, seeded_inputs
 from .pass_registry import PASSES, PassContext, register_pass, tolerance_of  # noqa: F401
@@ -296,8 +296,8 @@ class PassManager:
         self.print_after = set(print_after)
         unknown = sorted(self.print_after - set(available_passes()))
         if unknown:
-            raise UsageError(f"--print-after: unknown pass {', '.join(unknown)} "
-                             f"(see --list-passes)")
+            raise UsageError(f"{option('print_after')}: unknown pass {', '.join(unknown)} "
+                             f"(`edgecc --list-passes` lists them)")
         self.check_numerics = check_numerics
         self.stream = stream if stream is not None else sys.stderr
         self.seed = seed
@@ -365,5 +365,5 @@ class PassManager:
             raise NumericError(
                 f"pass '{spec_of(p)}' changed output %{name} by {err:.3g} relative to its "
                 f"scale (max |value| {scale:.3g}); the pass promises at most {tol:g}{where}. "
-                f"Rerun with --print-after={p.name} to see its result")
+                f"Rerun with {option('print_after', p.name)} to see its result")
         return got

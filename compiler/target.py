@@ -19,7 +19,7 @@ import platform
 from dataclasses import dataclass, field
 
 from .dtypes import DTYPE
-from .errors import UsageError
+from .errors import UsageError, option
 
 TARGETS = ("x86_64", "arm64")
 _TRIPLES = {"x86_64": "x86_64-linux-gnu", "arm64": "aarch64-linux-gnu"}
@@ -150,7 +150,7 @@ def make_target(name: str, mcpu: str | None = None,
     attrs = list(mattr or [])
     for a in attrs:
         if not (a.startswith(("+", "-")) and len(a) > 1):
-            raise UsageError(f"--mattr entry '{a}' must look like +feature or -feature "
+            raise UsageError(f"{option('mattr')} entry '{a}' must look like +feature or -feature "
                              f"(e.g. +dotprod)")
     if name == "arm64":
         if "+neon" not in attrs:
@@ -204,6 +204,6 @@ def _llvm_features(t: Target) -> frozenset[str]:
     from tvm.target import codegen
     tt = tvm.target.Target(t.tvm_spec())
     if t.mcpu and not codegen.llvm_is_valid_cpu(t.mcpu, t.triple):
-        raise UsageError(f"--mcpu '{t.mcpu}' is not a CPU LLVM knows for {t.triple} "
+        raise UsageError(f"{option('mcpu', t.mcpu)} is not a CPU LLVM knows for {t.triple} "
                          f"(e.g. x86-64-v3, haswell, skylake-avx512, cortex-a76)")
     return frozenset(str(f) for f in codegen.llvm_get_cpu_features(tt))

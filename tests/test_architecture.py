@@ -137,3 +137,22 @@ def test_host_is_read_only_by_the_target_module():
                                                               "kernels")
            if pattern.search(text) and p.name != "target.py"]
     assert not bad, f"host or ambient target read in {bad}"
+
+
+REPO_PATH = re.compile(r"\b(compiler|backends|passes|kernels|tests|bench)/\w|\w\.py\b")
+
+
+def test_user_messages_name_no_repository_paths():
+    """Messages and help a user sees say what to do with edgecc's commands, not which source
+    file to read (an installed edgecc has no repository): no string but a docstring names one."""
+    bad = []
+    for path, text in _sources("compiler", "passes", "backends", "kernels"):
+        tree = ast.parse(text)
+        docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                      if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef,
+                                        ast.AsyncFunctionDef))
+                      and n.body and isinstance(n.body[0], ast.Expr)}
+        bad += [f"{path.relative_to(ROOT)}:{n.lineno}: {n.value!r}" for n in ast.walk(tree)
+                if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                and id(n) not in docstrings and REPO_PATH.search(n.value)]
+    assert not bad, "\n".join(bad)

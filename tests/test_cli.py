@@ -9,6 +9,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+import edgecc as edgecc_api
+from edgecc.errors import UsageError
+
 
 def edgecc(*args, cwd=None):
     env = dict(os.environ)
@@ -64,6 +67,26 @@ def test_bad_input_shape_syntax(tmp_path, spec, message):
     assert proc.returncode == 1 and message in proc.stderr
 
 
+@pytest.mark.parametrize("binding", [[], ["--input-shape", "x=1,5,8,8"]])
+def test_missing_and_wrong_binding_are_both_usage_errors(zoo_path, tmp_path, binding):
+    """Exit 1 either way, with the flag spelled as on the command line."""
+    proc = edgecc(zoo_path("ppocr_cls"), *binding, "-o", str(tmp_path / "b"))
+    assert proc.returncode == 1, proc.stderr
+    assert ("--input-shape x=1,3,<d2>,<d3>" if not binding else "--input-shape x=1,5,8,8:") \
+        in proc.stderr
+    assert "input_shapes" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_python_errors_name_python_arguments(zoo_path, tmp_path):
+    with pytest.raises(UsageError) as e:
+        edgecc_api.compile(zoo_path("ppocr_cls"), outdir=str(tmp_path / "b"))
+    assert "input_shapes={'x': (1, 3, <d2>, <d3>)}" in e.value.message
+    with pytest.raises(UsageError, match="max_arena=-1: must be a non-negative"):
+        edgecc_api.compile(zoo_path("ppocr_cls"), max_arena=-1)
+    with pytest.raises(UsageError, match="emit='elf' is not one of|unknown emit='elf'"):
+        edgecc_api.compile(zoo_path("ppocr_cls"), emit="elf")
+
+
 def test_truncated_model_is_model_error(tmp_path, zoo_path):
     data = Path(zoo_path("squeezenet")).read_bytes()
     bad = tmp_path / "truncated.onnx"
@@ -104,6 +127,45 @@ def test_emit_ir_writes_module(tmp_path, zoo_path):
     assert (tmp_path / f"{stem}.weights.npz").is_file()
 
 
+@pytest.mark.parametrize("emit,suffix", [("ir", ".eir"), ("onnx", ".onnx")])
+def test_emit_uses_name_for_the_file(tmp_path, emit, suffix):
+    """--emit ir|onnx writes <outdir>/<name><suffix> when --name is given (CONTRACT), the
+    model's stem otherwise."""
+    model = tiny_model(tmp_path / "m.onnx")
+    proc = edgecc(model, "--emit", emit, "--name", "detector", "-o", tmp_path / "a")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "a" / f"detector{suffix}").is_file()
+    assert not (tmp_path / "a" / f"m{suffix}").exists()
+    proc = edgecc(model, "--emit", emit, "-o", tmp_path / "b")
+    assert proc.returncode == 0 and (tmp_path / "b" / f"m{suffix}").is_file()
+
+
+def test_check_takes_the_shape_from_the_input_array(tmp_path, zoo_path):
+    """ppocr_cls has dynamic dims: a given array binds them (no --input-shape needed)."""
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 48, 160)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    proc = edgecc("check", zoo_path("ppocr_cls"), "--input", f"x={tmp_path / 'x.npy'}")
+    assert proc.returncode == 0, proc.stderr
+    assert "ok" in proc.stdout
+    np.save(tmp_path / "bad.npy", np.zeros((1, 4, 48, 160), np.float32))     # C is fixed to 3
+    proc = edgecc("check", zoo_path("ppocr_cls"), "--input", f"x={tmp_path / 'bad.npy'}")
+    assert proc.returncode == 1 and "--input x (an array of shape [1, 4, 48, 160])" in \
+        proc.stderr and "fixed to 3" in proc.stderr
+
+
+def test_run_refuses_files_that_are_not_npy(tmp_path):
+    model = tiny_model(tmp_path / "m.onnx")
+    assert edgecc(model, "-O0", "-o", tmp_path / "b").returncode == 0
+    (tmp_path / "x.txt").write_text("1 2 3 4")
+    np.savez(tmp_path / "x.npz", x=np.zeros((1, 4), np.float32))
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    for name, says in (("x.txt", "is not a .npy file"), ("x.npz", "is an .npz archive"),
+                       ("obj.npy", "holds Python objects")):
+        proc = edgecc("run", tmp_path / "b", "--input", f"x={tmp_path / name}")
+        assert proc.returncode == 1 and says in proc.stderr, proc.stderr
+        assert "allow_pickle" not in proc.stderr
+
+
 def test_check_matches_onnxruntime_and_reports_mismatch(tmp_path, zoo_path):
     proc = edgecc("check", zoo_path("ppocr_cls"), "--input-shape", "x=1,3,48,192")
     assert proc.returncode == 0, proc.stderr
@@ -127,3 +189,18 @@ def test_readme_lists_the_pipelines_the_code_runs():
     documented = [line for line in readme.splitlines() if line.startswith("  -O")]
     actual = [line for line in describe_pipelines().splitlines() if line.startswith("  -O")]
     assert documented == actual
+
+
+def test_demo_ends_with_a_short_summary(tmp_path):
+    """README command 1: both targets built and run, then a few readable lines (no JSON)."""
+    proc = subprocess.run([sys.executable, "-m", "edgecc.demo", "-o", str(tmp_path)],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) <= 16 and lines[-1].startswith("OK")
+    keys = [line.split()[0] for line in lines if line.startswith("  ")]
+    assert keys == ["model", "graph", "FLOPs", "weights", "arena", "build", "error", "bundles",
+                    "report"]
+    assert "{" not in proc.stdout and "kernels at -O3" in proc.stdout
+    assert (tmp_path / "ppocr_cls.arm64" / "report.json").is_file() or \
+        (tmp_path / "squeezenet.arm64" / "report.json").is_file()

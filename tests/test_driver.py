@@ -73,6 +73,7 @@ def test_max_arena_fails_with_exit_4_before_building(zoo_path, tmp_path):
                            str(out)], capture_output=True, text=True)
     assert proc.returncode == 4, proc.stderr
     assert "--max-arena 1000" in proc.stderr and "peak at" in proc.stderr
+    assert "-O3" not in proc.stderr           # the default level: nothing to suggest there
     assert "Traceback" not in proc.stderr and not out.exists()
 
 

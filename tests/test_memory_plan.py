@@ -611,11 +611,22 @@ def test_enforce_max_arena():
     with pytest.raises(ResourceError) as e:
         enforce_max_arena(gp, 1000)
     assert e.value.exit_code == 4
-    assert e.value.message == (
-        f"arena needs {gp.arena_bytes} bytes > --max-arena 1000; peak at kernel 'reduce0' "
+    assert e.value.message.startswith(
+        f"arena needs {gp.arena_bytes} bytes > max_arena=1000; peak at kernel 'reduce0' "
         "(Conv) with live tensors expand0_out0 (8192 B), expand1_out0 (8192 B), "
-        "expand2_out0 (8192 B), expand3_out0 (8192 B), reduce0_out0 (1024 B); "
-        "try -O2/-O3 fusion or a smaller input")
+        "expand2_out0 (8192 B), expand3_out0 (8192 B), reduce0_out0 (1024 B); ")
+    # the advice fits the build: no "-O3" for a build already at -O3
+    assert f"lower bound of this graph's live tensors" in e.value.message
+    assert "opt_level" not in e.value.message
+    with pytest.raises(ResourceError, match="try opt_level=3"):
+        enforce_max_arena(gp, 1000, opt_level=1)
+    from edgecc.errors import FRONT_END
+    token = FRONT_END.set("cli")             # the command line spells its flags
+    try:
+        with pytest.raises(ResourceError, match="> --max-arena 1000;.*try -O3"):
+            enforce_max_arena(gp, 1000, opt_level=0)
+    finally:
+        FRONT_END.reset(token)
 
 
 # ---- whole models --------------------------------------------------------------------------

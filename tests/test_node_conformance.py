@@ -80,6 +80,12 @@ def _has_dynamic_dims(v: onnx.ValueInfoProto) -> bool:
 
 def _import(model, feeds):
     """(graph, how) with `how` naming the workflow that worked; raises the last error."""
+    graph, how, _, _ = _import_as(model, feeds)
+    return graph, how
+
+
+def _import_as(model, feeds):
+    """(graph, how, the ONNX model imported, its dynamic-dim bindings)."""
     from edgecc.errors import ModelError
     attempts = [("as-is", model)]
     if model.opset_import and max(o.version for o in model.opset_import
@@ -97,7 +103,7 @@ def _import(model, feeds):
         shapes = {v.name: feeds[v.name].shape for v in m.graph.input
                   if v.name in feeds and _has_dynamic_dims(v)}
         try:
-            return onnx_import.import_onnx(m, shapes), how
+            return onnx_import.import_onnx(m, shapes), how, m, shapes
         except ModelError as e:
             error = e
     raise error
@@ -178,3 +184,77 @@ def test_pass_count_ratchet(results):
           f"imported {ways}")
     assert len(ours & scope) >= IN_SCOPE_FLOOR
     assert len(ours) >= TOTAL_FLOOR
+
+
+def _load_case(name: str):
+    """(feeds, expected outputs, graph, the ONNX model it came from, bindings), or None when
+    the case does not import (test_pass_count_ratchet accounts for those)."""
+    folder = ROOT / name / "test_data_set_0"
+    try:
+        model = onnx.load(ROOT / name / "model.onnx")
+        inputs = [_tensor(p) for p in _numbered(folder, "input")]
+        expected = [_tensor(p) for p in _numbered(folder, "output")]
+        init = {t.name for t in model.graph.initializer}
+        feeds = dict(zip([v.name for v in model.graph.input if v.name not in init], inputs))
+        graph, _, used, shapes = _import_as(model, feeds)
+    except Exception:
+        return None
+    return {v.name: feeds[v.name] for v in graph.inputs}, expected, graph, used, shapes
+
+
+def _differs(got, expected) -> str | None:
+    if len(got) != len(expected):
+        return f"{len(got)} outputs, expected {len(expected)}"
+    for i, (g, w) in enumerate(zip(got, expected)):
+        ok = g.shape == w.shape and g.dtype == w.dtype and (
+            np.allclose(g, w, rtol=1e-3, atol=1e-4, equal_nan=True) if w.dtype.kind in "fc"
+            else np.array_equal(g, w))
+        if not ok:
+            return f"output {i} differs"
+    return None
+
+
+def _sweep(run_one) -> tuple[int, list[str]]:
+    passed, bad = 0, []
+    for name in sorted(json.loads((ROOT / "MANIFEST.json").read_text())):
+        case = _load_case(name)
+        if case is None:
+            continue
+        try:
+            why = _differs(run_one(name, *case), case[1])
+        except Exception as e:
+            why = f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:200]}"
+        if why:
+            bad.append(f"{name}: {why}")
+        else:
+            passed += 1
+    return passed, bad
+
+
+@pytest.mark.slow
+def test_every_imported_case_through_the_compiled_kernels():
+    """Each case that imports, run kernel by kernel through TVM (no passes). ~5 minutes."""
+    from edgecc.backends.tvm.build import run_kernels_in_tvm
+    from tests.targets import FAST
+    passed, bad = _sweep(lambda name, feeds, expected, graph, *_:
+                         run_kernels_in_tvm(graph, feeds, FAST))
+    print(f"\n{passed} node-conformance cases pass through the TVM kernels")
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.slow
+def test_every_imported_case_through_bundles(tmp_path):
+    """Each case that imports, compiled at -O3 into a bundle (passes, memory plan, C host
+    code) and run. ~10 minutes."""
+    import edgecc
+    from tests.targets import FAST
+
+    def run(name, feeds, expected, graph, model, shapes):
+        path = tmp_path / f"{name}.onnx"
+        onnx.save(model, path)
+        art = edgecc.compile(str(path), outdir=str(tmp_path / name), input_shapes=shapes,
+                             mcpu=FAST.mcpu)
+        return art.run(feeds)
+    passed, bad = _sweep(run)
+    print(f"\n{passed} node-conformance cases pass through -O3 bundles")
+    assert not bad, "\n".join(bad)

@@ -146,7 +146,7 @@ def test_records_and_print_after():
 
 
 def test_print_after_unknown_pass_is_a_usage_error():
-    with pytest.raises(UsageError, match="--print-after: unknown pass nope"):
+    with pytest.raises(UsageError, match="print_after: unknown pass nope"):
         PassManager([], print_after={"nope"})
 
 

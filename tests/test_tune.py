@@ -128,7 +128,7 @@ def test_records_never_apply_to_another_target(tuned):
 
 def test_arm64_tuning_explains_the_rpc_workflow(tmp_path):
     model = _conv_model(tmp_path / "conv.onnx")
-    with pytest.raises(UsageError, match="RPC.*--tuning-cache"):
+    with pytest.raises(UsageError, match="RPC.*tuning_cache"):
         edgecc.compile(str(model), target="arm64", outdir=str(tmp_path / "o"), tune=TRIALS,
                        tuning_cache=str(tmp_path / "cache"))
     assert main([str(model), "--target", "arm64", "--tune", "4", "-o",

@@ -479,53 +479,6 @@ def test_lstm():
     c.check()
 
 
-# ---- ONNX node conformance through TVM -------------------------------------------------------
-
-@pytest.mark.slow
-def test_node_conformance_through_tvm():
-    """Every node-conformance case that imports runs through the compiled kernels and matches
-    the expected outputs (same tolerance as tests/test_node_conformance.py). ~10 minutes."""
-    import importlib.util
-    import json
-    from pathlib import Path
-    import onnx
-    spec = importlib.util.spec_from_file_location(
-        "node_conformance", Path(__file__).with_name("test_node_conformance.py"))
-    nc = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(nc)
-    if not nc.ROOT.is_dir():
-        pytest.skip(f"{nc.ROOT} is not present")
-    bad, passed = [], 0
-    for name in sorted(json.loads((nc.ROOT / "MANIFEST.json").read_text())):
-        folder = nc.ROOT / name / "test_data_set_0"
-        try:
-            model = onnx.load(nc.ROOT / name / "model.onnx")
-            inputs = [nc._tensor(p) for p in nc._numbered(folder, "input")]
-            expected = [nc._tensor(p) for p in nc._numbered(folder, "output")]
-            init = {t.name for t in model.graph.initializer}
-            feeds = dict(zip([v.name for v in model.graph.input if v.name not in init], inputs))
-            graph, _ = nc._import(model, feeds)
-        except Exception:          # not importable: test_node_conformance accounts for it
-            continue
-        try:
-            got = run_kernels_in_tvm(graph, {v.name: feeds[v.name] for v in graph.inputs},
-                                     FAST)
-        except Exception as e:
-            bad.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[-1][:200]}")
-            continue
-        for i, (g, w) in enumerate(zip(got, expected)):
-            ok = g.shape == w.shape and g.dtype == w.dtype and (
-                np.allclose(g, w, rtol=1e-3, atol=1e-4, equal_nan=True) if w.dtype.kind in "fc"
-                else np.array_equal(g, w))
-            if not ok:
-                bad.append(f"{name}: output {i} differs")
-                break
-        else:
-            passed += 1
-    print(f"\n{passed} node-conformance cases pass through TVM")
-    assert not bad, "\n".join(bad)
-
-
 # ---- targets ---------------------------------------------------------------------------------
 
 def test_targets(tmp_path):

@@ -31,7 +31,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from edgecc.errors import UsageError
+from edgecc.errors import UsageError, option
 from edgecc.ir import Graph
 from edgecc.report import format_report
 
@@ -51,7 +51,7 @@ def write_bundle(graph: Graph, kernel_library, plan: BundlePlan, outdir, target:
     """Write and build the bundle of `graph` into `outdir` (replacing it only on success):
     `kernel_library` is KernelSet.compile(..., plan.scratch_free) for `target`."""
     if not (name.isidentifier() and name.isascii()):
-        raise UsageError(f"--name '{name}' must be a C identifier (letters, digits, _)")
+        raise UsageError(f"{option('name', name)} must be a C identifier (letters, digits, _)")
     outdir = Path(outdir).absolute()
     _check_replaceable(outdir)
     try:
@@ -99,7 +99,7 @@ def _write_sources(d: Path, graph: Graph, lay: Program, lib, target: Target) -> 
     (d / "Makefile").write_text(C.render_makefile(lay, cross_prefix(target), kernels))
     (d / f"{n}.map").write_text(C.render_version_script(lay))
     (d / f"{n}_profile.map").write_text(C.render_version_script(lay, profile=True))
-    (d / "CMakeLists.txt").write_text(C.render_cmake(lay))
+    (d / "CMakeLists.txt").write_text(C.render_cmake(lay, kernels))
     (d / "bundle.json").write_text(C.render_bundle_json(lay))
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from edgecc.errors import ResourceError
+from edgecc.errors import ResourceError, option
 from edgecc.ir import Graph, Op
 
 from edgecc.backends.memory.alloc import (ALIGN, Buffer, Plan, PlanCheckError, align, check_plan,  # noqa: F401
@@ -163,8 +163,9 @@ def _fmt_live(live: list[tuple[str, int]], limit: int = 6) -> str:
     return ", ".join(parts)
 
 
-def enforce_max_arena(plan: GraphPlan, limit: int | None) -> None:
-    """Raise ResourceError (exit 4) when the arena exceeds `--max-arena limit`."""
+def enforce_max_arena(plan: GraphPlan, limit: int | None, opt_level: int = 3) -> None:
+    """Raise ResourceError (exit 4) when the arena exceeds `--max-arena limit`; the advice
+    depends on what the build already does (fusion from -O2 on)."""
     if limit is None or plan.arena_bytes <= limit:
         return
     p = plan.peak()
@@ -175,5 +176,14 @@ def enforce_max_arena(plan: GraphPlan, limit: int | None) -> None:
         if kind == "Fused" and p.op.attrs.get("kernel"):
             kind = f"Fused {p.op.attrs['kernel']}"
         where = f"; peak at kernel '{label}' ({kind}) with live tensors {_fmt_live(p.live)}"
-    raise ResourceError(f"arena needs {plan.arena_bytes} bytes > --max-arena {limit}{where}; "
-                        f"try -O2/-O3 fusion or a smaller input")
+    if opt_level < 2:
+        advice = (f"fusion keeps intermediates out of the arena: try "
+                  f"{option('opt_level', 3)}, or a smaller input shape")
+    else:
+        advice = (f"the plan is at the lower bound of this graph's live tensors "
+                  f"({plan.lower_bound_bytes} bytes)" if plan.arena_bytes <=
+                  plan.lower_bound_bytes else f"the lower bound of this graph's live tensors "
+                  f"is {plan.lower_bound_bytes} bytes")
+        advice += "; a smaller input shape (fewer pixels or a smaller batch) needs less"
+    raise ResourceError(f"arena needs {plan.arena_bytes} bytes > "
+                        f"{option('max_arena', limit)}{where}; {advice}")

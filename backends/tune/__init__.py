@@ -78,7 +78,7 @@ from pathlib import Path
 from edgecc.backends.tune.records import TuningRecords, check_dir, default_cache_dir
 from edgecc.backends.tune.search import (COVERAGE, choose_kernels, device_tuning_tasks,
                                          tune_kernels)
-from edgecc.errors import UsageError
+from edgecc.errors import UsageError, option
 from edgecc.ir import Graph
 from edgecc.target import Target
 
@@ -96,7 +96,7 @@ def tuning_for(graph: Graph, target: Target, trials: int, cache_dir: str | None,
     """The records a build should use: tune first when `trials` > 0; read `cache_dir`
     (or the default cache when it exists); None when there is nothing to apply."""
     if trials < 0:
-        raise UsageError("--tune must be a non-negative number of trials")
+        raise UsageError(f"{option('tune', trials)} must be a non-negative number of trials")
     if trials > 0:
         return tune_kernels(graph, target, trials, cache_dir, progress)
     if cache_dir is not None:

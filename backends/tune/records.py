@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecc.backends.tvm.lower import kernel_prim_func
-from edgecc.errors import UsageError
+from edgecc.errors import UsageError, option
 from edgecc.ir import Op
 from edgecc.target import Target
 
@@ -36,7 +36,7 @@ def check_dir(path: Path, what: str, create: bool) -> Path:
     if not path.exists():
         if not create:
             raise UsageError(f"{what} '{path}' does not exist; give the directory that holds "
-                             f"the tuning records (or --tune N to create it)")
+                             f"the tuning records (or {option('tune')} N to create it)")
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:

@@ -19,7 +19,7 @@ from edgecc.backends.tune.records import (TuningRecords, check_dir, cores, defau
                                           last_line, replay, tuning_target, workload_mod)
 from edgecc.backends.tvm.build import KernelSet
 from edgecc.backends.tvm.lower import anchor_kind, kernel_prim_func
-from edgecc.errors import UsageError
+from edgecc.errors import UsageError, option
 from edgecc.ir import Graph, Op
 from edgecc.target import Target
 
@@ -85,16 +85,15 @@ def tune_kernels(graph: Graph, target: Target, trials: int,
     name, FLOPs share, trials, GFLOP/s default -> tuned, what was chosen."""
     if not target.runs_here():
         raise UsageError(
-            f"--tune measures kernels on this machine, which cannot run {target.name} code. "
+            f"{option('tune')} measures kernels on this machine, which cannot run {target.name} code. "
             f"Tune on the device through TVM RPC (see the README section 'Tuning for a "
-            f"device' / backends/tune.py), then build with --tuning-cache <dir of the "
-            f"records>")
+            f"device'), then build with {option('tuning_cache')} <dir of the records>")
     cache = check_dir(Path(cache_dir) if cache_dir is not None else default_cache_dir(),
-                       "--tuning-cache", create=True)
+                       option("tuning_cache"), create=True)
     try:
         import psutil  # noqa: F401  (MetaSchedule counts cores with it)
     except ImportError:
-        raise UsageError("--tune needs the psutil package: pip install psutil") from None
+        raise UsageError(f"{option('tune')} needs the psutil package: pip install psutil") from None
     records = TuningRecords(cache, target)
     out = progress or sys.stderr
     choices = choose_kernels(graph, target, trials)
@@ -216,12 +215,12 @@ def knob_search(bench: Bench, func, op: Op, knobs: dict, budget: int):
         share = rest - min(rest // 2, later)
         values = best[0] if best is not None else {}
         batch = []
-        for option in seen[name][1]:
+        for candidate in seen[name][1]:
             if len(batch) >= share:
                 break
-            if option == values.get(name, seen[name][0]):
+            if candidate == values.get(name, seen[name][0]):
                 continue
-            trial = {**values, name: option}
+            trial = {**values, name: candidate}
             try:
                 sch, trial_knobs = traced(func, op, bench.target, trial)
                 module = bench.build(sch)
