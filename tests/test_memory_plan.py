@@ -616,7 +616,7 @@ def test_enforce_max_arena():
         "(Conv) with live tensors expand0_out0 (8192 B), expand1_out0 (8192 B), "
         "expand2_out0 (8192 B), expand3_out0 (8192 B), reduce0_out0 (1024 B); ")
     # the advice fits the build: no "-O3" for a build already at -O3
-    assert f"lower bound of this graph's live tensors" in e.value.message
+    assert "lower bound of this graph's live tensors" in e.value.message
     assert "opt_level" not in e.value.message
     with pytest.raises(ResourceError, match="try opt_level=3"):
         enforce_max_arena(gp, 1000, opt_level=1)
