@@ -34,9 +34,9 @@ from tvm.s_tir import Schedule
 
 from . import schedule_conv_blocked as blocked  # registers the blocked-layout rules too
 from edgecc.backends.tvm.knobs import knob
-from edgecc.backends.tvm.primitives import (ScheduleContext, extents, generic_schedule,
-                                            inline_injective, schedule_injective,
-                                            schedule_rule, try_)
+from edgecc.backends.tvm.primitives import (ScheduleContext, extents, inline_injective,
+                                            parallelize, schedule_injective, schedule_rule,
+                                            try_)
 
 
 WEIGHTS_PER_TASK = 1 << 20       # bytes: about the L2 of one core
@@ -167,7 +167,7 @@ def conv_transpose_schedule(sch: Schedule, ctx: ScheduleContext) -> None:
     conv; the interleaving output copy (with the epilogue inlined) scheduled generically."""
     names = {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
     if "convT_phase" not in names:                 # the general form: a gather per tap
-        generic_schedule(sch, ctx)
+        _conv_transpose_general(sch, ctx)
         return
     inline_injective(sch)
     phase = sch.get_sblock("convT_phase")
@@ -179,6 +179,24 @@ def conv_transpose_schedule(sch: Schedule, ctx: ScheduleContext) -> None:
     for blk in sch.get_child_blocks(sch.get_sblock("root")):
         if not sch.get(blk).name_hint.startswith("convT_phase"):
             schedule_injective(sch, blk)
+
+
+def _conv_transpose_general(sch: Schedule, ctx: ScheduleContext) -> None:
+    """The general ConvTranspose (a gather per tap): parallel over (batch, channel) only,
+    the rows serial. The generic schedule fuses the output rows into the parallel loop too,
+    and TVM 0.27's simplifier then merges the channel and the tap phase (o + pad) mod s of
+    the fused index into one wrong weight index (batch 2, pads 1: wrong rows)."""
+    inline_injective(sch)
+    blk = sch.get_sblock("convT")
+    loops = sch.get_loops(blk)
+    n_m = loops[:2]
+    outer = parallelize(sch, n_m, extents(sch, n_m), work=math.prod(extents(sch, loops)))
+    for other in sch.get_child_blocks(sch.get_sblock("root")):
+        if sch.get(other).name_hint != "convT":
+            try:
+                sch.reverse_compute_at(other, outer)
+            except Exception:
+                schedule_injective(sch, other)
 
 
 def register_tiled(sch: Schedule, ctx: ScheduleContext, blk, lead, m, rows, w, reduce_,
