@@ -42,8 +42,7 @@ def _source_coords(mode: str, n_out: int, n_in: int, scale: float, roi) -> np.nd
             return np.full(n_out, -0.5)
         x = (y + f(0.5)) / f(scale) - f(0.5)
     elif mode == "half_pixel_symmetric":
-        offset = n_in / 2 * (1 - n_out / width)
-        x = f(offset) + (y + f(0.5)) / f(scale) - f(0.5)
+        x = symmetric_offset(scale, n_in, n_out) + (y + f(0.5)) / f(scale) - f(0.5)
     elif mode == "align_corners":
         x = np.zeros(n_out, np.float32) if width == 1 else y * f((n_in - 1) / (width - 1))
     elif mode == "asymmetric":
@@ -58,6 +57,15 @@ def _source_coords(mode: str, n_out: int, n_in: int, scale: float, roi) -> np.nd
     else:
         raise ValueError(f"unknown coordinate_transformation_mode '{mode}'")
     return x.astype(np.float64)
+
+
+def symmetric_offset(scale: float, n_in: int, n_out: int) -> np.float32:
+    """half_pixel_symmetric's offset n_in/2 * (1 - n_out / (scale * n_in)), in float32 as
+    onnxruntime computes it: its sign decides where a coordinate within a float32 rounding
+    of an integer lands (nearest ceil/floor)."""
+    f = np.float32
+    width = f(scale) * f(n_in)
+    return f(f(n_in) / f(2)) * (f(1) - f(n_out) / width)
 
 
 def _nearest_weights(ratio: np.ndarray, mode: str) -> np.ndarray:

@@ -9,6 +9,7 @@ import numpy as np
 from tvm import te, tirx
 
 from edgecc.errors import ModelError
+from edgecc.kernels.resize import symmetric_offset
 
 from edgecc.backends.tvm.te_rules import const, etype, lowering, out_type
 
@@ -37,8 +38,7 @@ def _source_coord(mode, o, scale, n_in, n_out, roi=None):
     if mode == "tf_half_pixel_for_nn":
         return (x + _f(0.5)) / _f(scale)
     if mode == "half_pixel_symmetric":
-        offset = n_in / 2 * (1 - n_out / width)
-        return _f(offset) + (x + _f(0.5)) / _f(scale) - _f(0.5)
+        return _f(symmetric_offset(scale, n_in, n_out)) + (x + _f(0.5)) / _f(scale) - _f(0.5)
     if mode == "tf_crop_and_resize":
         start, end = roi
         if width == 1:
