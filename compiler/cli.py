@@ -74,6 +74,19 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--tuning-cache", metavar="DIR", help="build with the tuning records in DIR "
                    "(default with --tune: $XDG_CACHE_HOME/edgecc/tuning); without --tune or "
                    "--tuning-cache no records are read, so builds depend only on their flags")
+    p.add_argument("--int8", action="store_true",
+                   help="post-training int8 quantization on the --calib samples (layers whose "
+                        "loss would break --int8-min-sqnr stay float)")
+    p.add_argument("--calib", metavar="PATH",
+                   help="calibration samples: a directory of .npy (one sample each, one-input "
+                        "models), a directory of .npz keyed by input name, or one .npz keyed "
+                        "by input name with a leading sample axis")
+    p.add_argument("--calib-method", default="mse",
+                   choices=["minmax", "percentile", "entropy", "mse"],
+                   help="how activation ranges are chosen (default mse)")
+    p.add_argument("--int8-min-sqnr", type=float, default=None, metavar="DB",
+                   help="accuracy budget: output SQNR vs the float model on the calibration "
+                        "samples (default 30 dB)")
     p.add_argument("--list-passes", action="store_true", help="print the passes of each -O level")
     p.add_argument("--version", action="version", version=f"edgecc {__version__}")
     return p
@@ -162,7 +175,10 @@ def _cmd_compile(argv: list[str]) -> int:
                    threads=args.threads, max_arena=args.max_arena, report=args.report,
                    mcpu=args.mcpu, mattr=args.mattr, print_after_all=args.print_after_all,
                    print_after=tuple(args.print_after), check_numerics=args.check_numerics,
-                   tune=args.tune, tuning_cache=args.tuning_cache)
+                   tune=args.tune, tuning_cache=args.tuning_cache, int8=args.int8,
+                   calib=args.calib, calib_method=args.calib_method,
+                   **({} if args.int8_min_sqnr is None else
+                      {"int8_min_sqnr": args.int8_min_sqnr}))
     result = run_compile(args.model, opts, log=sys.stderr)
     where = getattr(result, "path", result)
     print(f"edgecc: wrote {where}")

@@ -7,6 +7,7 @@ and never touches what the user had.
 """
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import time
@@ -19,10 +20,13 @@ from .version import __version__
 from .errors import UsageError, option
 from .ir import Graph
 from .pass_registry import PassContext
-from .target import TARGETS, Target, host_target, make_target
+from .target import TARGETS, Target, host_arch, host_target, make_target
 from .report import format_report
 
 EMITS = ("bundle", "onnx", "ir")
+# the default accuracy budget of --int8: output SQNR vs the float model on the calibration
+# samples; 30 dB keeps classes, decoded text and detection maps (README: int8)
+INT8_MIN_SQNR = 30.0
 
 
 @dataclass
@@ -43,6 +47,10 @@ class Options:
     check_numerics: bool = False
     tune: int | None = None             # MetaSchedule trials (backends/tune.py); None = no records
     tuning_cache: str | None = None     # tuning records dir (default ~/.cache/edgecc/tuning)
+    int8: bool = False                  # post-training int8 quantization (quantize-int8)
+    calib: str | None = None            # calibration samples (compiler/calib_data.py)
+    calib_method: str = "mse"
+    int8_min_sqnr: float = INT8_MIN_SQNR
 
     def validate(self) -> None:
         if self.target not in TARGETS:
@@ -62,6 +70,19 @@ class Options:
                              f"of bytes")
         if self.tune is not None and self.tune < 0:
             raise UsageError(f"{option('tune', self.tune)}: must be a non-negative number of trials")
+        from .calibrate import METHODS
+        if self.calib is not None and not self.int8:
+            raise UsageError(f"{option('calib')} is read by {option('int8')} only; add it or "
+                             f"drop {option('calib')}")
+        if self.int8 and self.calib is None:
+            raise UsageError(f"{option('int8')} needs calibration samples: "
+                             f"{option('calib')} PATH (a directory of .npy / .npz, or one .npz)")
+        if self.calib_method not in METHODS:
+            raise UsageError(f"{option('calib_method', self.calib_method)} is not one of "
+                             f"{', '.join(METHODS)}")
+        if not math.isfinite(self.int8_min_sqnr):
+            raise UsageError(f"{option('int8_min_sqnr', self.int8_min_sqnr)} must be a number "
+                             f"of dB")
 
 
 def parse_input_shape(spec: str) -> tuple[str, tuple[int, ...]]:
@@ -119,16 +140,41 @@ def resolve_target(opts: Options) -> Target:
     return make_target(opts.target, mcpu=opts.mcpu, mattr=opts.mattr)
 
 
-def optimize(graph: Graph, opts: Options, log=None, target: Target | None = None):
-    """Run the -O pipeline for `target` (default: resolve_target(opts)); returns (graph,
-    pass records)."""
+def optimize(graph: Graph, opts: Options, log=None, target: Target | None = None,
+             calibration: list | None = None, results: dict | None = None):
+    """Run the -O pipeline for `target` (default: resolve_target(opts)), with int8
+    quantization when opts.int8 (on `calibration`, sample feeds); returns (graph, pass
+    records). Report sections the passes write go into `results`."""
     from .pass_manager import PassManager, pipeline
-    ctx = PassContext(stream=log, target=target or resolve_target(opts))
-    pm = PassManager(pipeline(opts.opt_level), print_after_all=opts.print_after_all,
+    target = target or resolve_target(opts)
+    # passes that run the graph (calibration) use this machine: the target when it runs
+    # here, else the host's own
+    runner = target if target.runs_here() else host_target(host_arch())
+    ctx = PassContext(stream=log, target=target, calibration=calibration, runner=runner)
+    passes = pipeline(opts.opt_level)
+    if opts.int8:
+        passes = with_quantization(passes, opts)
+    pm = PassManager(passes, print_after_all=opts.print_after_all,
                      print_after=set(opts.print_after), check_numerics=opts.check_numerics,
                      stream=log, ctx=ctx)
     graph = pm.run(graph)
+    if results is not None:
+        results.update(ctx.results)
     return graph, pm.records
+
+
+def with_quantization(passes: list, opts: Options) -> list:
+    """The pipeline with quantize-int8 after the float rewrites (BN folded, affine folded)
+    and before layout and kernel fusion."""
+    from .pass_manager import parse_pass
+    q = parse_pass(f"quantize-int8{{method={opts.calib_method},"
+                   f"min_sqnr={float(opts.int8_min_sqnr)}}}")
+    names = [p.name for p in passes]
+    for before in ("convert-layout", "fuse-kernels", "dce"):
+        if before in names:
+            i = names.index(before)
+            return passes[:i] + [q] + passes[i:]
+    return passes + [q]
 
 
 def graph_stats(graph: Graph) -> dict:
@@ -151,9 +197,20 @@ def run_compile(model_path: str, opts: Options, log=None):
     opts.validate()
     t0 = time.perf_counter()
     target = resolve_target(opts)
-    graph, onnx_nodes = load_model(model_path, opts.input_shapes)
+    calibration = None
+    if opts.int8:
+        from .calib_data import check_samples, read_samples, sample_shapes
+        raw = read_samples(opts.calib)
+        graph, onnx_nodes = load_model(model_path, opts.input_shapes, sample_shapes(raw))
+        calibration = check_samples(raw, graph.inputs)
+    else:
+        graph, onnx_nodes = load_model(model_path, opts.input_shapes)
+    if any(op.kind == "DequantizeLinear" for op in graph.ops):   # a quantized model
+        from .pass_manager import PassManager, parse_pass
+        graph = PassManager([parse_pass("fold-qdq")], ctx=PassContext(target=target)).run(graph)
     before = graph_stats(graph)
-    graph, records = optimize(graph, opts, log, target)
+    results: dict = {}
+    graph, records = optimize(graph, opts, log, target, calibration, results)
     after = graph_stats(graph)
     outdir = opts.outdir or default_outdir(model_path, opts)
     report = {
@@ -169,6 +226,7 @@ def run_compile(model_path: str, opts: Options, log=None):
         "params_bytes_before": before["params_bytes"],
         "params_bytes_after": after["params_bytes"],
         "passes": records,
+        **results,
     }
     if opts.emit == "ir":
         from .textir import save_module

@@ -16,7 +16,8 @@ _CLI_FLAGS = {"input_shapes": "--input-shape", "opt_level": "-O", "emit": "--emi
               "name": "--name", "threads": "--threads", "max_arena": "--max-arena",
               "tune": "--tune", "tuning_cache": "--tuning-cache", "mcpu": "--mcpu",
               "mattr": "--mattr", "print_after": "--print-after", "target": "--target",
-              "inputs": "--input"}
+              "inputs": "--input", "int8": "--int8", "calib": "--calib",
+              "calib_method": "--calib-method", "int8_min_sqnr": "--int8-min-sqnr"}
 
 
 def option(name: str, value=None) -> str:

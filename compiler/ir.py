@@ -59,7 +59,13 @@ class TensorType:
         return np.dtype(dtype_to_numpy(self.dtype))
 
     def __str__(self) -> str:
-        return f"{self.dtype}[{','.join(map(str, self.shape))}]"
+        s = f"{self.dtype}[{','.join(map(str, self.shape))}]"
+        if self.quant is not None:
+            q = self.quant
+            scale = ",".join(f"{x:.4g}" for x in q.scale[:4]) + (",..." if len(q.scale) > 4 else "")
+            s += f"<scale=[{scale}], zero_point={q.zero_point[0]}" + \
+                (f", axis={q.axis}>" if q.axis is not None else ">")
+        return s
 
     @staticmethod
     def of(array: np.ndarray) -> "TensorType":

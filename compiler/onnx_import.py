@@ -26,6 +26,7 @@ from .ir import Graph, TensorType, Value, unique_name
 from .onnx_import_check import (DEFAULT_DOMAINS, MAX_ELEMENTS, check_structure, default_opset,
                                 dtype_name, load_model, node_label, tensor_to_array)
 from .onnx_import_ops import CONVERTERS, unsupported_hint
+from .onnx_import_quant import MICROSOFT_OPS
 from .opdef import OpRuleError
 from .ops import build_op, verify_graph
 
@@ -133,8 +134,10 @@ class NodeCtx:
         return self.imp.constant(np.asarray(array), self.out(i), self)
 
     def emit(self, kind: str, inputs: list, attrs: dict | None = None,
-             outs: list[str] | None = None, suffix: str = "") -> list[Value]:
-        return self.imp.emit(self, kind, inputs, attrs or {}, outs, suffix)
+             outs: list[str] | None = None, suffix: str = "", fold: bool = True) -> list[Value]:
+        """Append op `kind`; with fold, an op whose operands are all constant is computed
+        now (fold=False keeps it: a DequantizeLinear of int8 weights fold-qdq reads)."""
+        return self.imp.emit(self, kind, inputs, attrs or {}, outs, suffix, fold)
 
 
 class _Importer:
@@ -199,7 +202,8 @@ class _Importer:
         problems = []
         for k, node in enumerate(self.g.node):
             where = f"node '{node_label(node, k)}' ({node.op_type})"
-            if node.domain not in DEFAULT_DOMAINS:
+            if node.domain not in DEFAULT_DOMAINS and not (
+                    node.domain == "com.microsoft" and node.op_type in MICROSOFT_OPS):
                 problems.append(f"{where}: custom domain '{node.domain}' is not supported")
                 continue
             hint = unsupported_hint(node, self.opset, used)
@@ -292,7 +296,7 @@ class _Importer:
             raise ctx.error(str(e)) from None
         return Value(name, t, data=_contiguous(array))
 
-    def emit(self, ctx: NodeCtx, kind, inputs, attrs, outs, suffix) -> list[Value]:
+    def emit(self, ctx: NodeCtx, kind, inputs, attrs, outs, suffix, fold=True) -> list[Value]:
         name = ctx.name + suffix
         if outs is None:
             outs = [ctx.tmp(f"{name}_{kind}")]
@@ -307,7 +311,8 @@ class _Importer:
         small = sum(v.type.numel for v in op.outputs) <= FOLD_MAX_ELEMENTS
         # a zero-element operand has one possible value: it counts as a constant (a reduction
         # over an empty set, Concat with an empty piece, ... fold to their defined results)
-        if present and small and all(v.data is not None or v.type.numel == 0 for v in present):
+        if fold and present and small and all(v.data is not None or v.type.numel == 0
+                                              for v in present):
             folded = self._fold(op, ctx)
             if folded is not None:
                 return folded

@@ -44,10 +44,6 @@ _HINTS = {
     "Scan": "control flow is not supported",
     "NonZero": "its output shape depends on data; edgecc needs static shapes",
     "NonMaxSuppression": "its output shape depends on data; run it outside the compiled model",
-    "QuantizeLinear": "quantized ONNX graphs are not imported; compile the float model with --int8",
-    "DequantizeLinear": "quantized ONNX graphs are not imported; compile the float model with --int8",
-    "QLinearConv": "quantized ONNX graphs are not imported; compile the float model with --int8",
-    "QLinearMatMul": "quantized ONNX graphs are not imported; compile the float model with --int8",
 }
 
 

@@ -53,6 +53,10 @@ TRAITS = {
                    "epilogue (bias, activation, residual) runs on its result",
     "affine_foldable": "a per-output-channel scale and shift after it fold into its weights "
                        "and bias",
+    "quant_transparent": "moves or selects values without arithmetic: a quantized operand's "
+                         "result keeps its scale and zero point",
+    "quantized": "an integer op: computes on quantized operands, whose scale and zero point "
+                 "are part of its definition",
 }
 
 

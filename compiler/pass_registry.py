@@ -49,7 +49,12 @@ class PassContext:
     stream: TextIO | None = None               # remarks go here (None: discarded)
     target: Target | None = None               # the code-generation target (None: passes
     #                                            that need one refuse to guess)
-    options: dict[str, Any] = field(default_factory=dict)   # e.g. calibration data
+    calibration: list[dict] | None = None      # sample feeds (input name -> array): --calib
+    runner: Target | None = None               # a target that runs here, for passes that
+    #                                            execute the graph fast (calibration); None:
+    #                                            they use the reference executor
+    results: dict[str, Any] = field(default_factory=dict)   # report sections passes write
+    options: dict[str, Any] = field(default_factory=dict)
     refusals: list[tuple[str, str, str]] = field(default_factory=list)  # (pass, op, reason)
 
     def refuse(self, pass_name: str, op, reason: str) -> None:

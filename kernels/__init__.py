@@ -5,7 +5,7 @@
     outputs, values = run_graph(graph, feeds, keep_all=True)  # values: name → array
 """
 from . import (conv, dense, elementwise, fused, layout, lstm, movement,  # noqa: F401
-               norm, pooling, reduce, resize)  # (importing registers the kernels)
+               norm, pooling, quant, reduce, resize)  # (importing registers the kernels)
 from .executor import run_graph, run_op
 from .registry import KERNELS
 

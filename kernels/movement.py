@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgecc.quant import stored_value
+
 from .registry import contiguous, kernel
 
 _out = contiguous  # (never np.ascontiguousarray: it turns a 0-d result into shape [1])
@@ -109,7 +111,7 @@ def _pad(op, ins):
                 for i, (b, e) in enumerate(zip(begins, ends)))]
     widths = [(max(b, 0), max(e, 0)) for b, e in zip(begins, ends)]
     if mode == "constant":
-        value = op.attrs["value"]
+        value = stored_value(op.attrs["value"], op.inputs[0].type)   # quantized X: q(value)
         value = x.dtype.type(value) if x.dtype.kind != "b" else bool(value)
         return [np.pad(x, widths, mode="constant", constant_values=value)]
     if mode not in ("reflect", "edge", "wrap"):

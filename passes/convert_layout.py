@@ -80,6 +80,8 @@ def agnostic(op: Op, c: int) -> bool:
     """Ops that compute the same in the blocked layout, given blocked operands."""
     if len(op.outputs) != 1 or op.output.type.rank != 4 or op.output.type.shape[1] % c:
         return False
+    if any(v is not None and v.type.quant is not None for v in op.inputs + op.outputs):
+        return False                           # int8 values keep NCHW (their kernels' layout)
     if has_trait(op, "layout_aware"):          # pools, LRN (not Conv: a seed, see above)
         return not layout_of(op).is_blocked
     if op.kind == "Concat":

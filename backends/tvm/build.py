@@ -314,7 +314,13 @@ def kernel_key(op: Op) -> str:
 
 
 def _type_sig(v):
-    return None if v is None else (v.type.dtype, v.type.shape)
+    """dtype, shape and quantization parameters (an int8 kernel's constants come from them)."""
+    if v is None:
+        return None
+    q = v.type.quant
+    quant = None if q is None else (tuple(float.hex(float(s)) for s in q.scale),
+                                    tuple(q.zero_point), q.axis)
+    return (v.type.dtype, v.type.shape, quant)
 
 
 def _attr_sig(x):
@@ -350,37 +356,52 @@ def _body_sig(body: Graph):
 
 # ---- running in-process with TVM's runtime (tests, debugging) --------------------------------
 
+class CompiledGraph:
+    """`graph`'s kernels compiled once for a target that runs here, called in order from
+    Python with TVM's runtime (calibration statistics, tests, debugging)."""
+
+    def __init__(self, graph: Graph, target: Target, lean: frozenset[int] = frozenset()):
+        if not target.runs_here():
+            raise ModelError(f"compiled kernels run on this machine only; "
+                             f"{target.describe()} does not run here")
+        self.graph, self.lean = graph, lean
+        self.kernels = KernelSet(graph, target)
+        self.executable = self.kernels.runtime_module(lean)
+        self.calls = list(self.kernels.calls(lean))
+        self.params = {p.name: np.asarray(p.data, order="C") for p in graph.params}
+
+    def run(self, feeds: dict[str, np.ndarray], keep_all: bool = False):
+        """The outputs in order (and with keep_all a dict name -> array of every value)."""
+        import tvm
+        from edgecc.kernels.executor import check_feeds
+        graph = self.graph
+        env: dict[str, np.ndarray] = {v.name: a for v, a in zip(graph.inputs,
+                                                                 check_feeds(graph, feeds))}
+        env.update(self.params)
+        dev = tvm.cpu(0)
+        for call in self.calls:
+            ins = [env[a.name] for a in call.inputs]
+            if call.kind == "view":
+                out = call.outputs[0]
+                env[out.name] = ins[0].reshape(out.shape)
+                continue
+            args = [tvm.runtime.tensor(np.asarray(a, order="C"), dev) for a in ins]
+            outs = [tvm.runtime.empty(a.shape, dtype_to_tvm(a.dtype), dev)
+                    for a in call.outputs]
+            try:
+                self.executable[call.func](*args, *outs)
+            except Exception as e:
+                raise ModelError(f"kernel {call.func} for node '{call.op_name}' "
+                                 f"({call.op_kind}) failed: {_first_line(e)}") from None
+            for a, o in zip(call.outputs, outs):
+                env[a.name] = o.numpy()
+        outputs = [env[v.name] for v in graph.outputs]
+        return (outputs, env) if keep_all else outputs
+
+
 def run_kernels_in_tvm(graph: Graph, feeds: dict[str, np.ndarray], target: Target,
                        keep_all: bool = False, lean: frozenset[int] = frozenset()):
-    """Execute `graph` by calling its compiled kernels in order (targets that run here).
-
-    Returns the outputs in order (and with keep_all a dict name -> array of every value)."""
-    import tvm
-    from edgecc.kernels.executor import check_feeds
-    if not target.runs_here():
-        raise ModelError(f"run_kernels_in_tvm runs code for this machine only; "
-                         f"{target.describe()} does not run here")
-    kernels = KernelSet(graph, target)
-    executable = kernels.runtime_module(lean)
-    env: dict[str, np.ndarray] = {v.name: a for v, a in zip(graph.inputs,
-                                                             check_feeds(graph, feeds))}
-    for p in graph.params:
-        env[p.name] = np.asarray(p.data, order="C")
-    for call in kernels.calls(lean):
-        ins = [env[a.name] for a in call.inputs]
-        if call.kind == "view":
-            out = call.outputs[0]
-            env[out.name] = ins[0].reshape(out.shape)
-            continue
-        dev = tvm.cpu(0)
-        args = [tvm.runtime.tensor(np.asarray(a, order="C"), dev) for a in ins]
-        outs = [tvm.runtime.empty(a.shape, dtype_to_tvm(a.dtype), dev) for a in call.outputs]
-        try:
-            executable[call.func](*args, *outs)
-        except Exception as e:
-            raise ModelError(f"kernel {call.func} for node '{call.op_name}' ({call.op_kind}) "
-                             f"failed: {_first_line(e)}") from None
-        for a, o in zip(call.outputs, outs):
-            env[a.name] = o.numpy()
-    outputs = [env[v.name] for v in graph.outputs]
-    return (outputs, env) if keep_all else outputs
+    """Execute `graph` once by calling its compiled kernels in order (targets that run
+    here). Returns the outputs in order (and with keep_all a dict name -> array of every
+    value)."""
+    return CompiledGraph(graph, target, lean).run(feeds, keep_all)

@@ -17,7 +17,7 @@ Each op kind's rule lives in one family file (lower_*.py) and registers in te_ru
 from __future__ import annotations
 
 from edgecc.backends.tvm import (lower_data, lower_elementwise, lower_nn,  # noqa: F401
-                                 lower_pool, lower_rnn, lower_sample)
+                                 lower_pool, lower_quant, lower_rnn, lower_sample)
 from edgecc.backends.tvm.primitives import ScheduleContext
 from edgecc.backends.tvm.schedule import schedule
 from edgecc.backends.tvm.te_rules import LOWERINGS, tvm_dtype

@@ -7,6 +7,7 @@ from tvm import te, tirx
 
 
 from edgecc.backends.tvm.te_rules import bcast_index, const, is_float_dtype, lowering, out_type
+from edgecc.quant import stored_value
 
 
 @lowering("Transpose")
@@ -150,7 +151,7 @@ def _pad(op, ins, target):
     pads, mode = op.attrs["pads"], op.attrs["mode"]
     rank = len(shape)
     dims = [int(d) for d in x.shape]
-    value = float(op.attrs["value"])
+    value = stored_value(float(op.attrs["value"]), op.inputs[0].type)   # quantized X: q(value)
 
     def body(*o):
         src, conds = [], []

@@ -33,7 +33,7 @@ def rmin(v, axis):
     return _MIN(v, axis=axis)
 
 
-def _windows(op, x, shape, tail=0):
+def pool_windows(op, x, shape, tail=0):
     """Reduce axes and, per output index, source positions + validity for a pooling window
     (the spatial axes are those after N, C and before the last `tail` axes)."""
     nsp = len(shape) - 2 - tail
@@ -64,7 +64,7 @@ def _max_pool(op, ins, target):
     x = ins[0]
     shape, dt = out_type(op)
     tail, sfx = _layout(op)
-    rk, positions = _windows(op, x, shape, tail)
+    rk, positions = pool_windows(op, x, shape, tail)
     nsp = len(rk)
 
     def body(n, c, *o):
@@ -73,17 +73,14 @@ def _max_pool(op, ins, target):
     return [te.compute(shape, body, name="maxpool" + sfx)]
 
 
-@lowering("AveragePool")
-def _avg_pool(op, ins, target):
-    x = ins[0]
-    shape, dt = out_type(op)
-    tail, sfx = _layout(op)
-    rk, positions = _windows(op, x, shape, tail)
-    nsp = len(rk)
+def window_count(op, o, isz):
+    """The divisor of an average pool at output index o (spatial part): the taps inside the
+    input, or with count_include_pad inside the padded extent (ceil_mode overhang
+    excluded); an int when it does not depend on o."""
+    nsp = len(isz)
     kshape, strides, pads = op.attrs["kernel_shape"], op.attrs["strides"], op.attrs["pads"]
     dil = op.attrs.get("dilations") or [1] * nsp
     include_pad = int(op.attrs["count_include_pad"])
-    isz = [int(d) for d in x.shape[2:2 + nsp]]
 
     def taps_inside(start, i, lo, hi):
         """Taps k in [0, K) with lo <= start + k*d < hi (the first tap index at or past a
@@ -95,20 +92,33 @@ def _avg_pool(op, ins, target):
         end = tirx.min(tirx.floordiv(hi - start + d - 1, d), K)
         return tirx.max(end - first, 0)
 
+    count = 1
+    for i in range(nsp):
+        start = o[i] * strides[i] - pads[i]
+        if include_pad:
+            n_i = taps_inside(start, i, -pads[i], isz[i] + pads[nsp + i])
+        else:
+            n_i = taps_inside(start, i, 0, isz[i])
+        count = count * n_i
+    return count
+
+
+@lowering("AveragePool")
+def _avg_pool(op, ins, target):
+    x = ins[0]
+    shape, dt = out_type(op)
+    tail, sfx = _layout(op)
+    rk, positions = pool_windows(op, x, shape, tail)
+    nsp = len(rk)
+    isz = [int(d) for d in x.shape[2:2 + nsp]]
+
     def total(n, c, *o):
         src, ok = positions(o[:nsp])
         return te.sum(tirx.if_then_else(ok, x(n, c, *src, *o[nsp:]), const(0, dt)), axis=rk)
     s = te.compute(shape, total, name="avgpool_sum" + sfx)
 
     def divide(n, c, *o):
-        count = 1
-        for i in range(nsp):
-            start = o[i] * strides[i] - pads[i]
-            if include_pad:   # window clipped to the padded extent (ceil_mode overhang excluded)
-                n_i = taps_inside(start, i, -pads[i], isz[i] + pads[nsp + i])
-            else:
-                n_i = taps_inside(start, i, 0, isz[i])
-            count = count * n_i
+        count = window_count(op, o[:nsp], isz)
         return s(n, c, *o) / count.astype(dt) if not isinstance(count, int) else \
             s(n, c, *o) / const(count, dt)
     return [te.compute(shape, divide, name="avgpool" + sfx)]

@@ -14,7 +14,7 @@ Public helpers for other modules:
   blocked layout NCHW{c}c (ops with the layout_aware trait take a `layout` attr): layout.py
 """
 from ..opdef import OPS, get_opdef, has_trait, kinds_with
-from . import elementwise, fused, layout, movement, nn, pooling, rnn  # noqa: F401  (register)
+from . import elementwise, fused, layout, movement, nn, pooling, quant, rnn  # noqa: F401
 from ._util import broadcast_shapes, fmt
 from .canonical import canonicalize_attrs
 from .checks import build_op, check_op, infer_types, is_noop, verify_graph

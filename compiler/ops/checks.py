@@ -27,7 +27,31 @@ def infer_types(op: Op) -> list[TensorType]:
     for i, (name, v) in enumerate(zip(d.inputs, op.inputs)):
         if v is None and not name.endswith(("?", "*")):
             raise OpRuleError(f"{op.kind} operand {i} ('{name}') is required")
-    return d.infer(op)
+    return _keep_quantization(op, d, d.infer(op))
+
+
+def _keep_quantization(op: Op, d, types: list[TensorType]) -> list[TensorType]:
+    """Quantized operands: an integer op reads their parameters itself; an op that only moves
+    values passes them on to its results; any other op computes on real numbers and must get
+    them dequantized."""
+    quantized = [v for v in op.inputs if v is not None and v.type.quant is not None]
+    if not quantized or "quantized" in d.traits:
+        return types
+    first = quantized[0].type
+    if "quant_transparent" not in d.traits:
+        raise OpRuleError(f"{op.kind}: operand %{quantized[0].name} is quantized ({first.dtype}, "
+                          f"scale {list(first.quant.scale)[:4]}); {op.kind} computes on real "
+                          f"values: dequantize it first (DequantizeLinear)")
+    if first.quant.axis is not None:
+        raise OpRuleError(f"{op.kind}: operand %{quantized[0].name} is quantized per axis; "
+                          f"only per-tensor quantized values can be moved")
+    for v in quantized[1:]:
+        if v.type.quant != first.quant or v.type.dtype != first.dtype:
+            raise OpRuleError(f"{op.kind}: quantized operands must share dtype, scale and zero "
+                              f"point: %{quantized[0].name} {first.dtype} {first.quant} vs "
+                              f"%{v.name} {v.type.dtype} {v.type.quant}")
+    return [TensorType(t.dtype, t.shape, first.quant) if t.dtype == first.dtype else t
+            for t in types]
 
 
 def check_op(op: Op) -> None:
@@ -40,7 +64,7 @@ def check_op(op: Op) -> None:
         raise ModelError(f"{_where(op)}: produces {len(types)} result(s), "
                          f"graph has {len(op.outputs)}")
     for v, t in zip(op.outputs, types):
-        if v.type.dtype != t.dtype or v.type.shape != t.shape:
+        if v.type.dtype != t.dtype or v.type.shape != t.shape or v.type.quant != t.quant:
             raise ModelError(f"{_where(op)}: result %{v.name} is declared {v.type} "
                              f"but the op produces {t}")
 

@@ -56,7 +56,7 @@ _UNARY_NOTES = {
 
 ELEMENTWISE = ("elementwise", "inplace_ok")
 # Identity and Dropout (inference) return their operand: views, no kernel
-_VIEW = ("view", "identity", "movement")
+_VIEW = ("view", "identity", "movement", "quant_transparent")
 
 
 def _always(op) -> bool:

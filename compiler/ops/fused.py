@@ -7,7 +7,8 @@ from ..opdef import REQUIRED, OpRuleError, opdef
 from .checks import verify_graph
 
 
-@opdef("Fused", ["inputs*"], {"body": REQUIRED, "kernel": ""}, outputs="*")
+@opdef("Fused", ["inputs*"], {"body": REQUIRED, "kernel": ""}, outputs="*",
+       traits=("quantized",))      # its body's ops check their quantized operands
 def _fused(op):
     """Fused(inputs*): results are the body's outputs; operands bind to body inputs in order."""
     body, label = op.attrs["body"], op.attrs["kernel"]
@@ -21,7 +22,7 @@ def _fused(op):
     for i, (v, b) in enumerate(zip(op.inputs, body.inputs)):
         if v is None:
             raise OpRuleError(f"Fused: operand {i} is missing")
-        if (v.type.dtype, v.type.shape) != (b.type.dtype, b.type.shape):
+        if v.type != b.type:
             raise OpRuleError(f"Fused: operand {i} %{v.name} is {v.type} but body input "
                               f"%{b.name} is {b.type}")
     if body.params:

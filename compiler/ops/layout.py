@@ -92,7 +92,7 @@ def need_blocked(kind: str, what: str, t: TensorType, c: int) -> None:
 
 
 @opdef("LayoutTransform", ["X"], {"src_layout": REQUIRED, "dst_layout": REQUIRED},
-       traits=("movement", "injective"))
+       traits=("movement", "injective", "quant_transparent"))
 def _layout_transform(op):
     """LayoutTransform(X): NCHW [N,C,H,W] <-> NCHW{c}c [N,C/c,H,W,c] (pure data movement)."""
     x = operand(op, 0)

@@ -16,8 +16,8 @@ def _numel(shape) -> int:
     return math.prod(shape)
 
 
-MOVE = ("movement", "injective")          # a kernel can read through them
-VIEW = ("view", "reshape", "movement")    # the same bytes under another shape
+MOVE = ("movement", "injective", "quant_transparent")     # a kernel can read through them
+VIEW = ("view", "reshape", "movement", "quant_transparent")  # the same bytes, another shape
 
 
 def _always(op) -> bool:                  # (is_noop checked that the shapes agree)
@@ -161,7 +161,8 @@ def _concat(op):
     return [TensorType(first.dtype, out)]
 
 
-@opdef("Split", ["X"], {"axis": 0, "split": None}, outputs="*", traits=("movement",),
+@opdef("Split", ["X"], {"axis": 0, "split": None}, outputs="*",
+       traits=("movement", "quant_transparent"),
        canonicalize=_canon_split)
 def _split(op):
     """Split(X) along `axis` into len(split) results of the given sizes (filled in: ONNX's
@@ -242,7 +243,7 @@ def _indices(kind, t):
     need_dtype(kind, "indices", t, ("i32", "i64"), "i32 or i64")
 
 
-@opdef("Gather", ["data", "indices"], {"axis": 0}, traits=("movement",))
+@opdef("Gather", ["data", "indices"], {"axis": 0}, traits=("movement", "quant_transparent"))
 def _gather(op):
     """Gather(data, indices) along axis -> data[:axis] + indices + data[axis+1:]; negative
     indices count from the end, as ONNX."""
@@ -252,7 +253,8 @@ def _gather(op):
     return [TensorType(data.dtype, data.shape[:axis] + idx.shape + data.shape[axis + 1:])]
 
 
-@opdef("GatherElements", ["data", "indices"], {"axis": 0}, traits=("movement",))
+@opdef("GatherElements", ["data", "indices"], {"axis": 0},
+       traits=("movement", "quant_transparent"))
 def _gather_elements(op):
     """GatherElements(data, indices): result has the indices' shape."""
     data, idx = operand(op, 0), operand(op, 1)
@@ -335,7 +337,9 @@ def _resize(op):
                           f"(one per axis of {fmt(x.shape)})")
     if not all(isinstance(s, numbers.Real) and s > 0 for s in scales):
         raise OpRuleError(f"Resize: scales={list(scales)} must be positive numbers")
-    attr_choice(op, "mode", RESIZE_MODES)
+    if attr_choice(op, "mode", RESIZE_MODES) != "nearest" and x.quant is not None:
+        raise OpRuleError("Resize: a quantized X can only be resized with mode nearest "
+                          "(interpolation computes on real values)")
     ctm = attr_choice(op, "coordinate_transformation_mode", RESIZE_COORDS)
     roi = op.attrs.get("roi")
     if ctm == "tf_crop_and_resize":

@@ -17,7 +17,8 @@ _POOL_TYPES = ("f16", "f32", "f64", "i8", "u8")
 
 @opdef("MaxPool", ["X"], {"kernel_shape": REQUIRED, "strides": None, "pads": None,
                           "dilations": None, "ceil_mode": 0, "layout": NCHW},
-       traits=POOL, canonicalize=canon_window("MaxPool"), flops=window_flops)
+       traits=POOL + ("quant_transparent",), canonicalize=canon_window("MaxPool"),
+       flops=window_flops)
 def _max_pool(op):
     """MaxPool over the spatial axes of X[N,C,*] (or [N,C/c,H,W,c]); one output (no indices)."""
     return [_pool("MaxPool", op)]
@@ -73,7 +74,10 @@ def _pool(kind, op):
 def _global_pool(kind):
     def infer(op):
         x = operand(op, 0)
-        need_float(kind, "X", x)
+        if kind == "GlobalMaxPool":
+            need_dtype(kind, "X", x, _POOL_TYPES, "float, i8 or u8")
+        else:
+            need_float(kind, "X", x)
         c = layout_attr(op)
         if c is not None:
             need_blocked(kind, "X", x, c)
@@ -86,7 +90,8 @@ def _global_pool(kind):
 
 
 for _kind in ("GlobalAveragePool", "GlobalMaxPool"):
-    opdef(_kind, ["X"], {"layout": NCHW}, traits=POOL + ("reduction",), onnx="same")(
+    opdef(_kind, ["X"], {"layout": NCHW}, onnx="same",
+          traits=POOL + ("reduction",) + (("quant_transparent",) if "Max" in _kind else ()))(
         _global_pool(_kind))
 
 

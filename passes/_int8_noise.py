@@ -1,0 +1,171 @@
+"""Where quantize-int8's error comes from, measured on the model's outputs, and which ops to
+keep in float to meet the accuracy budget at the least cost in float work.
+
+A noise source is a value stored in int8 (its rounding and clipping) or the int8 weights of
+a convolution / matrix product. One float graph holds every source behind a switch:
+
+    v' = v + m_v * (dequantize(quantize(v)) - v)      W' = W + m_W * (dequantize(quantize(W)) - W)
+
+with each m a scalar graph input, so one compilation measures them all: the outputs' squared
+deviation with only m_s = 1 is the source's noise power N_s on the calibration samples.
+Sources add up (checked against all switches on: the ratio is reported), so the noise of a
+choice of float ops is the sum over the sources it keeps. The selection keeps in float, one
+at a time, the op that removes the most noise per unit of work it moves to float (its
+multiply-adds, or its elements), until the estimate meets the budget.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edgecc.ir import Graph, TensorType, Value
+from edgecc.ops import build_op, count_flops, has_trait
+from edgecc.quant import dequantize, params_for_range, quantize_weights, \
+    symmetric_weight_params
+
+from ._int8_rewrite import Decision, contraction_weights, decide
+
+NOISE_SAMPLES = 4
+
+
+def weight_axis(op) -> int:
+    """The output-channel axis of the weight operand as stored (Conv W[M, ..], MatMul B[K, N],
+    Gemm B[K, N] or [N, K] with transB)."""
+    if op.kind == "Gemm":
+        return 0 if op.attrs["transB"] else 1
+    return 0 if op.kind == "Conv" else 1
+
+
+def switched_graph(src: Graph, d: Decision, act: str, bits: int):
+    """(graph with every noise source of `d` behind a switch input, [(source, switch name)])
+    where a source is ("value", value name) or ("weights", op name)."""
+    g = Graph(src.name + "_noise", list(src.inputs), [], [], list(src.outputs))
+    env = {v.name: v for v in list(src.inputs) + list(src.params)}
+    sources: list[tuple[tuple[str, str], str]] = []
+    taken = {v.name for v in src.values()}
+
+    def fresh(base):
+        name, k = base, 1
+        while name in taken:
+            name, k = f"{base}_{k}", k + 1
+        taken.add(name)
+        return name
+
+    def switch(kind, what):
+        m = Value(fresh(f"switch_{len(sources)}"), TensorType("f32", (1,)))
+        g.inputs.append(m)
+        sources.append(((kind, what), m.name))
+        return m
+
+    def emit(kind, ins, attrs=None, name=None):
+        op = build_op(kind, ins, attrs or {}, name=fresh(name or kind.lower()),
+                      out_names=[fresh((name or kind.lower()) + "_out")])
+        g.ops.append(op)
+        return op.output
+
+    def perturbed(v: Value, noise: np.ndarray, kind: str, what: str) -> Value:
+        """v + m * noise (noise a constant of v's shape)."""
+        m = switch(kind, what)
+        delta = Value(fresh(f"{what}_delta"), TensorType.of(noise), data=noise)
+        return emit("Add", [v, emit("Mul", [delta, m])], name=f"{what}_switched")
+
+    def fake_quantized(v: Value) -> Value:
+        lo, hi = d.groups.range(v.name)
+        p = params_for_range(lo, hi, act)
+        q = emit("QuantizeLinear", [v], {"scale": list(p.scale), "zero_point":
+                                         list(p.zero_point), "to": act})
+        diff = emit("Sub", [emit("DequantizeLinear", [q]), v])
+        m = switch("value", v.name)
+        return emit("Add", [v, emit("Mul", [diff, m])], name=f"{v.name}_switched")
+
+    for v in src.inputs:
+        if v.name in d.noisy:
+            env[v.name] = fake_quantized(v)
+    for op in src.ops:
+        ins = [None if v is None else env[v.name] for v in op.inputs]
+        if d.int8(op) and contraction_weights(op) is not None:
+            w = op.inputs[1]
+            axis = weight_axis(op)
+            wp = symmetric_weight_params(w.data, axis, bits)
+            wq = dequantize(quantize_weights(w.data, wp, bits), wp)
+            ins[1] = perturbed(w, (wq - w.data).astype(np.float32), "weights", op.name)
+        new = build_op(op.kind, ins, dict(op.attrs), name=op.name,
+                       out_names=[v.name for v in op.outputs])
+        g.ops.append(new)
+        for v, nv in zip(op.outputs, new.outputs):
+            env[v.name] = fake_quantized(nv) if v.name in d.noisy else nv
+    g.outputs = [env[v.name] for v in src.outputs]
+    seen, params = set(), []
+    for v in [v for op in g.ops for v in op.inputs]:
+        if v is not None and v.data is not None and id(v) not in seen:
+            seen.add(id(v))
+            params.append(v)
+    g.params = params
+    return g, sources
+
+
+def measure(src: Graph, d: Decision, act: str, bits: int, samples, runner_of):
+    """({source: noise power}, signal power, additivity) on up to NOISE_SAMPLES samples:
+    additivity is the noise with every switch on over the sum of the single ones."""
+    g, sources = switched_graph(src, d, act, bits)
+    run = runner_of(g)
+    off = {m: np.zeros(1, np.float32) for _, m in sources}
+    samples = samples[:NOISE_SAMPLES]
+    base = [run({**s, **off}) for s in samples]
+    signal = sum(float(np.sum(np.asarray(y, np.float64) ** 2)) for outs in base for y in outs)
+    noise = {}
+    for src_id, m in sources:
+        total = 0.0
+        for s, ref in zip(samples, base):
+            outs = run({**s, **off, m: np.ones(1, np.float32)})
+            total += sum(float(np.sum((np.asarray(a, np.float64) - b) ** 2))
+                         for a, b in zip(outs, ref))
+        noise[src_id] = total
+    on = {m: np.ones(1, np.float32) for _, m in sources}
+    all_on = sum(float(np.sum((np.asarray(a, np.float64) - b) ** 2))
+                 for s, ref in zip(samples, base) for a, b in zip(run({**s, **on}), ref))
+    additivity = all_on / max(sum(noise.values()), 1e-30)
+    return noise, signal, additivity
+
+
+def estimated_noise(d: Decision, src: Graph, noise: dict) -> float:
+    total = sum(noise.get(("value", v), 0.0) for v in d.noisy)
+    total += sum(noise.get(("weights", op.name), 0.0) for op in src.ops
+                 if d.int8(op) and contraction_weights(op) is not None)
+    return total
+
+
+def work(op) -> int:
+    """What running `op` in float instead costs: its multiply-adds, else its elements."""
+    if has_trait(op, "contraction"):
+        return count_flops(op) // 2
+    return sum(v.type.numel for v in op.outputs)
+
+
+def select_float(src: Graph, ranges, noise: dict, budget: float, kept: set[str],
+                 max_steps: int = 400) -> set[str]:
+    """Grow `kept` (ops left in float) greedily by noise removed per unit of float work until
+    the estimated noise is within `budget`."""
+    kept = set(kept)
+    ops = {op.name: op for op in src.ops}
+    d = decide(src, ranges, kept)
+    cur = estimated_noise(d, src, noise)
+    for _ in range(max_steps):
+        if cur <= budget:
+            break
+        best, best_ratio, best_noise = None, 0.0, cur
+        for name, int8 in d.int8_ops.items():
+            if not int8 or name in kept:
+                continue
+            e = estimated_noise(decide(src, ranges, kept | {name}), src, noise)
+            gain = cur - e
+            if gain <= 0:
+                continue
+            ratio = gain / max(work(ops[name]), 1)
+            if ratio > best_ratio:
+                best, best_ratio, best_noise = name, ratio, e
+        if best is None:
+            break
+        kept.add(best)
+        d = decide(src, ranges, kept)
+        cur = best_noise
+    return kept

@@ -1,0 +1,245 @@
+"""quantize-int8: post-training int8 quantization from calibration samples (--int8 --calib).
+
+1. Calibrate: run the float graph on every sample (compiled for the machine it runs on when
+   the context offers one, else the reference executor) and collect each value's range
+   (compiler/calibrate.py: min/max plus a reservoir; method minmax, percentile, mse or
+   entropy).
+2. Decide and rewrite (passes/_int8_rewrite.py): convolutions and matrix products with
+   constant weights become QConv / QMatMul (weights i8 per output channel, a following Relu or
+   Clip absorbed as the integer clamp), residual Add / Sub / Mul QAdd / QMul, average pools
+   their Q forms, other elementwise functions of an int8 value a 256-entry QLookup; ops that
+   only move values run on the int8 values; everything else stays float. Activations are u8
+   on x86 (VNNI's u8 x s8 dot product) and i8 on arm64 (sdot).
+3. Accuracy by design (passes/_int8_noise.py): every source of int8 error (each value stored
+   in int8, each layer's int8 weights) is measured on the model's outputs; the ops that
+   remove the most error per unit of work moved to float are kept in float until the
+   estimated output SQNR meets `min_sqnr`; the int8 graph is then run and its SQNR on the
+   calibration samples checked, keeping more in float while it falls short.
+
+The report section int8 (report.json, CONTRACT.md) lists every layer with its SQNR and
+whether it runs in int8.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgecc.calibrate import METHODS, Collector, choose_range, pooled_sqnr
+from edgecc.errors import UsageError
+from edgecc.ir import Graph
+from edgecc.ops import count_flops, has_trait
+from edgecc.pass_registry import register_pass
+from edgecc.quant import dequantize
+
+from ._int8_noise import estimated_noise, measure, select_float
+from ._int8_rewrite import decide, rewrite
+
+EVAL_SAMPLES = 8          # calibration samples the accuracy budget is checked on
+MARGIN_DB = 1.0           # the estimate aims this far above the budget
+MAX_ROUNDS = 6
+
+
+@register_pass
+@dataclass(frozen=True)
+class QuantizeInt8:
+    name = "quantize-int8"
+    tolerance = 1.0          # its promise is the SQNR budget on the calibration samples
+    method: str = "mse"
+    min_sqnr: float = 30.0
+    activations: str = "auto"        # u8, i8, or auto: by the target's dot-product unit
+    weight_bits: int = 8
+
+    def run(self, graph: Graph, ctx) -> bool:
+        if self.method not in METHODS:
+            raise UsageError(f"quantize-int8: method '{self.method}' is not one of "
+                             f"{', '.join(METHODS)}")
+        samples = ctx.calibration if ctx is not None else None
+        if not samples:
+            raise UsageError("quantize-int8 needs calibration samples (--calib PATH)")
+        act = self.activations
+        if act == "auto":
+            act = "i8" if ctx.target is not None and ctx.target.is_arm else "u8"
+        if act not in ("u8", "i8"):
+            raise UsageError(f"quantize-int8: activations '{act}' must be u8, i8 or auto")
+
+        # 1. calibration statistics (and the float outputs the budget is measured against)
+        names = [v.name for op in graph.ops for v in op.outputs if v.type.dtype == "f32"]
+        names += [v.name for v in graph.inputs if v.type.dtype == "f32"]
+        run_float = _runner(graph, ctx)
+        coll = Collector(names, len(samples))
+        float_outs, float_envs = [], []
+        for i, feeds in enumerate(samples):
+            outs, env = run_float(feeds)
+            coll.add(env)
+            float_outs.append(outs)
+            if i < EVAL_SAMPLES:
+                float_envs.append({n: env[n] for n in names if n in env})
+        ranges = {n: choose_range(st, self.method) for n, st in coll.stats.items()}
+
+        # 2-3. the cheapest float set meeting the budget, checked on the real int8 graph
+        everything = decide(graph, ranges, set())
+        noise, signal, additivity = measure(graph, everything, act, self.weight_bits, samples,
+                                            lambda g: _runner(g, ctx, outputs_only=True))
+        kept: set[str] = set()
+        target = self.min_sqnr + MARGIN_DB
+        rounds = []
+        while True:
+            budget = signal / 10 ** (target / 10)
+            kept = select_float(graph, ranges, noise, budget, kept)
+            d = decide(graph, ranges, kept)
+            q, qname = rewrite(graph, d, act, self.weight_bits)
+            runs = [_runner(q, ctx)(f) for f in samples[:EVAL_SAMPLES]]
+            if correct_biases(graph, q, runs, float_envs):
+                runs = [_runner(q, ctx)(f) for f in samples[:EVAL_SAMPLES]]
+            sqnr = pooled_sqnr((r, g) for (outs, _), ref in zip(runs, float_outs)
+                               for r, g in zip(ref, outs))
+            estimate = _db(signal, estimated_noise(d, graph, noise))
+            rounds.append((round(sqnr, 2), round(estimate, 2), len(kept)))
+            if sqnr >= self.min_sqnr or len(rounds) >= MAX_ROUNDS or \
+                    not any(d.int8_ops.values()):
+                break
+            target += max(self.min_sqnr - sqnr, 1.0)     # estimate was optimistic: aim higher
+        layer_sqnr = _layer_sqnr(graph, d, runs, float_envs, q, qname)
+        macs = sum(count_flops(op) // 2 for op in graph.ops if has_trait(op, "contraction"))
+        kinds = {op.name: op.kind for op in graph.ops}
+        _replace(graph, q)
+        ctx.results["int8"] = _report(graph, d, kinds, layer_sqnr, sqnr, self.method,
+                                      len(samples), kept, macs, additivity, rounds)
+        floats = sorted(n for n, int8 in d.int8_ops.items() if not int8)
+        ctx.remark(self.name, f"{sum(d.int8_ops.values())} ops in int8, {len(floats)} float "
+                              f"({', '.join(floats[:12])}{'...' if len(floats) > 12 else ''});"
+                              f" output SQNR {sqnr:.1f} dB on {len(runs)} calibration "
+                              f"sample(s) (budget {self.min_sqnr:g} dB)")
+        return True
+
+
+def correct_biases(src: Graph, q: Graph, runs, float_envs) -> bool:
+    """Empirical bias correction: the mean error of each QConv / QMatMul accumulator per output
+    channel (its int8 input and weights, dequantized, against the float graph's
+    pre-activation result on the evaluation samples) is taken out of its int32 bias.
+    Returns whether any bias changed."""
+    from edgecc.kernels import run_op
+    from edgecc.ops import build_op
+    float_ops = {op.name: op for op in src.ops}
+    changed = False
+    for op in q.ops:
+        if op.kind not in ("QConv", "QMatMul") or op.name not in float_ops:
+            continue
+        fop = float_ops[op.name]
+        x, w, b = op.inputs[0], op.inputs[1], op.inputs[2]
+        sx = x.type.quant.scale[0]
+        sw = np.asarray(w.type.quant.scale, np.float64)
+        wd = dequantize(w.data, w.type.quant)
+        errs, count = 0.0, 0
+        for (_, env), fenv in zip(runs, float_envs):
+            ref = fenv.get(fop.output.name)
+            if ref is None or x.name not in env:
+                continue
+            xd = dequantize(env[x.name], x.type.quant)
+            if op.kind == "QConv":
+                probe = build_op("Conv", [_typed(x, xd), _typed(w, wd)],
+                                 {k: op.attrs[k] for k in ("kernel_shape", "strides", "pads",
+                                                           "dilations", "group")})
+                acc = run_op(probe, [xd, wd])[0].astype(np.float64)
+                axes = tuple(i for i in range(acc.ndim) if i != 1)
+                bias_real = (b.data.astype(np.float64) * sx * sw).reshape(
+                    (1, -1) + (1,) * (acc.ndim - 2))
+            else:
+                acc = xd.reshape(-1, xd.shape[-1]).astype(np.float64) @ wd.astype(np.float64)
+                axes = (0,)
+                bias_real = b.data.astype(np.float64) * sx * sw
+                ref = ref.reshape(-1, ref.shape[-1])
+            diff = (acc + bias_real) - ref.astype(np.float64)
+            errs = errs + diff.sum(axis=axes).reshape(-1)
+            count += diff.size // diff.shape[1 if op.kind == "QConv" else -1]
+        if count == 0:
+            continue
+        shift = np.rint(np.asarray(errs) / count / (sx * sw))
+        if np.any(shift):
+            new = np.clip(b.data.astype(np.int64) - shift.astype(np.int64), -2 ** 31,
+                          2 ** 31 - 1).astype(np.int32)
+            b.data = new
+            changed = True
+    return changed
+
+
+def _typed(v, array):
+    from edgecc.ir import TensorType, Value
+    return Value(v.name, TensorType("f32", tuple(array.shape)), data=None)
+
+
+def _db(signal: float, noise: float) -> float:
+    return math.inf if noise <= 0 else 10 * math.log10(max(signal, 1e-30) / noise)
+
+
+def _runner(graph: Graph, ctx, outputs_only: bool = False):
+    """feeds -> (outputs, every value by name) [or outputs]: compiled for ctx.runner, else
+    the reference executor."""
+    if ctx.runner is not None:
+        from edgecc.backends.tvm.build import CompiledGraph
+        if outputs_only:       # fused kernels: a few times fewer calls
+            from edgecc.pass_manager import PassManager, parse_pass
+            graph = PassManager([parse_pass("fuse-kernels"), parse_pass("dce")],
+                                verify=False).run(graph.clone())
+            compiled = CompiledGraph(graph, ctx.runner)
+            return lambda feeds: compiled.run(feeds)
+        compiled = CompiledGraph(graph, ctx.runner)
+        return lambda feeds: compiled.run(feeds, keep_all=True)
+    from edgecc.kernels import run_graph
+    if outputs_only:
+        return lambda feeds: run_graph(graph, feeds)
+    return lambda feeds: run_graph(graph, feeds, keep_all=True)
+
+
+def _replace(graph: Graph, new: Graph) -> None:
+    graph.inputs, graph.params, graph.ops, graph.outputs = (new.inputs, new.params, new.ops,
+                                                            new.outputs)
+
+
+def _layer_sqnr(src: Graph, d, runs, float_envs, q: Graph, qname) -> dict[str, float]:
+    """Per op with an int8 form: the SQNR of its result in the int8 graph (dequantized where
+    it is int8) against the float graph's, on the evaluation samples."""
+    qtypes = {v.name: v.type for v in q.values()}
+    out = {}
+    for op in src.ops:
+        if op.name not in d.int8_ops:
+            continue
+        a = d.absorbed.get(op.name)
+        name = (a or op).output.name
+        qn = qname.get(name)
+        pairs = []
+        for (_, env), fenv in zip(runs, float_envs):
+            if name not in fenv:
+                continue
+            if qn is not None and qn in env:
+                pairs.append((fenv[name], dequantize(env[qn], qtypes[qn].quant)))
+            elif name in env:
+                pairs.append((fenv[name], env[name]))
+        if pairs:
+            out[op.name] = pooled_sqnr(pairs)
+    return out
+
+
+def _dbv(x: float):
+    """A dB figure for JSON: finite rounded, an exact match as 999."""
+    return round(x, 2) if math.isfinite(x) else (999.0 if x > 0 else -999.0)
+
+
+def _report(graph_after: Graph, d, kinds, layer_sqnr, sqnr, method, samples, kept,
+            macs_total, additivity, rounds) -> dict:
+    """The int8 section of report.json (CONTRACT.md)."""
+    macs_q = sum(count_flops(op) // 2 for op in graph_after.ops
+                 if has_trait(op, "contraction") and has_trait(op, "quantized"))
+    layers = []
+    for name, int8 in d.int8_ops.items():
+        layers.append({"node": name, "op": kinds[name],
+                       "sqnr_db": _dbv(layer_sqnr[name]) if name in layer_sqnr else None,
+                       "int8": bool(int8)})
+    return {"quantized_ops": sum(1 for v in d.int8_ops.values() if v),
+            "float_ops": sum(1 for v in d.int8_ops.values() if not v),
+            "quantized_macs_fraction": round(macs_q / macs_total, 4) if macs_total else 0.0,
+            "sqnr_db": _dbv(sqnr), "calib_method": method, "calib_samples": samples,
+            "layers": layers, "kept_float": sorted(kept),
+            "noise_additivity": round(additivity, 3), "rounds": rounds}
