@@ -89,7 +89,10 @@ def qbinary(op, ins):
 def qlookup(op, ins):
     x, table = ins
     lo = qrange(op.inputs[0].type.dtype)[0]
-    return [table[x.astype(np.int64) - lo]]
+    if table.ndim == 1:
+        return [table[x.astype(np.int64) - lo]]
+    channel = np.arange(x.shape[1]).reshape((1, -1) + (1,) * (x.ndim - 2))
+    return [table[channel, x.astype(np.int64) - lo]]
 
 
 def _average(op, sums: np.ndarray, counts) -> list[np.ndarray]:

@@ -141,30 +141,38 @@ def work(op) -> int:
     return sum(v.type.numel for v in op.outputs)
 
 
-def select_float(src: Graph, ranges, noise: dict, budget: float, kept: set[str],
-                 max_steps: int = 400) -> set[str]:
-    """Grow `kept` (ops left in float) greedily by noise removed per unit of float work until
-    the estimated noise is within `budget`."""
+SHORTLIST = 24
+
+
+def select_float(src: Graph, ranges, noise: dict, budget: float, kept: set[str]) -> set[str]:
+    """Grow `kept` (ops left in float) until the estimated noise is within `budget`: at each
+    step the op whose floating removes the most estimated noise per unit of work it moves to
+    float, among the SHORTLIST ops carrying the most noise (their weights and their result)
+    per unit of work."""
     kept = set(kept)
     ops = {op.name: op for op in src.ops}
     d = decide(src, ranges, kept)
     cur = estimated_noise(d, src, noise)
-    for _ in range(max_steps):
-        if cur <= budget:
-            break
+    while cur > budget:
+        def density(name):
+            op = ops[name]
+            result = (d.absorbed.get(name) or op).output.name
+            own = noise.get(("weights", name), 0.0) + noise.get(("value", result), 0.0)
+            own += sum(noise.get(("value", v.name), 0.0) for v in op.inputs
+                       if v is not None and v.data is None)
+            return own / max(work(op), 1)
+        shortlist = sorted((n for n, int8 in d.int8_ops.items() if int8 and n not in kept),
+                           key=density, reverse=True)[:SHORTLIST]
         best, best_ratio, best_noise = None, 0.0, cur
-        for name, int8 in d.int8_ops.items():
-            if not int8 or name in kept:
-                continue
+        for name in shortlist:
             e = estimated_noise(decide(src, ranges, kept | {name}), src, noise)
-            gain = cur - e
-            if gain <= 0:
-                continue
-            ratio = gain / max(work(ops[name]), 1)
-            if ratio > best_ratio:
-                best, best_ratio, best_noise = name, ratio, e
-        if best is None:
-            break
+            if cur - e > 0 and (cur - e) / max(work(ops[name]), 1) > best_ratio:
+                best, best_ratio, best_noise = name, (cur - e) / max(work(ops[name]), 1), e
+        if best is None:                  # no single op helps alone: the densest goes
+            if not shortlist:
+                break
+            best = shortlist[0]
+            best_noise = estimated_noise(decide(src, ranges, kept | {best}), src, noise)
         kept.add(best)
         d = decide(src, ranges, kept)
         cur = best_noise

@@ -8,6 +8,7 @@ definition, its int8 form (compiler/ops/quant.py), up to one rounding step:
   DQ(a), DQ(b) → Add / Sub / Mul → Q                    QAdd / QMul
   DQ(x) → GlobalAveragePool / AveragePool → Q           QGlobalAveragePool / QAveragePool
   DQ(x) → f(·, constants) → Q  (f elementwise)          QLookup (f's table)
+  DQ(x) → BatchNormalization / f(·, c[C,1,1]) → Q       QLookup (a table per channel)
   DQ(x) → MaxPool / Reshape / Concat ... → Q            the same op on the int8 values, when
                                                         Q keeps x's parameters
   Q(DQ(x))                                              x, or QLookup (requantization)
@@ -115,6 +116,9 @@ def _fold(graph: Graph, op: Op) -> bool:
     if q is None:
         return False
     acts = [v for v in op.inputs if v is not None and v.data is None]
+    if op.kind in ("Conv", "Gemm", "MatMul") and len(acts) > 1 and \
+            (_dq_source(acts[1]) is not None and _dq_source(acts[1]).data is not None):
+        acts = acts[:1]                              # DQ(W) (per channel) is the weight
     srcs = [_dq_source(v) for v in acts]
     if not srcs or any(s is None or s.type.quant is None or s.type.quant.axis is not None
                        for s in srcs):
@@ -123,6 +127,10 @@ def _fold(graph: Graph, op: Op) -> bool:
     oa = _out_attrs(q, act)
     if op.kind == "Conv" or (op.kind in ("Gemm", "MatMul") and len(acts) == 1):
         return _contraction(graph, op, xq, oa, q)
+    if lookup_form(op):
+        return _lookup(graph, op, xq, q, act)
+    if _channel_lookup_form(op, xq):
+        return _channel_lookup(graph, op, xq, q, act)
     if act is not None:
         return False
     if op.kind in ("Add", "Sub", "Mul") and len(srcs) == 2 and op.output.type.dtype == "f32":
@@ -143,9 +151,62 @@ def _fold(graph: Graph, op: Op) -> bool:
                    for v in op.inputs]
             return _replace(graph, op, op.kind, ins, dict(op.attrs), q)
         return False
-    if lookup_form(op):
-        return _lookup(graph, op, xq, q)
     return False
+
+
+def _constant(v: Value) -> np.ndarray | None:
+    """v's constant value: a weight, or DequantizeLinear of one (as the float op reads it)."""
+    if v.data is not None:
+        return np.asarray(v.data)
+    src = _dq_source(v)
+    if src is not None and src.data is not None:
+        return dequantize(np.asarray(src.data), src.type.quant)
+    return None
+
+
+def _channel_lookup_form(op: Op, xq: Value) -> bool:
+    """A float function of one activation and its channel (axis 1): BatchNormalization, or an
+    elementwise op whose constants vary along the channel axis only."""
+    x = op.inputs[0]
+    if xq.type.rank < 2 or op.output.type.shape != xq.type.shape or \
+            any(v is not x and v is not None and _constant(v) is None for v in op.inputs):
+        return False
+    if op.kind == "BatchNormalization":
+        return True
+    if not has_trait(op, "elementwise") or op.kind == "Cast":
+        return False
+    rank = xq.type.rank
+    for v in op.inputs[1:]:
+        if v is not None:
+            shape = (1,) * (rank - v.type.rank) + tuple(v.type.shape)
+            if len(shape) != rank or any(d != 1 for i, d in enumerate(shape) if i != 1):
+                return False
+    return True
+
+
+def _channel_lookup(graph: Graph, op: Op, xq: Value, q: Op, act: Op | None) -> bool:
+    """QLookup with a [C, 256] table: the float op run by its reference kernel on every
+    int8 value of every channel (a [256, C, 1...] probe: the values along the batch axis)."""
+    from edgecc.kernels import run_op
+    rank, c = xq.type.rank, xq.type.shape[1]
+    lo, hi = qrange(xq.type.dtype)
+    real = dequantize(np.arange(lo, hi + 1).astype(xq.type.np_dtype), xq.type.quant)
+    probe_shape = (256, c) + (1,) * (rank - 2)
+    probe = np.ascontiguousarray(np.broadcast_to(
+        np.asarray(real, np.float32).reshape((256,) + (1,) * (rank - 1)), probe_shape))
+    pv = Value("probe", TensorType("f32", probe_shape))
+    fop = build_op(op.kind, [pv if v is op.inputs[0] else v for v in op.inputs], dict(op.attrs),
+                   name=op.name)
+    ys = run_op(fop, [probe] + [None if v is None else _constant(v) for v in op.inputs[1:]])[0]
+    t = q.output.type
+    table = quantize(_activate(act, ys).reshape(256, c).T, t.quant, t.dtype)
+    if np.all(table == table[:1]):
+        table = table[0]                         # (constants the same in every channel)
+    tv = Value(op.name + "_table", TensorType(t.dtype, table.shape),
+               data=np.ascontiguousarray(table.astype(t.np_dtype)))
+    return _replace(graph, op, "QLookup", [xq, tv], {"fn": op.kind, "scale": t.quant.scale[0],
+                                                      "zero_point": t.quant.zero_point[0],
+                                                      "to": t.dtype}, q)
 
 
 def _contraction(graph: Graph, op: Op, xq: Value, oa: dict, q: Op) -> bool:
@@ -200,7 +261,17 @@ def _contraction(graph: Graph, op: Op, xq: Value, oa: dict, q: Op) -> bool:
     return _replace(graph, op, "QMatMul", [xq, wq_typed, bv, mv], oa, q)
 
 
-def _lookup(graph: Graph, op: Op, xq: Value, q: Op) -> bool:
+def _activate(act: Op | None, ys: np.ndarray) -> np.ndarray:
+    """The Relu / Clip between the op and its QuantizeLinear, applied to the op's results."""
+    ys = np.asarray(ys, np.float32)
+    if act is None:
+        return ys
+    if act.kind == "Relu":
+        return np.maximum(ys, np.float32(0))
+    return np.clip(ys, np.float32(act.attrs["min"]), np.float32(act.attrs["max"]))
+
+
+def _lookup(graph: Graph, op: Op, xq: Value, q: Op, act: Op | None) -> bool:
     from edgecc.kernels import run_op
     xv = next(v for v in op.inputs if v is not None and v.data is None)
     probe = Value("probe", TensorType("f32", (256,)))
@@ -209,8 +280,8 @@ def _lookup(graph: Graph, op: Op, xq: Value, q: Op) -> bool:
     t = q.output.type
 
     def fn(real):
-        return run_op(fop, [real if v is xv else (None if v is None else v.data)
-                            for v in op.inputs])[0]
+        return _activate(act, run_op(fop, [real if v is xv else (None if v is None else v.data)
+                                           for v in op.inputs])[0])
     table = np.asarray(lookup_table(fn, xq.type.quant, xq.type.dtype, t.quant, t.dtype),
                        dtype=t.np_dtype)
     tv = Value(op.name + "_table", TensorType(t.dtype, (256,)), data=table)

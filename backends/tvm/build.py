@@ -368,7 +368,6 @@ class CompiledGraph:
         self.kernels = KernelSet(graph, target)
         self.executable = self.kernels.runtime_module(lean)
         self.calls = list(self.kernels.calls(lean))
-        self.params = {p.name: np.asarray(p.data, order="C") for p in graph.params}
 
     def run(self, feeds: dict[str, np.ndarray], keep_all: bool = False):
         """The outputs in order (and with keep_all a dict name -> array of every value)."""
@@ -377,7 +376,7 @@ class CompiledGraph:
         graph = self.graph
         env: dict[str, np.ndarray] = {v.name: a for v, a in zip(graph.inputs,
                                                                  check_feeds(graph, feeds))}
-        env.update(self.params)
+        env.update((p.name, np.asarray(p.data, order="C")) for p in graph.params)   # current
         dev = tvm.cpu(0)
         for call in self.calls:
             ins = [env[a.name] for a in call.inputs]

@@ -139,7 +139,10 @@ def _qlookup(op, ins, target):
     x, table = ins
     shape, _ = out_type(op)
     lo = qrange(op.inputs[0].type.dtype)[0]
-    return [te.compute(shape, lambda *i: table(x(*i).astype(I32) - const(lo, I32)),
+    if len(table.shape) == 1:
+        return [te.compute(shape, lambda *i: table(x(*i).astype(I32) - const(lo, I32)),
+                           name="qlookup")]
+    return [te.compute(shape, lambda *i: table(i[1], x(*i).astype(I32) - const(lo, I32)),
                        name="qlookup")]
 
 

@@ -27,21 +27,22 @@ def infer_types(op: Op) -> list[TensorType]:
     for i, (name, v) in enumerate(zip(d.inputs, op.inputs)):
         if v is None and not name.endswith(("?", "*")):
             raise OpRuleError(f"{op.kind} operand {i} ('{name}') is required")
+    quantized = [v for v in op.inputs if v is not None and v.type.quant is not None]
+    if quantized and not d.traits & {"quantized", "quant_transparent"}:
+        first = quantized[0].type
+        raise OpRuleError(f"{op.kind}: operand %{quantized[0].name} is quantized ({first.dtype}, "
+                          f"scale {list(first.quant.scale)[:4]}); {op.kind} computes on real "
+                          f"values: dequantize it first (DequantizeLinear)")
     return _keep_quantization(op, d, d.infer(op))
 
 
 def _keep_quantization(op: Op, d, types: list[TensorType]) -> list[TensorType]:
     """Quantized operands: an integer op reads their parameters itself; an op that only moves
-    values passes them on to its results; any other op computes on real numbers and must get
-    them dequantized."""
+    values passes them on to its results (any other op was refused before inference)."""
     quantized = [v for v in op.inputs if v is not None and v.type.quant is not None]
     if not quantized or "quantized" in d.traits:
         return types
     first = quantized[0].type
-    if "quant_transparent" not in d.traits:
-        raise OpRuleError(f"{op.kind}: operand %{quantized[0].name} is quantized ({first.dtype}, "
-                          f"scale {list(first.quant.scale)[:4]}); {op.kind} computes on real "
-                          f"values: dequantize it first (DequantizeLinear)")
     if first.quant.axis is not None:
         raise OpRuleError(f"{op.kind}: operand %{quantized[0].name} is quantized per axis; "
                           f"only per-tensor quantized values can be moved")

@@ -229,14 +229,18 @@ for _kind in ("QAdd", "QMul"):
 
 @opdef("QLookup", ["X", "table"], {"fn": "", **_OUT}, traits=QUANT_ELEMENTWISE)
 def _qlookup(op):
-    """QLookup(X q, table to[256]) -> to: table[X - lowest(X's dtype)]: any function of one
-    quantized value (Sigmoid, HardSwish, LeakyRelu, a requantization...) as its 256 results,
-    computed at build time by the reference definition; `fn` names it (for reading)."""
+    """QLookup(X q, table to[256] or to[C, 256]) -> to: table[X - lowest(X's dtype)], or
+    table[c, X - lowest] for an element of channel c (axis 1 of X): any function of one
+    quantized value (Sigmoid, HardSwish, LeakyRelu, a requantization...), or of one value and
+    its channel (BatchNormalization, x * c[C,1,1]...), as its 256 results, computed at build
+    time by the reference definition; `fn` names it (for reading)."""
     x, t = operand(op, 0), operand(op, 1)
     need_quantized("QLookup", "X", x)
     out = _result_type(op, x.shape)
-    if t.dtype != out.dtype or t.shape != (256,) or t.quant is not None:
-        raise OpRuleError(f"QLookup: table must be a plain {out.dtype}[256], got {t}")
+    shapes = [(256,)] + ([(x.shape[1], 256)] if x.rank >= 2 else [])
+    if t.dtype != out.dtype or t.shape not in shapes or t.quant is not None:
+        raise OpRuleError(f"QLookup: table must be a plain {out.dtype}"
+                          f"{' or '.join(str(list(s)) for s in shapes)}, got {t}")
     return [out]
 
 
