@@ -17,7 +17,6 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgecc.builder import GraphBuilder
-from edgecc.errors import ModelError
 from edgecc.ir import QuantParams, TensorType, Value
 from edgecc.kernels import run_graph
 from edgecc.ops import build_op
