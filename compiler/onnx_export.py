@@ -21,7 +21,7 @@ from onnx import helper, numpy_helper
 from .dtypes import dtype_to_numpy, dtype_to_onnx
 from .errors import ModelError, UsageError
 from .ir import Graph, Op, Value, unique_name
-from .ops import get_opdef, kinds_with
+from .ops import get_opdef, has_trait, kinds_with
 from .ops.layout import layout_of
 
 MIN_EXPORT_OPSET, MAX_EXPORT_OPSET = 13, 21
@@ -123,6 +123,8 @@ class _Exporter:
                 self.node("Identity", [name], [new], f"{v.name}_out")
                 name = new
             outputs.append(self._value_info(name, v))
+        used = {i for n in self.nodes for i in n.input} | {o.name for o in outputs}
+        self.inits = [t for t in self.inits if t.name in used]   # (e.g. int8 ops' multipliers)
         graph = helper.make_graph(self.nodes, g.name, [self._value_info(v.name, v)
                                                        for v in g.inputs], outputs, self.inits)
         from .version import __version__
@@ -138,9 +140,9 @@ class _Exporter:
 
     def export_op(self, op: Op):
         quantized = [v for v in op.outputs if v.type.quant is not None]
-        if quantized:
+        if quantized and op.kind not in _EXPORTERS and not has_trait(op, "quant_transparent"):
             raise ModelError(f"{op.describe()}: result %{quantized[0].name} is quantized "
-                             f"({quantized[0].type}); export to ONNX before int8 lowering")
+                             f"({quantized[0].type}) and {op.kind} has no ONNX form on int8 values")
         fn = _EXPORTERS.get(op.kind, _generic)
         fn(self, op, [self.name(v) for v in op.inputs], [self.names[v] for v in op.outputs])
 
@@ -397,3 +399,6 @@ def _fused(ex, op, ins, outs):
             ex.node("Identity", [ex.name(bv)], [name], f"{prefix}/{name}")
     for bv, name in copies:
         ex.node("Identity", [ex.name(bv)], [name], f"{prefix}/{name}")
+
+
+from . import onnx_export_quant  # noqa: E402,F401  (registers the int8 ops' QDQ rules)

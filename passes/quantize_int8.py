@@ -105,14 +105,20 @@ class QuantizeInt8:
         layer_sqnr = _layer_sqnr(graph, d, runs, float_envs, q, qname)
         macs = sum(count_flops(op) // 2 for op in graph.ops if has_trait(op, "contraction"))
         kinds = {op.name: op.kind for op in graph.ops}
+        why = _float_reasons({op.name: op for op in graph.ops}, d, kept, noise, signal)
         _replace(graph, q)
         ctx.results["int8"] = _report(graph, d, kinds, layer_sqnr, sqnr, self.method,
-                                      len(samples), kept, macs, additivity, rounds)
-        floats = sorted(n for n, int8 in d.int8_ops.items() if not int8)
-        ctx.remark(self.name, f"{sum(d.int8_ops.values())} ops in int8, {len(floats)} float "
-                              f"({', '.join(floats[:12])}{'...' if len(floats) > 12 else ''});"
+                                      len(samples), kept, macs, additivity, rounds, why,
+                                      self.min_sqnr)
+        floats = [n for n, int8 in d.int8_ops.items() if not int8]
+        ctx.remark(self.name, f"{sum(d.int8_ops.values())} ops in int8, {len(floats)} float;"
                               f" output SQNR {sqnr:.1f} dB on {len(runs)} calibration "
                               f"sample(s) (budget {self.min_sqnr:g} dB)")
+        for n in sorted(floats, key=lambda n: (n not in kept, n))[:12]:
+            ctx.remark(self.name, f"  float: {n} ({kinds.get(n, '?')})"
+                                  f" {why[n]}")
+        if len(floats) > 12:
+            ctx.remark(self.name, f"  ... and {len(floats) - 12} more (report.json int8.layers)")
         return True
 
 
@@ -228,8 +234,26 @@ def _dbv(x: float):
     return round(x, 2) if math.isfinite(x) else (999.0 if x > 0 else -999.0)
 
 
+def _float_reasons(ops: dict, d, kept: set[str], noise: dict, signal: float) -> dict:
+    """Why each op stayed float: the output SQNR its int8 form alone would allow, or that it
+    has no int8 form between int8 neighbours."""
+    why = {}
+    for name, int8 in d.int8_ops.items():
+        if int8:
+            continue
+        if name in kept and name in ops:
+            op = ops[name]
+            own = noise.get(("weights", name), 0.0) + sum(
+                noise.get(("value", v.name), 0.0) for v in op.outputs)
+            why[name] = (f"kept for accuracy: int8 alone would limit the output to "
+                         f"{_db(signal, own):.1f} dB" if own > 0 else "kept for accuracy")
+        else:
+            why[name] = "no int8 form here (computes on real values)"
+    return why
+
+
 def _report(graph_after: Graph, d, kinds, layer_sqnr, sqnr, method, samples, kept,
-            macs_total, additivity, rounds) -> dict:
+            macs_total, additivity, rounds, why, budget) -> dict:
     """The int8 section of report.json (CONTRACT.md)."""
     macs_q = sum(count_flops(op) // 2 for op in graph_after.ops
                  if has_trait(op, "contraction") and has_trait(op, "quantized"))
@@ -237,8 +261,8 @@ def _report(graph_after: Graph, d, kinds, layer_sqnr, sqnr, method, samples, kep
     for name, int8 in d.int8_ops.items():
         layers.append({"node": name, "op": kinds[name],
                        "sqnr_db": _dbv(layer_sqnr[name]) if name in layer_sqnr else None,
-                       "int8": bool(int8)})
-    return {"quantized_ops": sum(1 for v in d.int8_ops.values() if v),
+                       "int8": bool(int8), **({} if int8 else {"why": why[name]})})
+    return {"min_sqnr_db": budget,"quantized_ops": sum(1 for v in d.int8_ops.values() if v),
             "float_ops": sum(1 for v in d.int8_ops.values() if not v),
             "quantized_macs_fraction": round(macs_q / macs_total, 4) if macs_total else 0.0,
             "sqnr_db": _dbv(sqnr), "calib_method": method, "calib_samples": samples,
