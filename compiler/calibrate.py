@@ -83,25 +83,36 @@ def _mse(s: np.ndarray, lo: float, hi: float) -> float:
 
 
 def _kl(s: np.ndarray, lo: float, hi: float, full_lo: float, full_hi: float) -> float:
-    """KL(P || Q): P the sample's histogram over [full_lo, full_hi] with the clipped tails
-    folded into the edge bins of [lo, hi], Q its 256-level quantization."""
+    """KL(P || Q) as TensorRT's entropy calibration: P the sample's histogram (2048 bins over
+    [full_lo, full_hi]) restricted to the bins of [lo, hi] with the clipped tails folded into
+    its edge bins, Q the bins of [lo, hi] alone merged into 256 levels (each level spread over
+its non-empty bins), so clipped mass costs what it weighs."""
     bins = 2048
-    p, edges = np.histogram(np.clip(s, lo, hi), bins=bins, range=(lo, hi))
-    p = p.astype(np.float64)
+    hist, _ = np.histogram(s, bins=bins, range=(full_lo, full_hi))
+    width = (full_hi - full_lo) / bins
+    a = int(np.clip(np.floor((lo - full_lo) / width + 1e-9), 0, bins - 1))
+    b = int(np.clip(np.ceil((hi - full_lo) / width - 1e-9), a + 1, bins))
+    if b - a < QLEVELS:
+        return np.inf                      # fewer bins than levels: not a candidate
+    raw = hist[a:b].astype(np.float64)
+    p = raw.copy()
+    p[0] += hist[:a].sum()
+    p[-1] += hist[b:].sum()
     if p.sum() == 0:
         return 0.0
-    q = np.zeros_like(p)
-    per = bins / QLEVELS
+    q = np.zeros_like(raw)           # (from the bins inside only: clipping is a loss)
+    edges = np.linspace(0, b - a, QLEVELS + 1).round().astype(int)
     for k in range(QLEVELS):
-        a, b = int(round(k * per)), int(round((k + 1) * per))
-        chunk = p[a:b]
+        chunk = raw[edges[k]:edges[k + 1]]
         nz = chunk > 0
         if nz.any():
-            q[a:b][nz] = chunk.sum() / nz.sum()
+            q[edges[k]:edges[k + 1]][nz] = chunk.sum() / nz.sum()
+    if q.sum() == 0:
+        return np.inf
     p /= p.sum()
     q /= q.sum()
     m = p > 0
-    return float(np.sum(p[m] * np.log(p[m] / np.maximum(q[m], 1e-12))))
+    return float(np.sum(p[m] * np.log(p[m] / np.maximum(q[m], 1e-9))))
 
 
 def sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:

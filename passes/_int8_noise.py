@@ -24,7 +24,7 @@ from edgecc.quant import dequantize, params_for_range, quantize_weights, \
 
 from ._int8_rewrite import Decision, contraction_weights, decide
 
-NOISE_SAMPLES = 4
+NOISE_SAMPLES = 8
 
 
 def weight_axis(op) -> int:
@@ -35,7 +35,7 @@ def weight_axis(op) -> int:
     return 0 if op.kind == "Conv" else 1
 
 
-def switched_graph(src: Graph, d: Decision, act: str, bits: int):
+def switched_graph(src: Graph, d: Decision, act: str, bits: int, weights=None):
     """(graph with every noise source of `d` behind a switch input, [(source, switch name)])
     where a source is ("value", value name) or ("weights", op name)."""
     g = Graph(src.name + "_noise", list(src.inputs), [], [], list(src.outputs))
@@ -88,6 +88,10 @@ def switched_graph(src: Graph, d: Decision, act: str, bits: int):
             wp = symmetric_weight_params(w.data, axis, bits)
             wq = dequantize(quantize_weights(w.data, wp, bits), wp)
             ins[1] = perturbed(w, (wq - w.data).astype(np.float32), "weights", op.name)
+            if weights and op.name in weights:          # the alternative rounding
+                alt = stored_weights(op, *weights[op.name])
+                ins[1] = perturbed(ins[1], (alt - w.data).astype(np.float32), "weights_alt",
+                                   op.name)
         new = build_op(op.kind, ins, dict(op.attrs), name=op.name,
                        out_names=[v.name for v in op.outputs])
         g.ops.append(new)
@@ -103,10 +107,24 @@ def switched_graph(src: Graph, d: Decision, act: str, bits: int):
     return g, sources
 
 
-def measure(src: Graph, d: Decision, act: str, bits: int, samples, runner_of):
-    """({source: noise power}, signal power, additivity) on up to NOISE_SAMPLES samples:
-    additivity is the noise with every switch on over the sum of the single ones."""
-    g, sources = switched_graph(src, d, act, bits)
+def stored_weights(op, q: np.ndarray, params) -> np.ndarray:
+    """int8 weights in contraction_weights' layout, dequantized back to the op's own weight
+    operand (Gemm: transB and alpha undone)."""
+    w = dequantize(q, params)
+    if op.kind == "Gemm":
+        w = w / np.float32(op.attrs["alpha"])
+        if op.attrs["transB"]:
+            w = w.T
+    return np.asarray(w, np.float32)
+
+
+def measure(src: Graph, d: Decision, act: str, bits: int, samples, runner_of, weights=None):
+    """({source: noise power}, signal power, additivity, weights kept) on up to NOISE_SAMPLES
+    samples: additivity is the noise with every switch on over the sum of the single ones.
+    `weights` {op name: (int8, params)} is an alternative to rounding to nearest: each layer
+    keeps the one that disturbs the outputs less (least layer-output error on the calibration
+    inputs is not always least model-output error)."""
+    g, sources = switched_graph(src, d, act, bits, weights)
     run = runner_of(g)
     off = {m: np.zeros(1, np.float32) for _, m in sources}
     samples = samples[:NOISE_SAMPLES]
@@ -120,11 +138,22 @@ def measure(src: Graph, d: Decision, act: str, bits: int, samples, runner_of):
             total += sum(float(np.sum((np.asarray(a, np.float64) - b) ** 2))
                          for a, b in zip(outs, ref))
         noise[src_id] = total
-    on = {m: np.ones(1, np.float32) for _, m in sources}
+    kept_weights = {}
+    for name in list(weights or {}):
+        alt = noise.pop(("weights_alt", name), None)
+        if alt is not None and alt < noise.get(("weights", name), np.inf):
+            noise[("weights", name)] = alt
+            kept_weights[name] = weights[name]
+
+    def chosen(kind, name):              # the switches of the roundings kept
+        if kind == "weights":
+            return name not in kept_weights
+        return kind != "weights_alt" or name in kept_weights
+    on = {m: np.full(1, float(chosen(k, w)), np.float32) for (k, w), m in sources}
     all_on = sum(float(np.sum((np.asarray(a, np.float64) - b) ** 2))
                  for s, ref in zip(samples, base) for a, b in zip(run({**s, **on}), ref))
     additivity = all_on / max(sum(noise.values()), 1e-30)
-    return noise, signal, additivity
+    return noise, signal, additivity, kept_weights
 
 
 def estimated_noise(d: Decision, src: Graph, noise: dict) -> float:

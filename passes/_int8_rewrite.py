@@ -262,9 +262,11 @@ class Builder:
         return self.g
 
 
-def rewrite(src: Graph, d: Decision, act: str, weight_bits: int = 8):
-    """(the int8 graph, {float value name: its int8 value's name})."""
+def rewrite(src: Graph, d: Decision, act: str, weight_bits: int = 8, weights=None):
+    """(the int8 graph, {float value name: its int8 value's name}); `weights` {op name:
+    (int8 weights, QuantParams)} overrides rounding to nearest (_int8_weights)."""
     b = Builder(src, d.groups, act)
+    b.weights = weights or {}
     for op in src.ops:
         if op.name in d.skipped:
             continue
@@ -337,8 +339,11 @@ def _emit_int8(op: Op, act: Op | None, result: str, b: Builder, bits: int) -> Va
 def contraction(b: Builder, kind, x, w, bias, axis, attrs, result, out, clamp, name, bits):
     """QConv / QMatMul: weights i8 per output channel (axis), bias i32, multipliers M."""
     n = w.shape[axis]
-    wq_params = symmetric_weight_params(w, axis, bits)
-    wq = quantize_weights(w, wq_params, bits)
+    if name in b.weights:
+        wq, wq_params = b.weights[name]
+    else:
+        wq_params = symmetric_weight_params(w, axis, bits)
+        wq = quantize_weights(w, wq_params, bits)
     sx = x.type.quant.scale[0]
     oa = b.out_attrs(result, clamp)
     bq = quantize_bias(bias, sx, wq_params.scale, n)

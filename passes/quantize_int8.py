@@ -33,12 +33,13 @@ from edgecc.ops import count_flops, has_trait
 from edgecc.pass_registry import register_pass
 from edgecc.quant import dequantize
 
-from ._int8_noise import estimated_noise, measure, select_float
+from ._int8_noise import measure, select_float
 from ._int8_rewrite import decide, rewrite
+from ._int8_weights import rounded_weights
 
 EVAL_SAMPLES = 8          # calibration samples the accuracy budget is checked on
-MARGIN_DB = 0.0           # the estimate aims this far above the budget
-MAX_ROUNDS = 6
+MAX_ROUNDS = 7           # int8 graphs built and checked at most
+CLIFF_OPS, CLIFF_DB = 6, 6.0
 
 
 @register_pass
@@ -50,6 +51,22 @@ class QuantizeInt8:
     min_sqnr: float = 30.0
     activations: str = "auto"        # u8, i8, or auto: by the target's dot-product unit
     weight_bits: int = 8
+    weight_rounding: str = "output"  # output: least layer-output error (_int8_weights); nearest
+
+    def _checked(self, graph: Graph, q: Graph, ctx, samples, float_outs, float_envs):
+        """The int8 graph's runs and output SQNR on the evaluation samples, with empirical
+        bias correction when it helps there (with few samples it can fit noise)."""
+        run_q = _runner(q, ctx)          # (biases are operands: corrected without recompiling)
+        runs = [run_q(f) for f in samples[:EVAL_SAMPLES]]
+        sqnr = _sqnr(runs, float_outs)
+        biases = {p.name: p.data for p in q.params}
+        if correct_biases(graph, q, runs, float_envs):
+            corrected = [run_q(f) for f in samples[:EVAL_SAMPLES]]
+            if _sqnr(corrected, float_outs) > sqnr:
+                return corrected, _sqnr(corrected, float_outs)
+            for p in q.params:
+                p.data = biases[p.name]
+        return runs, sqnr
 
     def run(self, graph: Graph, ctx) -> bool:
         if self.method not in METHODS:
@@ -58,6 +75,9 @@ class QuantizeInt8:
         samples = ctx.calibration if ctx is not None else None
         if not samples:
             raise UsageError("quantize-int8 needs calibration samples (--calib PATH)")
+        if self.weight_rounding not in ("output", "nearest"):
+            raise UsageError(f"quantize-int8: weight_rounding '{self.weight_rounding}' must be "
+                             f"output or nearest")
         act = self.activations
         if act == "auto":
             act = "i8" if ctx.target is not None and ctx.target.is_arm else "u8"
@@ -77,31 +97,52 @@ class QuantizeInt8:
             if i < EVAL_SAMPLES:
                 float_envs.append({n: env[n] for n in names if n in env})
         ranges = {n: choose_range(st, self.method) for n, st in coll.stats.items()}
+        steps = {n: (hi - lo) / 255 for n, (lo, hi) in ranges.items()}
+        weights = rounded_weights(graph, float_envs, steps, self.weight_bits) \
+            if self.weight_rounding == "output" else None
 
         # 2-3. the cheapest float set meeting the budget, checked on the real int8 graph
         everything = decide(graph, ranges, set())
-        noise, signal, additivity = measure(graph, everything, act, self.weight_bits, samples,
-                                            lambda g: _runner(g, ctx, outputs_only=True))
-        kept: set[str] = set()
-        target = self.min_sqnr + MARGIN_DB
-        rounds = []
-        while True:
-            budget = signal / 10 ** (target / 10)
-            kept = select_float(graph, ranges, noise, budget, kept)
+        noise, signal, additivity, weights = measure(
+            graph, everything, act, self.weight_bits, samples,
+            lambda g: _runner(g, ctx, outputs_only=True), weights)
+        # the estimate's target is searched: raised by the shortfall while the real SQNR misses
+        # the budget, then bisected between the highest miss and the lowest pass (the lowest
+        # passing target keeps the most in int8)
+        # An op whose real int8 form costs far more than its estimate shows as a cliff: a
+        # lower target that floats a few ops fewer than a passing one fails badly; those few
+        # ops then stay float in every later round.
+        target, low, high = self.min_sqnr, None, None
+        rounds, best, last, forced = [], None, None, set()
+        for _ in range(MAX_ROUNDS):
+            kept = select_float(graph, ranges, noise, signal / 10 ** (target / 10), forced)
             d = decide(graph, ranges, kept)
-            q, qname = rewrite(graph, d, act, self.weight_bits)
-            run_q = _runner(q, ctx)      # (biases are operands: corrected without recompiling)
-            runs = [run_q(f) for f in samples[:EVAL_SAMPLES]]
-            if correct_biases(graph, q, runs, float_envs):
-                runs = [run_q(f) for f in samples[:EVAL_SAMPLES]]
-            sqnr = pooled_sqnr((r, g) for (outs, _), ref in zip(runs, float_outs)
-                               for r, g in zip(ref, outs))
-            estimate = _db(signal, estimated_noise(d, graph, noise))
-            rounds.append((round(sqnr, 2), round(estimate, 2), len(kept)))
-            if sqnr >= self.min_sqnr or len(rounds) >= MAX_ROUNDS or \
-                    not any(d.int8_ops.values()):
+            q, qname = rewrite(graph, d, act, self.weight_bits, weights)
+            runs, sqnr = self._checked(graph, q, ctx, samples, float_outs, float_envs)
+            rounds.append({"target_db": round(target, 2), "sqnr_db": round(sqnr, 2),
+                           "kept_float": len(kept)})
+            last = (sqnr, kept, d, q, qname, runs)
+            if sqnr >= self.min_sqnr:
+                high = target
+                if best is None or len(kept) < len(best[1]):
+                    best = last
+            else:
+                low = target
+                cliff = best[1] - kept if best is not None else set()
+                if 0 < len(cliff) <= CLIFF_OPS and best[0] - sqnr > CLIFF_DB and \
+                        not cliff <= forced:
+                    forced |= cliff
+                    low = None           # the estimate changed: search the target again
+            if not any(d.int8_ops.values()) or (sqnr >= self.min_sqnr and not kept) or \
+                    (low is not None and high is not None and high - low < 1.0):
                 break
-            target += max(self.min_sqnr - sqnr, 1.0)     # estimate was optimistic: aim higher
+            if low is not None and high is not None:
+                target = (low + high) / 2
+            elif high is None:           # estimate was optimistic: aim higher
+                target += max(self.min_sqnr - sqnr, 1.0)
+            else:                        # pessimistic: aim lower, keep more in int8
+                target -= max(sqnr - self.min_sqnr, 1.0)
+        sqnr, kept, d, q, qname, runs = best if best is not None else last
         layer_sqnr = _layer_sqnr(graph, d, runs, float_envs, q, qname)
         macs = sum(count_flops(op) // 2 for op in graph.ops if has_trait(op, "contraction"))
         kinds = {op.name: op.kind for op in graph.ops}
@@ -175,6 +216,11 @@ def correct_biases(src: Graph, q: Graph, runs, float_envs) -> bool:
 def _typed(v, array):
     from edgecc.ir import TensorType, Value
     return Value(v.name, TensorType("f32", tuple(array.shape)), data=None)
+
+
+def _sqnr(runs, float_outs) -> float:
+    return pooled_sqnr((r, g) for (outs, _), ref in zip(runs, float_outs)
+                       for r, g in zip(ref, outs))
 
 
 def _db(signal: float, noise: float) -> float:

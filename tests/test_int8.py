@@ -23,7 +23,7 @@ from edgecc.ops import build_op
 from edgecc.opdef import OpRuleError
 from edgecc.quant import conv_multipliers, dequantize, quantize
 from edgecc.textir import parse_graph, print_graph
-from tests.targets import ARM64, ARM64_DOT, RUNNABLE, target_id
+from tests.targets import ARM64, ARM64_DOT, AVX2, RUNNABLE, target_id
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -356,3 +356,49 @@ def test_int8_keeps_the_classifier_answers(cls_data, tmp_path):
         assert int(np.argmax(a[0])) == int(np.argmax(b[0]))
         pairs += list(zip(a, b))
     assert pooled_sqnr(pairs) >= 20.0
+
+
+def test_weight_rounding_lowers_each_layers_output_error(cls_data):
+    """quantize-int8's weight rounding (column by column, errors pushed onto the columns not
+    yet rounded through H⁻¹ of the calibration inputs) against rounding to nearest with the
+    same scales, on the classifier's convs: each layer's output error on *other* inputs is
+    lower in total and on most layers."""
+    from edgecc.driver import load_model
+    from edgecc.kernels import run_op
+    from edgecc.pass_manager import PassManager, pipeline
+    from edgecc.pass_registry import PassContext
+    from edgecc.passes._int8_rewrite import contraction_weights
+    from edgecc.passes._int8_weights import rounded_weights
+    from edgecc.quant import quantize_weights, symmetric_weight_params
+    model, calib, evals = cls_data
+    g, _ = load_model(str(model), {"x": (1, 3, 48, 192)})
+    passes = [p for p in pipeline(3) if p.name not in ("convert-layout", "fuse-kernels")]
+    g = PassManager(passes, ctx=PassContext(target=AVX2)).run(g)
+    fit = [run_graph(g, {"x": c}, keep_all=True)[1] for c in calib[:6]]
+    held_out = [run_graph(g, {"x": x[None]}, keep_all=True)[1] for x in evals[:2]]
+    chosen = rounded_weights(g, fit, {})
+    better, layers, err_near, err_ours = 0, 0, 0.0, 0.0
+    for op in g.ops:
+        cw = contraction_weights(op)
+        if cw is None or op.kind != "Conv":
+            continue
+        w, _, axis = cw
+        p = symmetric_weight_params(w, axis)
+        q, qp = chosen[op.name]
+        assert qp == p and q.dtype == np.int8 and np.abs(q.astype(int)).max() <= 127
+        e = []
+        for wq in (dequantize(quantize_weights(w, p), p), dequantize(q, qp)):
+            total = 0.0
+            for env in held_out:
+                ins = [env[v.name] if v.data is None else v.data for v in op.inputs]
+                ref = run_op(op, ins)[0]
+                ins[1] = wq.astype(np.float32)
+                total += float(np.sum((run_op(op, ins)[0] - ref) ** 2))
+            e.append(total)
+        layers += 1
+        better += e[1] < e[0]
+        err_near += e[0] / max(float(np.sum(ref ** 2)), 1e-30)
+        err_ours += e[1] / max(float(np.sum(ref ** 2)), 1e-30)
+    # (fitted on photos and pages, checked on rendered text lines: measured 35 of 53 layers
+    # better, total error 0.71x of rounding to nearest)
+    assert layers > 40 and better >= 0.6 * layers and err_ours < 0.8 * err_near

@@ -368,34 +368,50 @@ class CompiledGraph:
         self.kernels = KernelSet(graph, target)
         self.executable = self.kernels.runtime_module(lean)
         self.calls = list(self.kernels.calls(lean))
+        self._device_params: dict[str, tuple] = {}
+        self._funcs = None
 
     def run(self, feeds: dict[str, np.ndarray], keep_all: bool = False):
-        """The outputs in order (and with keep_all a dict name -> array of every value)."""
+        """The outputs in order (and with keep_all a dict name -> array of every value).
+        Values stay TVM tensors between kernels; results are copied out once."""
         import tvm
         from edgecc.kernels.executor import check_feeds
         graph = self.graph
-        env: dict[str, np.ndarray] = {v.name: a for v, a in zip(graph.inputs,
-                                                                 check_feeds(graph, feeds))}
-        env.update((p.name, np.asarray(p.data, order="C")) for p in graph.params)   # current
         dev = tvm.cpu(0)
-        for call in self.calls:
-            ins = [env[a.name] for a in call.inputs]
+        if self._funcs is None:          # function handles: looked up once
+            self._funcs = [None if c.kind == "view" else self.executable[c.func]
+                           for c in self.calls]
+        on_device = {v.name: tvm.runtime.tensor(np.ascontiguousarray(a), dev)
+                     for v, a in zip(graph.inputs, check_feeds(graph, feeds))}
+        # weights stay on the device between runs while their array is the same object (a
+        # pass that changes one, e.g. bias correction, assigns a new array)
+        for p in graph.params:
+            held = self._device_params.get(p.name)
+            if held is None or held[0] is not p.data:
+                held = (p.data, tvm.runtime.tensor(np.asarray(p.data, order="C"), dev))
+                self._device_params[p.name] = held
+            on_device[p.name] = held[1]
+        for call, fn in zip(self.calls, self._funcs):
+            args = [on_device[a.name] for a in call.inputs]
             if call.kind == "view":
                 out = call.outputs[0]
-                env[out.name] = ins[0].reshape(out.shape)
+                on_device[out.name] = args[0]._create_view(tuple(out.shape))
                 continue
-            args = [tvm.runtime.tensor(np.asarray(a, order="C"), dev) for a in ins]
             outs = [tvm.runtime.empty(a.shape, dtype_to_tvm(a.dtype), dev)
                     for a in call.outputs]
             try:
-                self.executable[call.func](*args, *outs)
+                fn(*args, *outs)
             except Exception as e:
                 raise ModelError(f"kernel {call.func} for node '{call.op_name}' "
                                  f"({call.op_kind}) failed: {_first_line(e)}") from None
             for a, o in zip(call.outputs, outs):
-                env[a.name] = o.numpy()
-        outputs = [env[v.name] for v in graph.outputs]
-        return (outputs, env) if keep_all else outputs
+                on_device[a.name] = o
+        outputs = [on_device[v.name].numpy() for v in graph.outputs]
+        if not keep_all:
+            return outputs
+        env = {name: t.numpy() for name, t in on_device.items()}
+        env.update((p.name, p.data) for p in graph.params)
+        return outputs, env
 
 
 def run_kernels_in_tvm(graph: Graph, feeds: dict[str, np.ndarray], target: Target,
