@@ -22,6 +22,7 @@ from .dtypes import dtype_to_numpy, dtype_to_onnx
 from .errors import ModelError, UsageError
 from .ir import Graph, Op, Value, unique_name
 from .ops import get_opdef, has_trait, kinds_with
+from .onnx_export_quant import QUANT_RULES
 from .ops.layout import layout_of
 
 MIN_EXPORT_OPSET, MAX_EXPORT_OPSET = 13, 21
@@ -401,4 +402,4 @@ def _fused(ex, op, ins, outs):
         ex.node("Identity", [ex.name(bv)], [name], f"{prefix}/{name}")
 
 
-from . import onnx_export_quant  # noqa: E402,F401  (registers the int8 ops' QDQ rules)
+_EXPORTERS.update(QUANT_RULES)         # int8 ops as QDQ (onnx_export_quant.py)

@@ -11,11 +11,21 @@ import numpy as np
 
 from .dtypes import dtype_to_numpy
 from .ir import Op, TensorType, Value
-from .onnx_export import _Exporter, _rule, _spelled
 from .quant import qrange
 
+QUANT_RULES = {}        # op kind -> fn(exporter, op, input names, output names); onnx_export
+                        # registers them (this module does not import it: no cycle)
 
-def _qparams(ex: _Exporter, t: TensorType, base: str) -> tuple[list[str], dict]:
+
+def _rule(*kinds):
+    def register(fn):
+        for k in kinds:
+            QUANT_RULES[k] = fn
+        return fn
+    return register
+
+
+def _qparams(ex, t: TensorType, base: str) -> tuple[list[str], dict]:
     """(scale, zero point) operands and the axis attribute of a quantized type."""
     q = t.quant
     per_axis = q.axis is not None
@@ -25,14 +35,14 @@ def _qparams(ex: _Exporter, t: TensorType, base: str) -> tuple[list[str], dict]:
         ({"axis": q.axis} if per_axis else {})
 
 
-def dequantized(ex: _Exporter, v: Value, name: str, base: str) -> str:
+def dequantized(ex, v: Value, name: str, base: str) -> str:
     out = ex.tmp(f"{name}_dq")
     params, attrs = _qparams(ex, v.type, f"{base}/{v.name}")
     ex.node("DequantizeLinear", [name] + params, [out], f"{base}/dq_{v.name}", **attrs)
     return out
 
 
-def _result(ex: _Exporter, op: Op, real: str, out: str):
+def _result(ex, op: Op, real: str, out: str):
     """Clip to the op's clamp (a fused ReLU / ReLU6), then QuantizeLinear into `out`."""
     t = op.output.type
     s, zp = t.quant.scale[0], t.quant.zero_point[0]
@@ -59,7 +69,7 @@ def _dequantize(ex, op, ins, outs):
     ex.node("DequantizeLinear", ins + params, outs, op.name, **attrs)
 
 
-def _bias(ex: _Exporter, op: Op, x: Value, w: Value, b_name: str, n: int) -> str:
+def _bias(ex, op: Op, x: Value, w: Value, b_name: str, n: int) -> str:
     """The int32 bias dequantized with the accumulator's scales sx * sw[c]."""
     sw = np.asarray(w.type.quant.scale, np.float64)
     sw = np.full(n, sw[0]) if sw.size == 1 else sw
@@ -75,7 +85,7 @@ def _bias(ex: _Exporter, op: Op, x: Value, w: Value, b_name: str, n: int) -> str
 def _qconv(ex, op, ins, outs):
     x, w = op.inputs[0], op.inputs[1]
     m = w.type.shape[0]
-    attrs = {k: v for k, v in _spelled(ex, op).items()
+    attrs = {k: v for k, v in op.attrs.items()
              if k in ("kernel_shape", "strides", "pads", "dilations", "group")}
     real = ex.tmp(f"{outs[0]}_real")
     ex.node("Conv", [dequantized(ex, x, ins[0], op.name), dequantized(ex, w, ins[1], op.name),
@@ -106,7 +116,7 @@ def _qbinary(ex, op, ins, outs):
 @_rule("QGlobalAveragePool", "QAveragePool")
 def _qpool(ex, op, ins, outs):
     kind = op.kind[1:]
-    attrs = {k: v for k, v in _spelled(ex, op).items()
+    attrs = {k: v for k, v in op.attrs.items()
              if k not in ("scale", "zero_point", "to", "clamp", "layout")}
     if all(d == 1 for d in attrs.get("dilations") or []):
         attrs.pop("dilations", None)            # (AveragePool has them from opset 19)

@@ -381,7 +381,7 @@ class CompiledGraph:
         if self._funcs is None:          # function handles: looked up once
             self._funcs = [None if c.kind == "view" else self.executable[c.func]
                            for c in self.calls]
-        on_device = {v.name: tvm.runtime.tensor(np.ascontiguousarray(a), dev)
+        on_device = {v.name: tvm.runtime.tensor(np.asarray(a, order="C"), dev)
                      for v, a in zip(graph.inputs, check_feeds(graph, feeds))}
         # weights stay on the device between runs while their array is the same object (a
         # pass that changes one, e.g. bias correction, assigns a new array)
