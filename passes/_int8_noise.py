@@ -25,6 +25,7 @@ from edgecc.quant import dequantize, params_for_range, quantize_weights, \
 from ._int8_rewrite import Decision, contraction_weights, decide
 
 NOISE_SAMPLES = 8
+NOISE_RUNS = 1000         # switched-graph runs at most: fewer samples for many sources
 
 
 def weight_axis(op) -> int:
@@ -127,7 +128,7 @@ def measure(src: Graph, d: Decision, act: str, bits: int, samples, runner_of, we
     g, sources = switched_graph(src, d, act, bits, weights)
     run = runner_of(g)
     off = {m: np.zeros(1, np.float32) for _, m in sources}
-    samples = samples[:NOISE_SAMPLES]
+    samples = samples[:max(1, min(NOISE_SAMPLES, NOISE_RUNS // (len(sources) + 2)))]
     base = [run({**s, **off}) for s in samples]
     signal = sum(float(np.sum(np.asarray(y, np.float64) ** 2)) for outs in base for y in outs)
     noise = {}

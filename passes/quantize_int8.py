@@ -37,7 +37,10 @@ from ._int8_noise import measure, select_float
 from ._int8_rewrite import decide, rewrite
 from ._int8_weights import rounded_weights
 
-EVAL_SAMPLES = 8          # calibration samples the accuracy budget is checked on
+FIT_SAMPLES = 8           # calibration samples weights, biases and noise are fitted on
+MIN_HELD_OUT = 4
+CHECK_SAMPLES = 8         # the next ones: the accuracy budget is checked on them (held out
+                          # from the fit when there are enough; else the fit samples)
 MAX_ROUNDS = 7           # int8 graphs built and checked at most
 CLIFF_OPS, CLIFF_DB = 6, 6.0
 
@@ -53,17 +56,17 @@ class QuantizeInt8:
     weight_bits: int = 8
     weight_rounding: str = "output"  # output: least layer-output error (_int8_weights); nearest
 
-    def _checked(self, graph: Graph, q: Graph, ctx, samples, float_outs, float_envs):
-        """The int8 graph's runs and output SQNR on the evaluation samples, with empirical
-        bias correction when it helps there (with few samples it can fit noise)."""
+    def _checked(self, graph: Graph, q: Graph, ctx, fit, check, float_envs, check_outs):
+        """(runs on the fit samples, output SQNR on the check samples) of the int8 graph,
+        with empirical bias correction when it helps on the check samples."""
         run_q = _runner(q, ctx)          # (biases are operands: corrected without recompiling)
-        runs = [run_q(f) for f in samples[:EVAL_SAMPLES]]
-        sqnr = _sqnr(runs, float_outs)
+        runs = [run_q(f) for f in fit]
+        sqnr = _sqnr([run_q(f) for f in check] if check is not fit else runs, check_outs)
         biases = {p.name: p.data for p in q.params}
         if correct_biases(graph, q, runs, float_envs):
-            corrected = [run_q(f) for f in samples[:EVAL_SAMPLES]]
-            if _sqnr(corrected, float_outs) > sqnr:
-                return corrected, _sqnr(corrected, float_outs)
+            corrected = [run_q(f) for f in check]
+            if _sqnr(corrected, check_outs) > sqnr:
+                return [run_q(f) for f in fit], _sqnr(corrected, check_outs)
             for p in q.params:
                 p.data = biases[p.name]
         return runs, sqnr
@@ -94,12 +97,18 @@ class QuantizeInt8:
             outs, env = run_float(feeds)
             coll.add(env)
             float_outs.append(outs)
-            if i < EVAL_SAMPLES:
+            if i < FIT_SAMPLES:
                 float_envs.append({n: env[n] for n in names if n in env})
         ranges = {n: choose_range(st, self.method) for n, st in coll.stats.items()}
         steps = {n: (hi - lo) / 255 for n, (lo, hi) in ranges.items()}
         weights = rounded_weights(graph, float_envs, steps, self.weight_bits) \
             if self.weight_rounding == "output" else None
+
+        fit = samples[:FIT_SAMPLES]
+        held_out = len(samples) - FIT_SAMPLES >= MIN_HELD_OUT
+        check = samples[FIT_SAMPLES:FIT_SAMPLES + CHECK_SAMPLES] if held_out else fit
+        check_outs = float_outs[FIT_SAMPLES:FIT_SAMPLES + CHECK_SAMPLES] if held_out else \
+            float_outs[:FIT_SAMPLES]
 
         # 2-3. the cheapest float set meeting the budget, checked on the real int8 graph
         everything = decide(graph, ranges, set())
@@ -118,7 +127,7 @@ class QuantizeInt8:
             kept = select_float(graph, ranges, noise, signal / 10 ** (target / 10), forced)
             d = decide(graph, ranges, kept)
             q, qname = rewrite(graph, d, act, self.weight_bits, weights)
-            runs, sqnr = self._checked(graph, q, ctx, samples, float_outs, float_envs)
+            runs, sqnr = self._checked(graph, q, ctx, fit, check, float_envs, check_outs)
             rounds.append({"target_db": round(target, 2), "sqnr_db": round(sqnr, 2),
                            "kept_float": len(kept)})
             last = (sqnr, kept, d, q, qname, runs)
