@@ -1,7 +1,7 @@
 """Vectorized transcendentals (backends/tvm/vector_math.py): error against numpy over the whole
 float32 range (every 997th bit pattern, plus the edges: ±0, ±inf, NaN, the overflow and
 underflow thresholds) on every runnable x86 target, and no scalar libm call left in a fused
-conv + SiLU kernel (x86 and arm64 objects)."""
+conv + SiLU + Tanh kernel (x86 and arm64 objects)."""
 from __future__ import annotations
 
 import subprocess
@@ -57,7 +57,8 @@ def _conv_silu_object(target, tmp_path):
     rng = np.random.default_rng(0)
     w = numpy_helper.from_array(rng.standard_normal((32, 16, 1, 1)).astype(np.float32), "W")
     nodes = [helper.make_node("Conv", ["x", "W"], ["c"]),
-             helper.make_node("Sigmoid", ["c"], ["s"]), helper.make_node("Mul", ["c", "s"], ["y"])]
+             helper.make_node("Sigmoid", ["c"], ["s"]), helper.make_node("Mul", ["c", "s"], ["m"]),
+             helper.make_node("Tanh", ["m"], ["y"])]
     g = helper.make_graph(nodes, "silu", [helper.make_tensor_value_info(
         "x", TensorProto.FLOAT, [1, 16, 20, 20])], [helper.make_tensor_value_info(
             "y", TensorProto.FLOAT, [1, 32, 20, 20])], [w])
@@ -69,9 +70,38 @@ def _conv_silu_object(target, tmp_path):
 
 
 @pytest.mark.parametrize("target", [AVX512, AVX2, ARM64], ids=target_id)
-def test_silu_epilogue_calls_no_scalar_exp(target, tmp_path):
+def test_silu_tanh_epilogue_calls_no_scalar_libm(target, tmp_path):
     _, obj = _conv_silu_object(target, tmp_path)
     tool = "aarch64-linux-gnu-objdump" if target.name == "arm64" else "objdump"
     relocs = subprocess.run([tool, "-r", str(obj)], capture_output=True, text=True,
                             check=True).stdout
-    assert "expf" not in relocs and "exp" not in relocs.split()
+    assert not {"expf", "exp", "tanhf", "tanh"} & {w.split("-")[0] for w in relocs.split()}
+
+
+def _compiled(fn, target, n):
+    a = te.placeholder((n,), "float32", name="a")
+    b = te.compute((n,), lambda i: fn(a[i]), name="b")
+    sch = tvm.s_tir.Schedule(te.create_prim_func([a, b]))
+    (i,) = sch.get_loops(sch.get_sblock("b"))
+    _, inner = sch.split(i, [None, target.lanes("f32")])
+    sch.vectorize(inner)
+    return tvm.compile(sch.mod, target=target.tvm)
+
+
+@pytest.mark.parametrize("target", RUNNABLE, ids=target_id)
+def test_tanh_is_within_about_one_ulp_over_the_float_range(target):
+    xs = np.arange(0, 1 << 32, 997, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    xs = np.concatenate([xs, EDGES, np.float32([0.6249, 0.625, 0.6251, 9.0, 9.1, 9.2, -9.2])])
+    n = xs.size + (-xs.size) % 16
+    x = np.zeros(n, np.float32)
+    x[:xs.size] = xs
+    out = tvm.runtime.empty((n,), "float32")
+    _compiled(vector_math.tanh, target, n)(tvm.runtime.tensor(x), out)
+    got = out.numpy()[:xs.size]
+    with np.errstate(invalid="ignore"):
+        want = np.tanh(xs.astype(np.float64))
+    ok = np.isfinite(xs) & (np.abs(want) >= np.finfo(np.float32).tiny)
+    ulp = np.spacing(np.abs(want[ok]).astype(np.float32)).astype(np.float64)
+    assert (np.abs(got[ok].astype(np.float64) - want[ok]) / ulp).max() <= 1.3   # 1.25 measured
+    assert np.isnan(got[np.isnan(xs)]).all()
+    assert got[xs == np.inf].tolist() == [1.0] and got[xs == -np.inf].tolist() == [-1.0]

@@ -29,7 +29,7 @@ def _c(x, v):
 _UNARY = {
     "Relu": lambda x, op, dt: tirx.max(x, _c(x, 0)),
     "Sigmoid": lambda x, op, dt: _c(x, 1) / (_c(x, 1) + vector_math.exp(-x)),
-    "Tanh": lambda x, op, dt: tirx.tanh(x),
+    "Tanh": lambda x, op, dt: vector_math.tanh(x),
     "Erf": lambda x, op, dt: tirx.erf(x),
     "Sqrt": lambda x, op, dt: tirx.sqrt(x),
     "Exp": lambda x, op, dt: vector_math.exp(x),
@@ -48,7 +48,7 @@ _UNARY = {
     "Softplus": lambda x, op, dt: tirx.max(x, _c(x, 0)) + tirx.log1p(vector_math.exp(-tirx.abs(x))),
     "Softsign": lambda x, op, dt: x / (_c(x, 1) + tirx.abs(x)),
     # x * tanh(softplus(x)), softplus as above
-    "Mish": lambda x, op, dt: x * tirx.tanh(tirx.max(x, _c(x, 0))
+    "Mish": lambda x, op, dt: x * vector_math.tanh(tirx.max(x, _c(x, 0))
                                            + tirx.log1p(vector_math.exp(-tirx.abs(x)))),
     "HardSwish": lambda x, op, dt: x * tirx.max(_c(x, 0), tirx.min(_c(x, 1),
                                                                    x / _c(x, 6) + _c(x, 0.5))),
@@ -72,7 +72,7 @@ def _gelu(op, ins, target):
         k = math.sqrt(2.0 / math.pi)
 
         def f(v):
-            return _c(v, 0.5) * v * (_c(v, 1) + tirx.tanh(_c(v, k) * (v + _c(v, 0.044715) * v * v * v)))
+            return _c(v, 0.5) * v * (_c(v, 1) + vector_math.tanh(_c(v, k) * (v + _c(v, 0.044715) * v * v * v)))
     else:
         def f(v):
             return _c(v, 0.5) * v * (_c(v, 1) + tirx.erf(v * _c(v, 1 / math.sqrt(2.0))))

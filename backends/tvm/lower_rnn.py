@@ -22,13 +22,13 @@ def _activation(name, op):
     one, zero = const(1.0, _F), const(0.0, _F)
     table = {
         "Sigmoid": lambda v: one / (one + vector_math.exp(-v)),
-        "Tanh": tirx.tanh,
+        "Tanh": vector_math.tanh,
         "Relu": lambda v: tirx.max(v, zero),
         "HardSigmoid": lambda v: tirx.min(tirx.max(const(0.2, _F) * v + const(0.5, _F), zero),
                                           one),
         "LeakyRelu": lambda v: tirx.Select(v >= zero, v, const(0.01, _F) * v),
         "Affine": lambda v: v,
-        "ScaledTanh": tirx.tanh,
+        "ScaledTanh": vector_math.tanh,
         "ThresholdedRelu": lambda v: tirx.Select(v > one, v, zero),
         "Elu": lambda v: tirx.Select(v >= zero, v, vector_math.exp(v) - one),
         "Softsign": lambda v: v / (one + tirx.abs(v)),
