@@ -140,11 +140,17 @@ def measure(src: Graph, d: Decision, act: str, bits: int, samples, runner_of, we
                          for a, b in zip(outs, ref))
         noise[src_id] = total
     kept_weights = {}
-    for name in list(weights or {}):
-        alt = noise.pop(("weights_alt", name), None)
-        if alt is not None and alt < noise.get(("weights", name), np.inf):
-            noise[("weights", name)] = alt
-            kept_weights[name] = weights[name]
+    shared: dict[int, list[str]] = {}           # ops reading one weight decide together
+    for name, wq in (weights or {}).items():
+        shared.setdefault(id(wq), []).append(name)
+    for names in shared.values():
+        alt = [noise.pop(("weights_alt", n), None) for n in names]
+        if any(a is None for a in alt):
+            continue
+        if sum(alt) < sum(noise.get(("weights", n), np.inf) for n in names):
+            for n, a in zip(names, alt):
+                noise[("weights", n)] = a
+                kept_weights[n] = weights[n]
 
     def chosen(kind, name):              # the switches of the roundings kept
         if kind == "weights":

@@ -15,6 +15,7 @@ boundaries; graph inputs and outputs stay float.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 
@@ -206,6 +207,7 @@ class Builder:
         self.fv.update({p.name: p for p in src.params})
         self.qv: dict[str, Value] = {}
         self.taken = {v.name for v in src.values()}
+        self.shared: dict[tuple, Value] = {}
 
     def fresh(self, base: str) -> str:
         name, k = base, 1
@@ -241,8 +243,18 @@ class Builder:
         return self.qv[name]
 
     def param(self, base: str, array, quant=None) -> Value:
+        """A new weight; int8 weights equal to one made before are that one (a weight read by
+        several ops, e.g. an unrolled recurrence's, is stored once)."""
         t = TensorType.of(array)
-        return Value(self.fresh(base), TensorType(t.dtype, t.shape, quant), data=array)
+        key = None
+        if quant is not None:
+            key = (t.dtype, t.shape, quant, hashlib.sha256(np.ascontiguousarray(array)).digest())
+            if key in self.shared:
+                return self.shared[key]
+        v = Value(self.fresh(base), TensorType(t.dtype, t.shape, quant), data=array)
+        if key is not None:
+            self.shared[key] = v
+        return v
 
     def out_attrs(self, name: str, clamp=None) -> dict:
         p = self.params(name)

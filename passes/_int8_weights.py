@@ -29,25 +29,37 @@ MIN_POSITIONS_PER_INPUT = 4
 def rounded_weights(src: Graph, float_envs: list[dict], steps: dict, bits: int = 8) -> dict:
     """{op name: (int8 weights in contraction_weights' layout, their QuantParams)} for every
     Conv / MatMul / Gemm with constant weights whose inputs the float runs recorded; `steps`
-    {value name: its int8 step} for the inputs' rounding noise."""
-    out = {}
+    {value name: its int8 step} for the inputs' rounding noise. Ops reading the same weights
+    (an unrolled recurrence) share one rounding, fitted to all their inputs (the same tuple)."""
+    groups: dict[tuple, list] = {}
     for op in src.ops:
         cw = contraction_weights(op)
-        if cw is None:
-            continue
-        w, _, axis = cw
-        xs = [env[op.inputs[0].name] for env in float_envs if op.inputs[0].name in env]
+        if cw is not None:
+            key = (id(op.inputs[1]), op.kind, op.attrs.get("transB"), op.attrs.get("alpha"))
+            groups.setdefault(key, []).append((op, cw))
+    out = {}
+    for members in groups.values():
+        op0, (w, _, axis) = members[0]
         params = symmetric_weight_params(w, axis, bits)
-        h = _hessian(op, xs) if xs else None
-        if h is not None:
-            positions, k = h[1], h[0].shape[-1]
+        h, positions = None, 0
+        for op, _ in members:
+            xs = [env[op.inputs[0].name] for env in float_envs if op.inputs[0].name in env]
+            part = _hessian(op, xs) if xs else None
+            if part is None:
+                h = None
+                break
             step = steps.get(op.inputs[0].name, 0.0)
-            h = h[0] + positions * step ** 2 / 12 * np.eye(k) \
-                if positions >= MIN_POSITIONS_PER_INPUT * k else None
-        if h is None:
-            out[op.name] = (quantize_weights(w, params, bits), params)
-            continue
-        out[op.name] = (_round(op, w, axis, params, h, bits), params)
+            k = part[0].shape[-1]
+            part_h = part[0] + part[1] * step ** 2 / 12 * np.eye(k)
+            h = part_h if h is None else h + part_h
+            positions += part[1]
+        if h is not None and positions < MIN_POSITIONS_PER_INPUT * h.shape[-1]:
+            h = None
+        q = quantize_weights(w, params, bits) if h is None else \
+            _round(op0, w, axis, params, h, bits)
+        shared = (q, params)
+        for op, _ in members:
+            out[op.name] = shared
     return out
 
 

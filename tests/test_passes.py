@@ -557,3 +557,50 @@ def test_pipelines_keep_their_promises(name, level, zoo_path):
     from edgecc.pass_manager import PassManager, pipeline
     _, graph, _ = imported(name, zoo_path)
     PassManager(pipeline(level), check_numerics=True, target=AVX512).run(graph)
+
+
+# ---- conv1d-as-2d -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("attrs", [
+    dict(kernel_shape=[5], strides=[1], pads=[2, 2], dilations=[1], group=1),
+    dict(kernel_shape=[3], strides=[2], pads=[1, 0], dilations=[2], group=1),
+    dict(kernel_shape=[7], strides=[1], pads=[3, 3], dilations=[1], group=16),   # depthwise
+], ids=["plain", "strided-dilated", "depthwise"])
+def test_conv1d_runs_as_a_one_row_2d_conv(attrs):
+    from edgecc.passes.conv1d_as_2d import Conv1dAs2d
+    g = G(x=(2, 16, 37))
+    k = attrs["kernel_shape"][0]
+    w = g.rand(24 if attrs["group"] == 1 else 16, 16 // attrs["group"], k, name="w1")
+    y = g.op("Conv", [g.x, w, g.rand(w.type.shape[0], name="b1")], name="c1", **attrs)
+    graph = g.ret(g.op("Relu", [y]), y)                # the conv's result is also an output
+    out, changed, _ = apply(Conv1dAs2d(), graph)
+    assert changed and kinds(out) == ["Reshape", "Conv", "Reshape", "Relu"]
+    c = out.ops[1]
+    assert c.inputs[0].type.rank == 4 and c.attrs["kernel_shape"] == [1, k]
+    assert [v.name for v in out.outputs] == [v.name for v in graph.outputs]
+
+
+def test_conv1d_gets_the_blocked_fast_schedule_in_a_bundle(tmp_path):
+    """At -O3 a 1-D conv is a blocked 2-D conv kernel (not the generic schedule) and the
+    bundle agrees with onnxruntime."""
+    import json
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    import edgecc
+    w = numpy_helper.from_array(RNG.standard_normal((32, 16, 5)).astype(np.float32), "W")
+    nodes = [helper.make_node("Conv", ["x", "W"], ["c"], pads=[2, 2], strides=[2]),
+             helper.make_node("Relu", ["c"], ["y"])]
+    m = helper.make_model(helper.make_graph(
+        nodes, "c1d", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 400])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32, 200])], [w]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(m, tmp_path / "c1d.onnx")
+    art = edgecc.compile(str(tmp_path / "c1d.onnx"), outdir=str(tmp_path / "b"), mcpu="x86-64-v3")
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert report["ops_after"].get("LayoutTransform", 0) >= 1     # blocked NCHW{c}c conv
+    assert "Conv" not in report["ops_after"]                       # (inside a Fused kernel)
+    x = RNG.standard_normal((1, 16, 400)).astype(np.float32)
+    want = ort.InferenceSession(m.SerializeToString(),
+                                providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.abs(art.run({"x": x})[0] - want).max() <= 1e-4 * np.abs(want).max()
