@@ -168,10 +168,15 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     args.threads = [int(t) for t in args.threads.split(",")]
     rows = []
+    kept = []                     # rows of other models from an earlier run stay in the file
+    if Path(args.out).is_file():
+        kept = [r for r in json.loads(Path(args.out).read_text()).get("rows", [])
+                if r["model"] not in args.models.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             rows.append(bench_model(name, args, Path(tmp)))
-            common.write_json(args.out, {"machine": common.machine_info(), "rows": rows})
+            common.write_json(args.out, {"machine": common.machine_info(),
+                                         "rows": kept + rows})
     print_table(rows, args.threads)
     print(f"CPU: {common.cpu_model()}")
     return 0

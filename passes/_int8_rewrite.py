@@ -64,6 +64,7 @@ class Decision:
     groups: Groups
     absorbed: dict[str, Op] = field(default_factory=dict)   # op -> its absorbed activation
     skipped: set[str] = field(default_factory=set)          # the absorbed activations
+    moved: set[str] = field(default_factory=set)            # value-moving ops run on int8
 
     def int8(self, op: Op) -> bool:
         return bool(self.int8_ops.get(op.name))
@@ -185,6 +186,7 @@ def decide(src: Graph, ranges, kept_float: set[str]) -> Decision:
         if has_trait(op, "quant_transparent") and qin and \
                 not (op.kind == "Resize" and op.attrs["mode"] != "nearest"):
             data_ins = [v for v in acts if v.type.dtype == "f32"]
+            d.moved.add(op.name)
             for v in op.outputs:
                 d.quantized.add(v.name)
                 for x in data_ins:
@@ -286,7 +288,7 @@ def rewrite(src: Graph, d: Decision, act: str, weight_bits: int = 8, weights=Non
         if d.int8(op):
             result = a.output.name if a is not None else op.output.name
             b.qv[result] = _emit_int8(op, a, result, b, weight_bits)
-        elif has_trait(op, "quant_transparent") and op.outputs and op.output.name in d.quantized:
+        elif op.name in d.moved:
             ins = [None if v is None else (b.q(v.name) if v.data is None and
                                            v.type.dtype == "f32" else b.fv[v.name])
                    for v in op.inputs]
