@@ -1,10 +1,8 @@
 """Vectorized transcendentals (backends/tvm/vector_math.py): error against numpy over the whole
 float32 range (every 997th bit pattern, plus the edges: ±0, ±inf, NaN, the overflow and
-underflow thresholds) on every runnable x86 target, and no scalar libm call left in a fused
-conv + SiLU + Tanh kernel (x86 and arm64 objects)."""
+underflow thresholds) on every runnable x86 target; and the regression that kept them out of
+the kernels for now (chains of transcendentals)."""
 from __future__ import annotations
-
-import subprocess
 
 import numpy as np
 import pytest
@@ -12,7 +10,7 @@ import tvm
 from tvm import te
 
 from edgecc.backends.tvm import vector_math
-from tests.targets import ARM64, AVX2, AVX512, RUNNABLE, target_id
+from tests.targets import RUNNABLE, target_id
 
 EDGES = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-30, -1e-30, 1.0, -1.0, 88.72, 88.7228,
                   88.7229, 88.73, 1e10, -87.33, -87.3365, -87.34, -103.0, -1e10], np.float32)
@@ -50,32 +48,31 @@ def test_exp_is_within_about_one_ulp_over_the_float_range(target):
     assert got[xs == 0].tolist() == [1.0] * int((xs == 0).sum())
 
 
-def _conv_silu_object(target, tmp_path):
+def test_chains_of_transcendentals_compile_quickly_and_match(tmp_path):
+    """Sigmoid/Tanh/HardSwish/Mish chains whose ops read their operand several times, fused
+    into one kernel: they build in seconds and agree with onnxruntime. (With the polynomial
+    exp/tanh inlined at every read, such chains grew exponentially and took minutes in LLVM:
+    that is why the kernels do not use vector_math yet.)"""
+    import time
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
     import edgecc
-    rng = np.random.default_rng(0)
-    w = numpy_helper.from_array(rng.standard_normal((32, 16, 1, 1)).astype(np.float32), "W")
-    nodes = [helper.make_node("Conv", ["x", "W"], ["c"]),
-             helper.make_node("Sigmoid", ["c"], ["s"]), helper.make_node("Mul", ["c", "s"], ["m"]),
-             helper.make_node("Tanh", ["m"], ["y"])]
-    g = helper.make_graph(nodes, "silu", [helper.make_tensor_value_info(
-        "x", TensorProto.FLOAT, [1, 16, 20, 20])], [helper.make_tensor_value_info(
-            "y", TensorProto.FLOAT, [1, 32, 20, 20])], [w])
-    path = tmp_path / "silu.onnx"
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
-    kw = {"mcpu": target.mcpu} if target.name == "x86_64" else {}
-    art = edgecc.compile(str(path), target=target.name, outdir=str(tmp_path / target.name), **kw)
-    return art, tmp_path / target.name / "kernels.o"
-
-
-@pytest.mark.parametrize("target", [AVX512, AVX2, ARM64], ids=target_id)
-def test_silu_tanh_epilogue_calls_no_scalar_libm(target, tmp_path):
-    _, obj = _conv_silu_object(target, tmp_path)
-    tool = "aarch64-linux-gnu-objdump" if target.name == "arm64" else "objdump"
-    relocs = subprocess.run([tool, "-r", str(obj)], capture_output=True, text=True,
-                            check=True).stdout
-    assert not {"expf", "exp", "tanhf", "tanh"} & {w.split("-")[0] for w in relocs.split()}
+    nodes = [helper.make_node("Sigmoid", ["x"], ["s"]), helper.make_node("Mul", ["s", "s"], ["m"]),
+             helper.make_node("Sigmoid", ["m"], ["s2"]), helper.make_node("HardSwish", ["s2"], ["h"]),
+             helper.make_node("Sigmoid", ["h"], ["s3"]), helper.make_node("Mul", ["s3", "h"], ["m3"]),
+             helper.make_node("Tanh", ["m3"], ["t"]), helper.make_node("Mish", ["t"], ["y"])]
+    info = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 8, 5, 7]) for n in "xy"]
+    path = tmp_path / "chain.onnx"
+    onnx.save(helper.make_model(helper.make_graph(nodes, "chain", info[:1], info[1:]),
+                                opset_imports=[helper.make_opsetid("", 18)]), path)
+    t0 = time.perf_counter()
+    art = edgecc.compile(str(path), outdir=str(tmp_path / "b"), mcpu="x86-64-v3")
+    assert time.perf_counter() - t0 < 60
+    x = np.random.default_rng(0).standard_normal((2, 8, 5, 7)).astype(np.float32) * 3
+    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x})[0]
+    assert np.abs(art.run({"x": x})[0] - want).max() <= 1e-5
 
 
 def _compiled(fn, target, n):

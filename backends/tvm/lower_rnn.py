@@ -12,7 +12,6 @@ from tvm import te, tirx
 
 from edgecc.errors import ModelError
 
-from edgecc.backends.tvm import vector_math
 from edgecc.backends.tvm.te_rules import const, lowering
 
 _F = "float32"
@@ -21,18 +20,18 @@ _F = "float32"
 def _activation(name, op):
     one, zero = const(1.0, _F), const(0.0, _F)
     table = {
-        "Sigmoid": lambda v: one / (one + vector_math.exp(-v)),
-        "Tanh": vector_math.tanh,
+        "Sigmoid": lambda v: one / (one + tirx.exp(-v)),
+        "Tanh": tirx.tanh,
         "Relu": lambda v: tirx.max(v, zero),
         "HardSigmoid": lambda v: tirx.min(tirx.max(const(0.2, _F) * v + const(0.5, _F), zero),
                                           one),
         "LeakyRelu": lambda v: tirx.Select(v >= zero, v, const(0.01, _F) * v),
         "Affine": lambda v: v,
-        "ScaledTanh": vector_math.tanh,
+        "ScaledTanh": tirx.tanh,
         "ThresholdedRelu": lambda v: tirx.Select(v > one, v, zero),
-        "Elu": lambda v: tirx.Select(v >= zero, v, vector_math.exp(v) - one),
+        "Elu": lambda v: tirx.Select(v >= zero, v, tirx.exp(v) - one),
         "Softsign": lambda v: v / (one + tirx.abs(v)),
-        "Softplus": lambda v: tirx.max(v, zero) + tirx.log1p(vector_math.exp(-tirx.abs(v))),
+        "Softplus": lambda v: tirx.max(v, zero) + tirx.log1p(tirx.exp(-tirx.abs(v))),
     }
     if name not in table:
         raise ModelError(f"{op.describe()}: LSTM activation '{name}' is not supported by the "

@@ -1,7 +1,10 @@
 """Transcendentals as plain arithmetic the vectorizer keeps in vector registers (exp, tanh).
 
 LLVM lowers TIR's exp on float32 vectors to one scalar libm call per lane (16 `expf` calls per
-AVX-512 vector in a conv + SiLU epilogue). `exp` here is Cody-Waite range reduction
+AVX-512 vector in a conv + SiLU epilogue). NOT YET USED by the lowerings: inlined at every read
+of a fused chain of transcendental ops (Sigmoid -> Mul(s, s) -> Sigmoid ...) the expressions
+grew until LLVM took minutes; using them needs the fused kernels to bind each stage once
+(tests/test_vector_math.py keeps such a chain as a regression test). `exp` here is Cody-Waite range reduction
 (x = n·ln2 + r, |r| <= ln2/2, ln2 split in a part exact in float32 and a remainder), a
 degree-6 polynomial for e^r (the Cephes expf coefficients) and 2^n built in the exponent bits.
 
@@ -33,27 +36,43 @@ def _c(x, v):
     return tirx.const(v, etype(x))
 
 
+def _let(value, body_of, name: str):
+    """body_of(v) with v bound to `value` once: the formulas read their operand many times,
+    and an expression tree repeats it at every use (nested exp/tanh grew exponentially)."""
+    v = tirx.Var(name, etype(value))
+    return tirx.Let(v, value, body_of(v))
+
+
 def exp(x):
     """e^x: the vectorizable form for float32, TIR's exp for other float types."""
     if etype(x) != "float32":
         return tirx.exp(x)
-    xc = tirx.max(tirx.min(x, _c(x, EXP_MAX)), _c(x, EXP_MIN))
-    n = tirx.floor(xc * _c(x, LOG2E) + _c(x, 0.5))
-    r = xc - n * _c(x, LN2_HI) - n * _c(x, LN2_LO)
+    return _let(x, _exp, "exp_x")
+
+
+def _exp(x):
+    def reduced(xc):
+        return _let(tirx.floor(xc * _c(x, LOG2E) + _c(x, 0.5)), lambda n: _let(
+            xc - n * _c(x, LN2_HI) - n * _c(x, LN2_LO), lambda r: _scaled(x, n, r), "exp_r"),
+            "exp_n")
+    y = _let(tirx.max(tirx.min(x, _c(x, EXP_MAX)), _c(x, EXP_MIN)), reduced, "exp_xc")
+    y = tirx.Select(x > _c(x, EXP_MAX), _c(x, float("inf")), y)
+    y = tirx.Select(x < _c(x, EXP_MIN), _c(x, 0.0), y)
+    return tirx.Select(tirx.isnan(x), x, y)       # NaN stays NaN
+
+
+def _scaled(x, n, r):
+    """e^r · 2^n; 2^n as 2^h · 2^(n-h), h = floor(n/2): both within float32's normal
+    exponents for the n of [EXP_MIN, EXP_MAX] (-126 .. 128)."""
     p = _c(x, EXP_POLY[0])
     for k in EXP_POLY[1:]:
         p = p * r + _c(x, k)
     p = p * r * r + r + _c(x, 1.0)
-    # 2^n as 2^h · 2^(n-h), h = floor(n/2): both within float32's normal exponents for the
-    # n of [EXP_MIN, EXP_MAX] (-126 .. 128)
     ni = n.astype("int32")
-    h = ni >> tirx.const(1, "int32")
     bias, shift = tirx.const(127, "int32"), tirx.const(23, "int32")
-    y = p * tirx.reinterpret("float32", (h + bias) << shift) \
-        * tirx.reinterpret("float32", (ni - h + bias) << shift)
-    y = tirx.Select(x > _c(x, EXP_MAX), _c(x, float("inf")), y)
-    y = tirx.Select(x < _c(x, EXP_MIN), _c(x, 0.0), y)
-    return tirx.Select(tirx.isnan(x), x, y)       # NaN stays NaN
+    return _let(ni >> tirx.const(1, "int32"), lambda h: p
+                * tirx.reinterpret("float32", (h + bias) << shift)
+                * tirx.reinterpret("float32", (ni - h + bias) << shift), "exp_h")
 
 
 TANH_POLY = (-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1,
@@ -66,13 +85,19 @@ def tanh(x):
     """tanh(x): the vectorizable form for float32, TIR's tanh for other float types."""
     if etype(x) != "float32":
         return tirx.tanh(x)
-    a = tirx.min(tirx.abs(x), _c(x, TANH_ONE))
-    z = a * a
-    p = _c(x, TANH_POLY[0])
-    for k in TANH_POLY[1:]:
-        p = p * z + _c(x, k)
-    small = a + a * z * p
-    large = _c(x, 1.0) - _c(x, 2.0) / (exp(a + a) + _c(x, 1.0))
-    y = tirx.Select(a < _c(x, TANH_SMALL), small, large)
-    y = tirx.Select(x < _c(x, 0.0), -y, y)
+    return _let(x, _tanh, "tanh_x")
+
+
+def _tanh(x):
+    def of_abs(a):
+        def poly(z):
+            p = _c(x, TANH_POLY[0])
+            for k in TANH_POLY[1:]:
+                p = p * z + _c(x, k)
+            return a + a * z * p
+        small = _let(a * a, poly, "tanh_z")
+        large = _c(x, 1.0) - _c(x, 2.0) / (exp(a + a) + _c(x, 1.0))
+        return tirx.Select(a < _c(x, TANH_SMALL), small, large)
+    y = _let(tirx.min(tirx.abs(x), _c(x, TANH_ONE)), of_abs, "tanh_a")
+    y = _let(y, lambda t: tirx.Select(x < _c(x, 0.0), -t, t), "tanh_t")
     return tirx.Select(tirx.isnan(x), x, y)
