@@ -16,9 +16,9 @@ EDGES = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-30, -1e-30, 1.0, -1.0, 
                   88.7229, 88.73, 1e10, -87.33, -87.3365, -87.34, -103.0, -1e10], np.float32)
 
 
-def _compiled_exp(target, n):
+def _compiled(fn, target, n):
     a = te.placeholder((n,), "float32", name="a")
-    b = te.compute((n,), lambda i: vector_math.exp(a[i]), name="b")
+    b = te.compute((n,), lambda i: fn(a[i]), name="b")
     sch = tvm.s_tir.Schedule(te.create_prim_func([a, b]))
     (i,) = sch.get_loops(sch.get_sblock("b"))
     _, inner = sch.split(i, [None, target.lanes("f32")])
@@ -34,7 +34,7 @@ def test_exp_is_within_about_one_ulp_over_the_float_range(target):
     x = np.zeros(n, np.float32)
     x[:xs.size] = xs
     out = tvm.runtime.empty((n,), "float32")
-    _compiled_exp(target, n)(tvm.runtime.tensor(x), out)
+    _compiled(vector_math.exp, target, n)(tvm.runtime.tensor(x), out)
     got = out.numpy()[:xs.size]
     with np.errstate(over="ignore", invalid="ignore"):
         want = np.exp(xs.astype(np.float64))
@@ -73,16 +73,6 @@ def test_chains_of_transcendentals_compile_quickly_and_match(tmp_path):
     want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
         None, {"x": x})[0]
     assert np.abs(art.run({"x": x})[0] - want).max() <= 1e-5
-
-
-def _compiled(fn, target, n):
-    a = te.placeholder((n,), "float32", name="a")
-    b = te.compute((n,), lambda i: fn(a[i]), name="b")
-    sch = tvm.s_tir.Schedule(te.create_prim_func([a, b]))
-    (i,) = sch.get_loops(sch.get_sblock("b"))
-    _, inner = sch.split(i, [None, target.lanes("f32")])
-    sch.vectorize(inner)
-    return tvm.compile(sch.mod, target=target.tvm)
 
 
 @pytest.mark.parametrize("target", RUNNABLE, ids=target_id)
