@@ -52,7 +52,7 @@ def samples(name: str, n_calib: int, n_eval: int):
 
 
 def model_file(name: str) -> Path:
-    return int8_data.model_path(name) if name in int8_data.FILES else zoo.materialize(name)
+    return int8_data.model_path(name) if name in int8_data.INPUT else zoo.materialize(name)
 
 
 def ort_session(path, threads: int, optimize: bool):

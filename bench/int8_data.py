@@ -8,6 +8,9 @@ Models and their preprocessing (../shared/models/README.md):
   ppocr_cls   x [N,3,48,192]  text line, height 48, width kept to 192, (v/255-0.5)/0.5
   ppocr_det   x [N,3,320,320] page or photo resized, (v/255-0.5)/0.5
   captcha_crnn image [N,3,60,160] BGR 0..255
+  ppocr_rec   x [N,3,48,320]  PP-OCRv4 text recognizer, from the rapidocr_onnxruntime wheel
+              (`pip install --no-deps rapidocr_onnxruntime==1.4.4`: a trained model from a
+              package registry, read from the installed package, never downloaded here)
 """
 from __future__ import annotations
 
@@ -22,11 +25,21 @@ MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
 FILES = {"ppocr_cls": "ch_ppocr_mobile_v2.0_cls_infer.onnx",
          "ppocr_det": "ch_PP-OCRv4_det_infer.onnx", "captcha_crnn": "captcha_crnn.onnx"}
 INPUT = {"ppocr_cls": ("x", (1, 3, 48, 192)), "ppocr_det": ("x", (1, 3, 320, 320)),
-         "captcha_crnn": ("image", (1, 3, 60, 160))}
+         "captcha_crnn": ("image", (1, 3, 60, 160)), "ppocr_rec": ("x", (1, 3, 48, 320))}
+PACKAGED = {"ppocr_rec": ("rapidocr_onnxruntime", "models/ch_PP-OCRv4_rec_infer.onnx",
+                          "pip install --no-deps rapidocr_onnxruntime==1.4.4")}
 CRNN_CLASSES = string.digits + string.ascii_uppercase      # blank = 36
 
 
 def model_path(name: str) -> Path:
+    if name in PACKAGED:
+        import importlib.util
+        package, inside, how = PACKAGED[name]
+        spec = importlib.util.find_spec(package)
+        path = Path(spec.submodule_search_locations[0]) / inside if spec else None
+        if path is None or not path.is_file():
+            raise SystemExit(f"{name}: the model comes from the {package} wheel: {how}")
+        return path
     return MODELS / FILES[name]
 
 
@@ -63,12 +76,13 @@ def _bgr(img, h=60, w=160):
 
 def calibration(name: str) -> np.ndarray:
     """[S, ...] calibration samples from ../shared/calib."""
-    if name == "ppocr_cls":
+    if name in ("ppocr_cls", "ppocr_rec"):
         texts = _images("text")
         lines = [im for im in texts if im.height < 100]
         pages = [im.crop((0, y, im.width, y + 48)) for im in texts if im.height >= 100
                  for y in (40, 200)]
-        return np.stack([_line(im) for im in lines + pages])
+        width = INPUT[name][1][3]
+        return np.stack([_line(im, w=width) for im in lines + pages])
     if name == "ppocr_det":
         return np.stack([_square(im) for im in _images("text") + _images("photos")])
     return np.stack([_bgr(im) for im in _images("captcha")])
@@ -148,9 +162,18 @@ def evaluation(name: str) -> np.ndarray:
                          for k, t in enumerate(_WORDS[:8] * 2)][:16])
     if name == "ppocr_det":
         return np.stack([_square(_render_page(k)) for k in range(8)])
+    if name == "ppocr_rec":
+        return np.stack([_line(_render_line(t, k, flip=False), w=320)
+                         for k, t in enumerate(_WORDS)])
     rng = np.random.default_rng(7)
     texts = ["".join(rng.choice(list(CRNN_CLASSES), int(rng.integers(4, 7)))) for _ in range(12)]
     return np.stack([_bgr(_render_captcha(t, k)) for k, t in enumerate(texts)])
+
+
+def ctc_indices(probs: np.ndarray) -> list[int]:
+    """PP-OCR recognizer [1, T, classes] -> the greedy CTC label sequence (blank 0)."""
+    best = probs[0].argmax(axis=-1)
+    return [int(c) for i, c in enumerate(best) if c != 0 and (i == 0 or c != best[i - 1])]
 
 
 def ctc_greedy(logits: np.ndarray) -> list[str]:
@@ -174,6 +197,8 @@ def answer(name: str, outputs: list[np.ndarray]):
         return int(np.argmax(y.reshape(-1)))
     if name == "captcha_crnn":
         return ctc_greedy(y)[0]
+    if name == "ppocr_rec":
+        return ctc_indices(y)
     return (y > 0.3)
 
 

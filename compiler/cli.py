@@ -87,6 +87,16 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8-min-sqnr", type=float, default=None, metavar="DB",
                    help="accuracy budget: output SQNR vs the float model on the calibration "
                         "samples (default 30 dB)")
+    p.add_argument("--decompose", action="store_true",
+                   help="tensor decomposition: low-rank layers become thin factors (Tucker-2, "
+                        "SVD) where edgecc's kernels run them faster; with --calib fitted to "
+                        "the data within --decompose-min-sqnr, without from the weights alone")
+    p.add_argument("--decompose-min-sqnr", type=float, default=None, metavar="DB",
+                   help="accuracy budget of --decompose: output SQNR vs the undecomposed model "
+                        "on the calibration samples (default 30 dB)")
+    p.add_argument("--decompose-budget", type=float, default=None, metavar="FLOPS_FRACTION",
+                   help="stop --decompose once this fraction of the conv/gemm FLOPs is removed "
+                        "(default: as much as the accuracy budget allows)")
     p.add_argument("--list-passes", action="store_true", help="print the passes of each -O level")
     p.add_argument("--version", action="version", version=f"edgecc {__version__}")
     return p
@@ -177,8 +187,13 @@ def _cmd_compile(argv: list[str]) -> int:
                    print_after=tuple(args.print_after), check_numerics=args.check_numerics,
                    tune=args.tune, tuning_cache=args.tuning_cache, int8=args.int8,
                    calib=args.calib, calib_method=args.calib_method,
+                   decompose=args.decompose,
                    **({} if args.int8_min_sqnr is None else
-                      {"int8_min_sqnr": args.int8_min_sqnr}))
+                      {"int8_min_sqnr": args.int8_min_sqnr}),
+                   **({} if args.decompose_min_sqnr is None else
+                      {"decompose_min_sqnr": args.decompose_min_sqnr}),
+                   **({} if args.decompose_budget is None else
+                      {"decompose_budget": args.decompose_budget}))
     result = run_compile(args.model, opts, log=sys.stderr)
     where = getattr(result, "path", result)
     print(f"edgecc: wrote {where}")

@@ -27,6 +27,8 @@ EMITS = ("bundle", "onnx", "ir")
 # the default accuracy budget of --int8: output SQNR vs the float model on the calibration
 # samples; 30 dB keeps classes, decoded text and detection maps (README: int8)
 INT8_MIN_SQNR = 30.0
+# the default accuracy budget of --decompose (README: decomposition)
+DECOMPOSE_MIN_SQNR = 30.0
 
 
 @dataclass
@@ -51,6 +53,9 @@ class Options:
     calib: str | None = None            # calibration samples (compiler/calib_data.py)
     calib_method: str = "mse"
     int8_min_sqnr: float = INT8_MIN_SQNR
+    decompose: bool = False             # tensor decomposition (passes/decompose.py)
+    decompose_min_sqnr: float = DECOMPOSE_MIN_SQNR
+    decompose_budget: float = 0.0       # stop at this fraction of conv/gemm FLOPs removed
 
     def validate(self) -> None:
         if self.target not in TARGETS:
@@ -71,9 +76,9 @@ class Options:
         if self.tune is not None and self.tune < 0:
             raise UsageError(f"{option('tune', self.tune)}: must be a non-negative number of trials")
         from .calibrate import METHODS
-        if self.calib is not None and not self.int8:
-            raise UsageError(f"{option('calib')} is read by {option('int8')} only; add it or "
-                             f"drop {option('calib')}")
+        if self.calib is not None and not (self.int8 or self.decompose):
+            raise UsageError(f"{option('calib')} is read by {option('int8')} and "
+                             f"{option('decompose')} only; add one or drop {option('calib')}")
         if self.int8 and self.calib is None:
             raise UsageError(f"{option('int8')} needs calibration samples: "
                              f"{option('calib')} PATH (a directory of .npy / .npz, or one .npz)")
@@ -83,6 +88,12 @@ class Options:
         if not math.isfinite(self.int8_min_sqnr):
             raise UsageError(f"{option('int8_min_sqnr', self.int8_min_sqnr)} must be a number "
                              f"of dB")
+        if not math.isfinite(self.decompose_min_sqnr):
+            raise UsageError(f"{option('decompose_min_sqnr', self.decompose_min_sqnr)} must be "
+                             f"a number of dB")
+        if not 0.0 <= self.decompose_budget <= 1.0:
+            raise UsageError(f"{option('decompose_budget', self.decompose_budget)} must be a "
+                             f"fraction of the FLOPs between 0 and 1")
 
 
 def parse_input_shape(spec: str) -> tuple[str, tuple[int, ...]]:
@@ -152,6 +163,8 @@ def optimize(graph: Graph, opts: Options, log=None, target: Target | None = None
     runner = target if target.runs_here() else host_target(host_arch())
     ctx = PassContext(stream=log, target=target, calibration=calibration, runner=runner)
     passes = pipeline(opts.opt_level)
+    if opts.decompose:
+        passes = with_decomposition(passes, opts)
     if opts.int8:
         passes = with_quantization(passes, opts)
     pm = PassManager(passes, print_after_all=opts.print_after_all,
@@ -169,12 +182,27 @@ def with_quantization(passes: list, opts: Options) -> list:
     from .pass_manager import parse_pass
     q = parse_pass(f"quantize-int8{{method={opts.calib_method},"
                    f"min_sqnr={float(opts.int8_min_sqnr)}}}")
+    return _before_layout(passes, q)
+
+
+def _before_layout(passes: list, new) -> list:
+    """`passes` with `new` inserted before layout conversion / kernel fusion / dce."""
     names = [p.name for p in passes]
     for before in ("convert-layout", "fuse-kernels", "dce"):
         if before in names:
             i = names.index(before)
-            return passes[:i] + [q] + passes[i:]
-    return passes + [q]
+            return passes[:i] + [new] + passes[i:]
+    return passes + [new]
+
+
+def with_decomposition(passes: list, opts: Options) -> list:
+    """The pipeline with decompose after the float rewrites (BN folded, affine folded) and
+    before layout, kernel fusion and quantization (the factors are quantized, laid out and
+    fused like any layer)."""
+    from .pass_manager import parse_pass
+    d = parse_pass(f"decompose{{min_sqnr={float(opts.decompose_min_sqnr)},"
+                   f"budget={float(opts.decompose_budget)}}}")
+    return _before_layout(passes, d)
 
 
 def graph_stats(graph: Graph) -> dict:
@@ -198,7 +226,7 @@ def run_compile(model_path: str, opts: Options, log=None):
     t0 = time.perf_counter()
     target = resolve_target(opts)
     calibration = None
-    if opts.int8:
+    if opts.calib is not None:
         from .calib_data import check_samples, read_samples, sample_shapes
         raw = read_samples(opts.calib)
         graph, onnx_nodes = load_model(model_path, opts.input_shapes, sample_shapes(raw))

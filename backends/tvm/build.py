@@ -374,6 +374,24 @@ class CompiledGraph:
     def run(self, feeds: dict[str, np.ndarray], keep_all: bool = False):
         """The outputs in order (and with keep_all a dict name -> array of every value).
         Values stay TVM tensors between kernels; results are copied out once."""
+        on_device = self._execute(feeds)
+        outputs = [on_device[v.name].numpy() for v in self.graph.outputs]
+        if not keep_all:
+            return outputs
+        env = {name: t.numpy() for name, t in on_device.items()}
+        env.update((p.name, p.data) for p in self.graph.params)
+        return outputs, env
+
+    def time_calls(self, feeds: dict[str, np.ndarray], runs: int = 5) -> list[float]:
+        """Seconds each call takes (self.calls order; views 0): the median of `runs` runs
+        after one warm-up run."""
+        times: list[list[float]] = [[] for _ in self.calls]
+        for _ in range(runs + 1):
+            self._execute(feeds, times)
+        return [float(np.median(t[1:])) if len(t) > 1 else 0.0 for t in times]
+
+    def _execute(self, feeds: dict[str, np.ndarray], times: list[list[float]] | None = None):
+        """Every value by name, on the device; with `times`, each call's seconds appended."""
         import tvm
         from edgecc.kernels.executor import check_feeds
         graph = self.graph
@@ -391,7 +409,7 @@ class CompiledGraph:
                 held = (p.data, tvm.runtime.tensor(np.asarray(p.data, order="C"), dev))
                 self._device_params[p.name] = held
             on_device[p.name] = held[1]
-        for call, fn in zip(self.calls, self._funcs):
+        for i, (call, fn) in enumerate(zip(self.calls, self._funcs)):
             args = [on_device[a.name] for a in call.inputs]
             if call.kind == "view":
                 out = call.outputs[0]
@@ -399,19 +417,17 @@ class CompiledGraph:
                 continue
             outs = [tvm.runtime.empty(a.shape, dtype_to_tvm(a.dtype), dev)
                     for a in call.outputs]
+            start = time.perf_counter()
             try:
                 fn(*args, *outs)
             except Exception as e:
                 raise ModelError(f"kernel {call.func} for node '{call.op_name}' "
                                  f"({call.op_kind}) failed: {_first_line(e)}") from None
+            if times is not None:
+                times[i].append(time.perf_counter() - start)
             for a, o in zip(call.outputs, outs):
                 on_device[a.name] = o
-        outputs = [on_device[v.name].numpy() for v in graph.outputs]
-        if not keep_all:
-            return outputs
-        env = {name: t.numpy() for name, t in on_device.items()}
-        env.update((p.name, p.data) for p in graph.params)
-        return outputs, env
+        return on_device
 
 
 def run_kernels_in_tvm(graph: Graph, feeds: dict[str, np.ndarray], target: Target,
