@@ -93,7 +93,7 @@ def _compile_parser() -> argparse.ArgumentParser:
                         "the data within --decompose-min-sqnr, without from the weights alone")
     p.add_argument("--decompose-min-sqnr", type=float, default=None, metavar="DB",
                    help="accuracy budget of --decompose: output SQNR vs the undecomposed model "
-                        "on the calibration samples (default 30 dB)")
+                        "on held-out calibration samples (default 28 dB)")
     p.add_argument("--decompose-budget", type=float, default=None, metavar="FLOPS_FRACTION",
                    help="stop --decompose once this fraction of the conv/gemm FLOPs is removed "
                         "(default: as much as the accuracy budget allows)")

@@ -27,8 +27,9 @@ EMITS = ("bundle", "onnx", "ir")
 # the default accuracy budget of --int8: output SQNR vs the float model on the calibration
 # samples; 30 dB keeps classes, decoded text and detection maps (README: int8)
 INT8_MIN_SQNR = 30.0
-# the default accuracy budget of --decompose (README: decomposition)
-DECOMPOSE_MIN_SQNR = 30.0
+# the default accuracy budget of --decompose: output SQNR on held-out calibration samples;
+# 28 dB leaves a margin for 25 dB on other inputs (README: decomposition)
+DECOMPOSE_MIN_SQNR = 28.0
 
 
 @dataclass

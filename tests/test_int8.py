@@ -241,7 +241,7 @@ def tiny(tmp_path_factory):
 
 
 @pytest.mark.parametrize("case,message", [
-    ("calib_without_int8", "--calib is read by --int8 only"),
+    ("calib_without_int8", "--calib is read by --int8 and --decompose only"),
     ("int8_without_calib", "--int8 needs calibration samples"),
     ("empty_dir", "holds no .npy or .npz files"),
     ("wrong_shape", "has shape [1, 3, 9, 8], the model takes [1, 3, 8, 8]"),
