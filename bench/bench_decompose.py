@@ -91,6 +91,74 @@ def bench_model(name: str, args, work: Path) -> list[dict]:
     return rows
 
 
+def cost_check(name: str, args) -> dict:
+    """decompose's cost model against measured kernels on this machine: for every candidate
+    layer and rank level, the predicted time saved against the time saved by the compiled
+    kernels (the model as it is and with every layer at that level, laid out and fused like
+    -O3, each kernel timed in place)."""
+    from edgecc.backends.tvm.build import CompiledGraph
+    from edgecc.driver import load_model
+    from edgecc.pass_manager import PassManager, parse_pass, pipeline
+    from edgecc.pass_registry import PassContext
+    from edgecc.passes import decompose as D
+    from edgecc.target import host_arch, host_target
+    inp, shape, calib, _, _ = samples(name, 1, 1)
+    target = host_target(host_arch())
+    lanes = target.lanes("f32")
+    graph, _ = load_model(str(model_file(name)), {inp: shape})
+    graph = PassManager([p for p in pipeline(3) if p.name not in
+                         ("convert-layout", "fuse-kernels", "dce")],
+                        ctx=PassContext(target=target)).run(graph)
+    layers, _ = D.candidates(graph, PassContext(target=target), lanes)
+    feeds = {inp: calib[0]}
+
+    def per_layer(g):
+        g = PassManager([parse_pass("convert-layout"), parse_pass("fuse-kernels"),
+                         parse_pass("dce")], verify=False,
+                        ctx=PassContext(target=target)).run(g.clone())
+        compiled = CompiledGraph(g, target)
+        out: dict = {}
+        for call, t in zip(compiled.calls, compiled.time_calls(feeds, 7)):
+            op = g.ops[call.index]
+            inner = op.attrs["body"].ops if op.kind == "Fused" else [op]
+            # a kernel counts for the layer whose contraction it computes (a fused layout
+            # conversion or epilogue is named after its first op)
+            names = [o.name for o in inner if o.kind in ("Conv", "Gemm", "MatMul")] or \
+                [call.op_name]
+            src = names[0]
+            for suffix in ("/reduce", "/core", "/expand", "/svd_v", "/svd_u", "/svd_bias"):
+                src = src[:-len(suffix)] if src.endswith(suffix) else src
+            out[src] = out.get(src, 0.0) + t
+        return out
+
+    base = per_layer(graph)
+    pairs = []
+    for j in range(len(D.RANK_FRACTIONS)):
+        at = {lay: j for lay in layers if j in lay.levels}
+        if not at:
+            continue
+        factors = {(id(lay), j): D.Factorizer(lay.method, lay.w, lay.bias, None).factors(
+            lay.levels[j]) for lay in at}
+        times = per_layer(D._build(graph, at, factors)[0])
+        for lay in at:
+            names = {op.name for op in lay.ops}
+            before = sum(base.get(n, 0.0) for n in names)
+            after = sum(times.get(n, 0.0) for n in names)
+            predicted = D.seconds(lay.kernels(None, lanes), lanes) - \
+                D.seconds(lay.kernels(lay.levels[j], lanes), lanes)
+            pairs.append({"node": lay.describe(), "ranks": list(lay.levels[j]),
+                          "measured_us": round((before - after) * 1e6, 1),
+                          "predicted_us": round(predicted * 1e6, 1),
+                          "layer_us": round(before * 1e6, 1)})
+    kept = [p for p in pairs if p["predicted_us"] >= D.MIN_SAVING * p["layer_us"]]
+    slower = [p for p in kept if p["measured_us"] < 0]
+    print(f"[{name}] cost model: {len(pairs)} (layer, rank) pairs, sign agrees on "
+          f"{sum((p['measured_us'] > 0) == (p['predicted_us'] > 0) for p in pairs)}; of the "
+          f"{len(kept)} the pass may keep (>= {D.MIN_SAVING:.0%} predicted), {len(slower)} "
+          f"measured slower", flush=True)
+    return {"model": name, "pairs": pairs, "kept": len(kept), "kept_but_slower": len(slower)}
+
+
 def print_table(rows: list, threads: list) -> None:
     print()
     print("| model | budget dB | layers | FLOPs removed | SQNR calib / eval dB | answers | "
@@ -140,19 +208,26 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=float, default=30.0, help="seconds of timing per build")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "decompose.json"))
     ap.add_argument("--plot", default=str(Path(__file__).parent / "results" / "decompose.png"))
+    ap.add_argument("--cost-check", action="store_true",
+                    help="also compare the pass's cost model with measured kernel times")
     args = ap.parse_args(argv)
     args.threads = [int(t) for t in args.threads.split(",")]
     args.sqnr = [float(s) for s in args.sqnr.split(",")]
-    rows = []
-    kept = []                     # rows of other models from an earlier run stay in the file
+    rows, checks = [], []
+    kept, kept_checks = [], []    # other models' results from an earlier run stay in the file
     if Path(args.out).is_file():
-        kept = [r for r in json.loads(Path(args.out).read_text()).get("rows", [])
-                if r["model"] not in args.models.split(",")]
+        old = json.loads(Path(args.out).read_text())
+        kept = [r for r in old.get("rows", []) if r["model"] not in args.models.split(",")]
+        kept_checks = [r for r in old.get("cost_check", [])
+                       if not args.cost_check or r["model"] not in args.models.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
+            if args.cost_check:
+                checks.append(cost_check(name, args))
             rows += bench_model(name, args, Path(tmp))
             common.write_json(args.out, {"machine": common.machine_info(),
-                                         "rows": kept + rows})
+                                         "rows": kept + rows,
+                                         "cost_check": kept_checks + checks})
     print_table(rows, args.threads)
     if args.plot:
         plot(kept + rows, Path(args.plot), args.threads[0])
