@@ -300,3 +300,23 @@ def test_data_aware_build_is_deterministic(tmp_path):
         outs.append(((out / "m.eir").read_bytes(), (out / "m.weights.npz").read_bytes()))
     assert outs[0] == outs[1]
     assert b"/reduce" in outs[0][0]
+
+
+def test_flops_budget_stops_early():
+    """decompose{budget=f}: the greedy stops once f of the conv/gemm FLOPs are removed, so it
+    factors fewer layers than the accuracy budget alone would allow."""
+    from edgecc.pass_manager import PassContext as Ctx
+    graph, _ = low_rank_graph()
+    rng = np.random.default_rng(3)
+    calib = [{"x": np.abs(rng.standard_normal((2, 32, 12, 12))).astype(np.float32)}
+             for _ in range(16)]
+    results = {}
+    for budget in (0.0, 0.05):
+        ctx = Ctx(target=AVX2, calibration=calib, runner=FAST)
+        PassManager([parse_pass(f"decompose{{min_sqnr=30.0,budget={budget}}}")], ctx=ctx) \
+            .run(graph.clone())
+        results[budget] = ctx.results["decompose"]
+    full, capped = results[0.0], results[0.05]
+    assert full["layers"] == 3 and capped["layers"] < full["layers"]
+    assert capped["flops_saved"] >= 0.05 * capped["conv_gemm_flops"]
+    assert capped["sqnr_db"] >= 30.0
