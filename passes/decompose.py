@@ -39,7 +39,7 @@ from edgecc.ops import build_op, count_flops
 
 from edgecc.pass_registry import register_pass
 
-from ._decompose_cost import MIN_SAVING, Kernel, conv_kernel, seconds
+from ._decompose_cost import MIN_SAVING, Kernel, conv_kernel, seconds, with_conversions
 from ._decompose_factors import (Factorizer, PatchData, channel_moment, conv_patches,
                                  refit_last)
 from ._rewrite import const, record_refusal, replace
@@ -93,14 +93,17 @@ class Layer:
             rows_in = op.inputs[0].type.numel // c
             if ranks is None:
                 out.append(conv_kernel(c, m, taps, rows_in, rows_out, lanes))
-            elif self.method == "svd":
-                out += [conv_kernel(c, ranks[0], taps, rows_in, rows_out, lanes),
-                        conv_kernel(ranks[0], m, 1, rows_out, rows_out, lanes)]
+                continue
+            if self.method == "svd":
+                chain = [conv_kernel(c, ranks[0], taps, rows_in, rows_out, lanes),
+                         conv_kernel(ranks[0], m, 1, rows_out, rows_out, lanes)]
             else:
                 r_in, r_out = ranks
-                out += [conv_kernel(c, r_in, 1, rows_in, rows_in, lanes),
-                        conv_kernel(r_in, r_out, taps, rows_in, rows_out, lanes),
-                        conv_kernel(r_out, m, 1, rows_out, rows_out, lanes)]
+                chain = [conv_kernel(c, r_in, 1, rows_in, rows_in, lanes),
+                         conv_kernel(r_in, r_out, taps, rows_in, rows_out, lanes),
+                         conv_kernel(r_out, m, 1, rows_out, rows_out, lanes)]
+            out += with_conversions(chain, conv_kernel(c, m, taps, rows_in, rows_out,
+                                                       lanes).blocked)
         return out
 
     def factor_flops(self, ranks: tuple[int, ...]) -> int:
