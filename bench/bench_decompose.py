@@ -21,12 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import int8_data  # noqa: E402
-from bench_int8 import model_file, samples  # noqa: E402
+from bench_int8 import model_file, prepared, samples  # noqa: E402
 
 import edgecc  # noqa: E402
 from edgecc.calibrate import pooled_sqnr  # noqa: E402
@@ -35,11 +34,7 @@ DEFAULT_MODELS = ("captcha_crnn", "ppocr_det", "ppocr_cls")
 
 
 def bench_model(name: str, args, work: Path) -> list[dict]:
-    inp, shape, calib, ev, task = samples(name, args.calib, args.eval)
-    path = model_file(name)
-    shapes = {inp: shape}
-    calib_file = work / f"{name}_calib.npz"
-    np.savez(calib_file, **{inp: calib})
+    inp, shapes, _, ev, task, path, calib_file = prepared(name, args, work)
     print(f"[{name}] -O3 build ...", flush=True)
     base = edgecc.compile(str(path), outdir=str(work / f"{name}.o3"), input_shapes=shapes)
     base_out = [base.run({inp: x}) for x in ev]
@@ -126,7 +121,7 @@ def cost_check(name: str, args) -> dict:
             names = [o.name for o in inner if o.kind in ("Conv", "Gemm", "MatMul")] or \
                 [call.op_name]
             src = names[0]
-            for suffix in ("/reduce", "/core", "/expand", "/svd_v", "/svd_u", "/svd_bias"):
+            for suffix in D.FACTOR_SUFFIXES:
                 src = src[:-len(suffix)] if src.endswith(suffix) else src
             out[src] = out.get(src, 0.0) + t
         return out

@@ -51,6 +51,15 @@ def samples(name: str, n_calib: int, n_eval: int):
     return inp, tuple(shape), calib, ev, None
 
 
+def prepared(name: str, args, work: Path):
+    """(input name, {input: shape}, calibration, evaluation, task, model path, calibration
+    .npz written in `work`) of a benchmark model."""
+    inp, shape, calib, ev, task = samples(name, args.calib, args.eval)
+    calib_file = work / f"{name}_calib.npz"
+    np.savez(calib_file, **{inp: calib})
+    return inp, {inp: shape}, calib, ev, task, model_file(name), calib_file
+
+
 def model_file(name: str) -> Path:
     return int8_data.model_path(name) if name in int8_data.INPUT else zoo.materialize(name)
 
@@ -66,11 +75,7 @@ def ort_session(path, threads: int, optimize: bool):
 
 
 def bench_model(name: str, args, work: Path) -> dict:
-    inp, shape, calib, ev, task = samples(name, args.calib, args.eval)
-    path = model_file(name)
-    shapes = {inp: shape}
-    calib_file = work / f"{name}_calib.npz"
-    np.savez(calib_file, **{inp: calib})
+    inp, shapes, calib, ev, task, path, calib_file = prepared(name, args, work)
     print(f"[{name}] fp32 build ...", flush=True)
     f = edgecc.compile(str(path), outdir=str(work / f"{name}.fp32"), input_shapes=shapes)
     print(f"[{name}] int8 build (calibration on {len(calib)} samples) ...", flush=True)

@@ -42,6 +42,7 @@ from edgecc.pass_registry import register_pass
 from ._decompose_cost import MIN_SAVING, Kernel, conv_kernel, seconds, with_conversions
 from ._decompose_factors import (Factorizer, PatchData, channel_moment, conv_patches,
                                  refit_last)
+from ._graph_runner import fused, graph_runner, replace_contents
 from ._rewrite import const, record_refusal, replace
 
 RANK_FRACTIONS = (0.125, 0.1875, 0.25, 0.3125, 0.375, 0.4375, 0.5, 0.5625, 0.625, 0.6875,
@@ -56,6 +57,8 @@ CHECK_SAMPLES = 8            # and the SQNR budget checked on the next (held out
 MIN_HELD_OUT = 4             # when there are at least this many; else they overlap)
 PATCHES = 12000              # sampled output positions a layer's factors are fitted on
 MAX_ROUNDS = 5
+# factor ops are named <layer>/<suffix> (profiles map kernels back to their layer by them)
+FACTOR_SUFFIXES = ("/reduce", "/core", "/expand", "/svd_v", "/svd_u", "/svd_bias")
 
 
 @dataclass(eq=False)
@@ -154,7 +157,7 @@ class Decompose:
         elif layers:
             chosen, dec = self._data_free(graph, ctx, layers, lanes)
         if chosen:
-            _replace_graph(graph, dec)
+            replace_contents(graph, dec)
             results.update(_summary(chosen, sqnr))
         _publish(ctx, results, layers, chosen, refused)
         return bool(chosen)
@@ -563,11 +566,6 @@ def _rows(values: list[np.ndarray], op: Op) -> np.ndarray:
     return np.concatenate([v.reshape(-1, v.shape[-1]) for v in values])
 
 
-def _replace_graph(graph: Graph, new: Graph) -> None:
-    graph.inputs, graph.params, graph.ops, graph.outputs = (new.inputs, new.params, new.ops,
-                                                            new.outputs)
-
-
 # ---- measurements ---------------------------------------------------------------------------------
 
 def _samples(ctx) -> list | None:
@@ -580,23 +578,9 @@ def _lanes(ctx) -> int:
 
 
 def _runner(graph: Graph, ctx, keep_all: bool = False):
-    """feeds (or a list of feeds) -> outputs [or (outputs, every value)]: compiled for
-    ctx.runner, else the reference executor."""
-    if getattr(ctx, "runner", None) is not None:
-        from edgecc.backends.tvm.build import CompiledGraph
-        compiled = CompiledGraph(graph if keep_all else _fused(graph), ctx.runner)
-        one = (lambda f: compiled.run(f, keep_all=True)) if keep_all else compiled.run
-    else:
-        from edgecc.kernels import run_graph
-        one = (lambda f: run_graph(graph, f, keep_all=True)) if keep_all else \
-            (lambda f: run_graph(graph, f))
+    """feeds (or a list of feeds) -> outputs [or (outputs, every value)] (_graph_runner)."""
+    one = graph_runner(graph, ctx, outputs_only=not keep_all)
     return lambda feeds: [one(f) for f in feeds] if isinstance(feeds, list) else one(feeds)
-
-
-def _fused(graph: Graph) -> Graph:
-    from edgecc.pass_manager import PassManager, parse_pass
-    return PassManager([parse_pass("fuse-kernels"), parse_pass("dce")],
-                       verify=False).run(graph.clone())
 
 
 def _sqnr(runs: list, want: list) -> float:
@@ -609,11 +593,12 @@ def _sqnr(runs: list, want: list) -> float:
 def _output_noise(graph, ctx, layers, factors, feeds, want) -> dict:
     """(layer id, level) -> summed squared output error with that layer alone decomposed
     (its factors' single weight swapped into the compiled model)."""
-    g = _fused(graph) if getattr(ctx, "runner", None) is not None else graph
-    run = _runner(g, ctx) if getattr(ctx, "runner", None) is None else None
-    if run is None:
+    if getattr(ctx, "runner", None) is not None:
         from edgecc.backends.tvm.build import CompiledGraph
+        g = fused(graph)
         run = CompiledGraph(g, ctx.runner).run
+    else:
+        g, run = graph, _runner(graph, ctx)
     params = {p.name: p for p in g.params}
     noise = {}
     for lay in layers:

@@ -33,6 +33,7 @@ from edgecc.ops import count_flops, has_trait
 from edgecc.pass_registry import register_pass
 from edgecc.quant import dequantize
 
+from ._graph_runner import graph_runner, replace_contents
 from ._int8_noise import measure, select_float
 from ._int8_rewrite import decide, rewrite
 from ._int8_weights import rounded_weights
@@ -59,7 +60,7 @@ class QuantizeInt8:
     def _checked(self, graph: Graph, q: Graph, ctx, fit, check, float_envs, check_outs):
         """(runs on the fit samples, output SQNR on the check samples) of the int8 graph,
         with empirical bias correction when it helps on the check samples."""
-        run_q = _runner(q, ctx)          # (biases are operands: corrected without recompiling)
+        run_q = graph_runner(q, ctx)          # (biases are operands: corrected without recompiling)
         runs = [run_q(f) for f in fit]
         sqnr = _sqnr([run_q(f) for f in check] if check is not fit else runs, check_outs)
         biases = {p.name: p.data for p in q.params}
@@ -90,7 +91,7 @@ class QuantizeInt8:
         # 1. calibration statistics (and the float outputs the budget is measured against)
         names = [v.name for op in graph.ops for v in op.outputs if v.type.dtype == "f32"]
         names += [v.name for v in graph.inputs if v.type.dtype == "f32"]
-        run_float = _runner(graph, ctx)
+        run_float = graph_runner(graph, ctx)
         coll = Collector(names, len(samples))
         float_outs, float_envs = [], []
         for i, feeds in enumerate(samples):
@@ -114,7 +115,7 @@ class QuantizeInt8:
         everything = decide(graph, ranges, set())
         noise, signal, additivity, weights = measure(
             graph, everything, act, self.weight_bits, samples,
-            lambda g: _runner(g, ctx, outputs_only=True), weights)
+            lambda g: graph_runner(g, ctx, outputs_only=True), weights)
         # the estimate's target is searched: raised by the shortfall while the real SQNR misses
         # the budget, then bisected between the highest miss and the lowest pass (the lowest
         # passing target keeps the most in int8)
@@ -156,7 +157,7 @@ class QuantizeInt8:
         macs = sum(count_flops(op) // 2 for op in graph.ops if has_trait(op, "contraction"))
         kinds = {op.name: op.kind for op in graph.ops}
         why = _float_reasons({op.name: op for op in graph.ops}, d, kept, noise, signal)
-        _replace(graph, q)
+        replace_contents(graph, q)
         ctx.results["int8"] = _report(graph, d, kinds, layer_sqnr, sqnr, self.method,
                                       len(samples), kept, macs, additivity, rounds, why,
                                       self.min_sqnr)
@@ -236,28 +237,6 @@ def _db(signal: float, noise: float) -> float:
     return math.inf if noise <= 0 else 10 * math.log10(max(signal, 1e-30) / noise)
 
 
-def _runner(graph: Graph, ctx, outputs_only: bool = False):
-    """feeds -> (outputs, every value by name) [or outputs]: compiled for ctx.runner, else
-    the reference executor."""
-    if ctx.runner is not None:
-        from edgecc.backends.tvm.build import CompiledGraph
-        if outputs_only:       # fused kernels: a few times fewer calls
-            from edgecc.pass_manager import PassManager, parse_pass
-            graph = PassManager([parse_pass("fuse-kernels"), parse_pass("dce")],
-                                verify=False).run(graph.clone())
-            compiled = CompiledGraph(graph, ctx.runner)
-            return lambda feeds: compiled.run(feeds)
-        compiled = CompiledGraph(graph, ctx.runner)
-        return lambda feeds: compiled.run(feeds, keep_all=True)
-    from edgecc.kernels import run_graph
-    if outputs_only:
-        return lambda feeds: run_graph(graph, feeds)
-    return lambda feeds: run_graph(graph, feeds, keep_all=True)
-
-
-def _replace(graph: Graph, new: Graph) -> None:
-    graph.inputs, graph.params, graph.ops, graph.outputs = (new.inputs, new.params, new.ops,
-                                                            new.outputs)
 
 
 def _layer_sqnr(src: Graph, d, runs, float_envs, q: Graph, qname) -> dict[str, float]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,10 +19,9 @@ from edgecc.pass_manager import PassContext, PassManager, parse_pass
 from edgecc.passes import decompose as D
 from edgecc.passes._decompose_factors import Factorizer, PatchData, channel_moment, conv_patches
 from edgecc.textir import parse_graph, save_module
+from tests.shared_models import real_data
 from tests.targets import ARM64, AVX2, FAST
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
 RNG = np.random.default_rng(5)
 
 
@@ -149,17 +147,9 @@ def test_refusals_have_reasons():
 
 # ---- on a trained model --------------------------------------------------------------------------
 
-def _data(name):
-    sys.path.insert(0, str(ROOT / "bench"))
-    import int8_data
-    return int8_data
-
-
 @pytest.fixture(scope="module")
 def crnn():
-    if not (SHARED / "models").is_dir():
-        pytest.skip("../shared/models is not present")
-    data = _data("captcha_crnn")
+    data = real_data()
     return data, data.model_path("captcha_crnn"), data.calibration("captcha_crnn")[:, None], \
         data.evaluation("captcha_crnn")[:, None]
 

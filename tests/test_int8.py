@@ -23,10 +23,10 @@ from edgecc.ops import build_op
 from edgecc.opdef import OpRuleError
 from edgecc.quant import conv_multipliers, dequantize, quantize
 from edgecc.textir import parse_graph, print_graph
+from tests.shared_models import real_data
 from tests.targets import ARM64, ARM64_DOT, AVX2, RUNNABLE, target_id
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
 QEMU = shutil.which("qemu-aarch64") and shutil.which("aarch64-linux-gnu-gcc")
 RNG = np.random.default_rng(11)
 
@@ -279,17 +279,9 @@ def test_bad_calibration_is_a_usage_error(tiny, tmp_path, case, message):
 
 # ---- importing quantized models ----------------------------------------------------------------
 
-def _calibration(name):
-    sys.path.insert(0, str(ROOT / "bench"))
-    import int8_data
-    return int8_data
-
-
 @pytest.fixture(scope="module")
 def cls_data():
-    if not (SHARED / "models").is_dir():
-        pytest.skip("../shared/models is not present")
-    data = _calibration("ppocr_cls")
+    data = real_data()
     return data.model_path("ppocr_cls"), data.calibration("ppocr_cls")[:, None][:12], \
         data.evaluation("ppocr_cls")[:4]
 
