@@ -133,7 +133,7 @@ _CLEANUP = ["fold-constants", "eliminate-identity", "eliminate-noop-movement",
 # into a following scale and hide the pattern.
 _FUSION = ["fold-constants", "eliminate-identity", "eliminate-noop-movement", "fuse-hardswish",
            "simplify-algebra", "fold-pad", "cse", "fuse-conv-bn", "lower-batchnorm",
-           "conv1d-as-2d", "fuse-kernels", "dce"]
+           "conv1d-as-2d", "batch-gemms", "fuse-kernels", "dce"]
 # -O3 also folds per-channel scales/shifts that feed a convolution into its weights and runs
 # conv regions in the blocked channel layout of the target's vectors.
 _O3 = [p for p in _FUSION if p != "fuse-kernels"]

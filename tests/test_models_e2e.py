@@ -5,7 +5,9 @@ memory plan shows up as a wrong output.
 Default run: arm64 bundles of SqueezeNet, PP-OCR cls and ShuffleNet under qemu-aarch64, and
 x86_64 bundles of four models; `-m slow` adds x86_64 bundles of every zoo model.
 """
+import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,8 @@ from edgecc.check import onnxruntime_outputs
 from edgecc.numerics import relative_error
 from edgecc.kernels import run_graph
 from edgecc.onnx_import import import_onnx
+from tests.shared_models import real_data
+from tests.targets import RUNNABLE, target_id
 
 TOLERANCE = 1e-3          # of the output's scale (issue: bundles vs reference and onnxruntime)
 HAVE_QEMU = all(shutil.which(t) for t in ("qemu-aarch64", "aarch64-linux-gnu-gcc"))
@@ -96,3 +100,26 @@ def step_names(path):
     text = (path / "model.c").read_text()
     table = text[text.index("static const step_t S[] = {"):text.index("#define NUM_STEPS")]
     return re.findall(r'"((?:kernel|copy)[^"]*)"\},', table)
+
+
+@pytest.mark.parametrize("target", RUNNABLE, ids=target_id)
+def test_trained_crnn_bundle(target, tmp_path):
+    """The CRNN of ../shared/models (ResNet-style backbone, two LSTMs unrolled as Gemm + gates,
+    as PyTorch exports them) on a real captcha: each direction's 20 input projections run as
+    one batched product (batch-gemms; the dense rule's few-rows form), and the bundle matches
+    the reference executor and onnxruntime and decodes the same text."""
+    data = real_data()
+    path = str(data.model_path("captcha_crnn"))
+    x = data.evaluation("captcha_crnn")[0][None]
+    shapes = {"image": list(x.shape)}
+    art = edgecc.compile(path, opt_level=3, outdir=str(tmp_path / "b"), input_shapes=shapes,
+                         mcpu=target.mcpu)
+    report = json.loads((Path(art.path) / "report.json").read_text())
+    batched = [r for r in report["passes"] if r["name"] == "batch-gemms"]
+    assert batched and batched[0]["changed"]
+    got = load(art.path, poison_arena=True).run({"image": x})[0]
+    reference = run_graph(import_onnx(path, shapes), {"image": x})[0]
+    ort = onnxruntime_outputs(path, {"image": x})[0]
+    assert relative_error(got, reference) <= TOLERANCE
+    assert relative_error(got, ort.reshape(got.shape)) <= TOLERANCE
+    assert data.answer("captcha_crnn", [got]) == data.answer("captcha_crnn", [ort])

@@ -192,10 +192,13 @@ def test_rule_is_parallel_and_vectorized(target, case, packed):
     assert ("conv_wpack" in script) == packed
 
 
-# Gemm / MatMul (schedule_dense): matrix-vector with K-vectorized weights (M == 1, transB),
-# register tiles otherwise; transposes/alpha/beta/broadcast C, batches, odd N and K tails.
+# Gemm / MatMul (schedule_dense): matrix-vector with K-vectorized weights (M == 1, or a few
+# rows by a long K, transB; rows paired when even), register tiles otherwise;
+# transposes/alpha/beta/broadcast C, batches, odd N and K tails.
 DENSE = [("Gemm", [randn(1, 100), randn(37, 100), randn(37)], {"transB": 1}, (1, 2)),
          ("Gemm", [randn(1, 256), randn(40, 256), randn(40)], {"transB": 1}, (1, 2)),
+         ("Gemm", [randn(20, 640), randn(44, 640), randn(44)], {"transB": 1}, (1, 2)),
+         ("Gemm", [randn(7, 520), randn(30, 520)], {"transB": 1, "alpha": 0.5}, (1,)),
          ("Gemm", [randn(1, 9), randn(9, 23), randn(1, 23)], {"beta": 0.5}, (1, 2)),
          ("Gemm", [randn(5, 33), randn(33, 19), randn(19)], {"alpha": 0.5, "beta": 2.0}, (1, 2)),
          ("Gemm", [randn(33, 6), randn(21, 33), randn(6, 1)],
@@ -214,38 +217,45 @@ def test_dense_rule(target):
 
 
 def test_dense_rule_shapes_the_loops():
-    """M == 1 with [N, K] weights reduces K in vector lanes (rfactor); M > 1 uses register
-    tiles with B transposed to [K, N]; both parallel over outputs."""
+    """M == 1 with [N, K] weights reduces K in vector lanes (rfactor), and so do a few rows by
+    a long K (two rows per weight load); many rows, or a short K, use register tiles with B
+    transposed to [K, N]; all parallel over outputs."""
     from edgecc.backends.tvm.lower import lower_kernel
     g, _ = one_op_graph([("Gemm", [randn(1, 512), randn(256, 512), randn(256)],
                           {"transB": 1}, (1, 2)),
-                         ("Gemm", [randn(64, 128), randn(96, 128)], {"transB": 1}, (1,))])
-    gemv, tiled = (lower_kernel(op, "k", AVX512).script() for op in g.ops)
-    assert "gemm_rf" in gemv and "T.vectorized" in gemv and "T.parallel" in gemv
-    assert "gemm_rf" not in tiled and "T.vectorized" in tiled and "T.parallel" in tiled
-    assert "T.unroll" in tiled
+                         ("Gemm", [randn(20, 1024), randn(64, 1024)], {"transB": 1}, (1,)),
+                         ("Gemm", [randn(20, 128), randn(96, 128)], {"transB": 1}, (1,)),
+                         ("Gemm", [randn(64, 1024), randn(96, 1024)], {"transB": 1}, (1,))])
+    gemv, rows, tiled, many = (lower_kernel(op, "k", AVX512).script() for op in g.ops)
+    for script in (gemv, rows):
+        assert "gemm_rf" in script and "T.vectorized" in script and "T.parallel" in script
+    assert "T.parallel(160)" in rows and "T.unroll(2)" in rows     # 16 column chunks x 10 pairs
+    for script in (tiled, many):
+        assert "gemm_rf" not in script and "T.vectorized" in script
+        assert "T.parallel" in script and "T.unroll" in script
 
 
 @runnable
-@pytest.mark.parametrize("m,kind", [(1, "Gemm"), (6, "Gemm"), (6, "MatMul")])
-def test_dense_fused_epilogue(m, kind, target):
+@pytest.mark.parametrize("m,k,kind", [(1, 70, "Gemm"), (6, 70, "Gemm"), (6, 70, "MatMul"),
+                                      (6, 560, "Gemm")])
+def test_dense_fused_epilogue(m, k, kind, target):
     """Gemm/MatMul + bias + Relu as one Fused kernel scheduled by the dense rule."""
     from edgecc.pass_manager import PassManager, pipeline
-    x = Value("x", TensorType("f32", (m, 70)))
+    x = Value("x", TensorType("f32", (m, k)))
     g = Graph("fused_dense", [x])
     if kind == "Gemm":
-        op = build_op("Gemm", [x, g.add_param("w", randn(45, 70)), g.add_param("b", randn(45))],
+        op = build_op("Gemm", [x, g.add_param("w", randn(45, k)), g.add_param("b", randn(45))],
                       {"transB": 1})
         y = op
     else:
-        op = build_op("MatMul", [x, g.add_param("w", randn(70, 45))], {})
+        op = build_op("MatMul", [x, g.add_param("w", randn(k, 45))], {})
         y = build_op("Add", [op.outputs[0], g.add_param("b", randn(45))], {})
     r = build_op("Relu", [y.outputs[0]], {})
     g.ops = [op] + ([y] if y is not op else []) + [r]
     g.outputs = r.outputs
     fused = PassManager(pipeline(3), target=target).run(g)
     assert [o.kind for o in fused.ops] == ["Fused"]
-    feeds = {"x": randn(m, 70)}
+    feeds = {"x": randn(m, k)}
     tvm_schedule.FALLBACKS.clear()
     np.testing.assert_allclose(run_kernels_in_tvm(fused, feeds, target)[0], run_graph(g, feeds)[0],
                                rtol=1e-4, atol=1e-3)
@@ -253,7 +263,7 @@ def test_dense_fused_epilogue(m, kind, target):
 
 
 def test_dense_rule_builds_for_arm64(tmp_path):
-    g, _ = one_op_graph([DENSE[1], DENSE[4], DENSE[7], DENSE[8]])
+    g, _ = one_op_graph([DENSE[1], DENSE[2], DENSE[6], DENSE[9], DENSE[10]])
     tvm_schedule.FALLBACKS.clear()
     lib = KernelSet(g, ARM64).compile(tmp_path)
     data = lib.objects[0].read_bytes()
