@@ -16,9 +16,12 @@ Each op kind's rule lives in one family file (lower_*.py) and registers in te_ru
 """
 from __future__ import annotations
 
+from collections import Counter
+
 from edgecc.backends.tvm import (lower_data, lower_elementwise, lower_nn,  # noqa: F401
                                  lower_pool, lower_quant, lower_rnn, lower_sample)
-from edgecc.backends.tvm.primitives import ScheduleContext
+from edgecc.backends.tvm.lower_elementwise import EXPANSION
+from edgecc.backends.tvm.primitives import MATERIALIZED, ScheduleContext
 from edgecc.backends.tvm.schedule import schedule
 from edgecc.backends.tvm.te_rules import LOWERINGS, tvm_dtype
 from edgecc.errors import ModelError
@@ -64,11 +67,35 @@ def _compute_fused(op: Op, ins: list, target: Target) -> list:
         raise ModelError(f"{op.describe()}: Fused body holds weights "
                          f"({', '.join(p.name for p in body.params)}); they must be operands")
     env = dict(zip(body.inputs, ins))
+    growth = Counter()        # value -> (operand reads x expansion) summed over its readers
+    for inner in body.ops:
+        for v in inner.inputs:
+            if v is not None:
+                growth[v] += expansion(inner.kind)
+    size = {}                 # value -> estimated nodes of its inlined expression
     for inner in body.ops:
         args = [None if v is None else env[v] for v in inner.inputs]
         for v, t in zip(inner.outputs, compute_op(inner, args, target)):
+            size[v] = 1 if _is_reduction(t) else \
+                expansion(inner.kind) * (1 + sum(size.get(a, 1) for a in inner.inputs))
+            if size[v] * growth[v] > EXPRESSION_LIMIT:
+                # computed once into a buffer: inlined, its expression would be copied into
+                # every reader's; chains of such ops grow exponentially (LLVM took minutes)
+                t, size[v] = copy_tensor(t, f"{MATERIALIZED}{len(env)}"), 1
             env[v] = t
     return [env[v] for v in body.outputs]
+
+
+EXPRESSION_LIMIT = 300        # nodes per inlined expression (an exp of a small operand: ~100)
+
+
+def expansion(kind: str) -> int:
+    return EXPANSION.get(kind, 1)
+
+
+def _is_reduction(t) -> bool:
+    from tvm import te
+    return isinstance(t.op, te.ComputeOp) and len(t.op.reduce_axis) > 0
 
 
 def lower_kernel(op: Op, func_name: str, target: Target, lean: bool = False):

@@ -7,6 +7,7 @@ import math
 import numpy as np
 from tvm import te, tirx
 
+from edgecc.backends.tvm import vector_math
 from edgecc.backends.tvm.te_rules import (broadcast_compute, const, etype,
                                           is_float_dtype, lowering, out_type)
 
@@ -21,17 +22,26 @@ def _unary(kind, fn):
     return rule
 
 
+# How many times a rule repeats its operand's expression once inlined (default 1): TVM's
+# simplifier substitutes let-bound values, so the polynomial exp/tanh (vector_math) repeat
+# theirs ~30 times, Mish nests tanh over exp, others read the operand two or three times.
+# lower.py computes an operand once into a buffer where inlining would grow too much.
+EXPANSION = {"Sigmoid": 30, "Tanh": 30, "Exp": 30, "Softplus": 30, "Elu": 30, "Selu": 30,
+             "Softmax": 30, "LogSoftmax": 30, "Gelu": 120, "Mish": 1000, "Softsign": 3,
+             "HardSwish": 3, "LeakyRelu": 3, "Sign": 3, "PRelu": 3, "Pow": 3, "Mod": 3}
+
+
 def _c(x, v):
     return const(v, etype(x))
 
 
 _UNARY = {
     "Relu": lambda x, op, dt: tirx.max(x, _c(x, 0)),
-    "Sigmoid": lambda x, op, dt: _c(x, 1) / (_c(x, 1) + tirx.exp(-x)),
-    "Tanh": lambda x, op, dt: tirx.tanh(x),
+    "Sigmoid": lambda x, op, dt: _c(x, 1) / (_c(x, 1) + vector_math.exp(-x)),
+    "Tanh": lambda x, op, dt: vector_math.tanh(x),
     "Erf": lambda x, op, dt: tirx.erf(x),
     "Sqrt": lambda x, op, dt: tirx.sqrt(x),
-    "Exp": lambda x, op, dt: tirx.exp(x),
+    "Exp": lambda x, op, dt: vector_math.exp(x),
     "Log": lambda x, op, dt: tirx.log(x),
     "Neg": lambda x, op, dt: -x,
     "Abs": lambda x, op, dt: tirx.abs(x),
@@ -44,19 +54,19 @@ _UNARY = {
     "Sin": lambda x, op, dt: tirx.sin(x),
     "Cos": lambda x, op, dt: tirx.cos(x),
     # log(1+e^x) without overflow: max(x,0) + log1p(e^-|x|)
-    "Softplus": lambda x, op, dt: tirx.max(x, _c(x, 0)) + tirx.log1p(tirx.exp(-tirx.abs(x))),
+    "Softplus": lambda x, op, dt: tirx.max(x, _c(x, 0)) + tirx.log1p(vector_math.exp(-tirx.abs(x))),
     "Softsign": lambda x, op, dt: x / (_c(x, 1) + tirx.abs(x)),
     # x * tanh(softplus(x)), softplus as above
-    "Mish": lambda x, op, dt: x * tirx.tanh(tirx.max(x, _c(x, 0))
-                                           + tirx.log1p(tirx.exp(-tirx.abs(x)))),
+    "Mish": lambda x, op, dt: x * vector_math.tanh(tirx.max(x, _c(x, 0))
+                                           + tirx.log1p(vector_math.exp(-tirx.abs(x)))),
     "HardSwish": lambda x, op, dt: x * tirx.max(_c(x, 0), tirx.min(_c(x, 1),
                                                                    x / _c(x, 6) + _c(x, 0.5))),
     "Not": lambda x, op, dt: tirx.Not(x),
     "LeakyRelu": lambda x, op, dt: tirx.Select(x < _c(x, 0), x * _c(x, op.attrs["alpha"]), x),
     "Elu": lambda x, op, dt: tirx.Select(x < _c(x, 0),
-                                         _c(x, op.attrs["alpha"]) * (tirx.exp(x) - _c(x, 1)), x),
+                                         _c(x, op.attrs["alpha"]) * (vector_math.exp(x) - _c(x, 1)), x),
     "Selu": lambda x, op, dt: _c(x, op.attrs["gamma"]) * tirx.Select(
-        x <= _c(x, 0), _c(x, op.attrs["alpha"]) * (tirx.exp(x) - _c(x, 1)), x),
+        x <= _c(x, 0), _c(x, op.attrs["alpha"]) * (vector_math.exp(x) - _c(x, 1)), x),
     "HardSigmoid": lambda x, op, dt: tirx.max(_c(x, 0), tirx.min(
         _c(x, 1), _c(x, op.attrs["alpha"]) * x + _c(x, op.attrs["beta"]))),
 }
@@ -71,7 +81,7 @@ def _gelu(op, ins, target):
         k = math.sqrt(2.0 / math.pi)
 
         def f(v):
-            return _c(v, 0.5) * v * (_c(v, 1) + tirx.tanh(_c(v, k) * (v + _c(v, 0.044715) * v * v * v)))
+            return _c(v, 0.5) * v * (_c(v, 1) + vector_math.tanh(_c(v, k) * (v + _c(v, 0.044715) * v * v * v)))
     else:
         def f(v):
             return _c(v, 0.5) * v * (_c(v, 1) + tirx.erf(v * _c(v, 1 / math.sqrt(2.0))))

@@ -8,6 +8,7 @@ import math
 
 from tvm import te, tirx
 
+from edgecc.backends.tvm import vector_math
 from edgecc.backends.tvm.te_rules import block_size, const, is_float_dtype, lowering, out_type
 
 
@@ -193,7 +194,7 @@ def _reduce(op, ins, target):
     # LogSumExp, stabilized: m + log(sum(exp(x - m)))
     m = reduce_compute(op, x, axes, keep, lambda v, r: rmax(v, axis=r), "lse_max")
     s = reduce_compute(op, x, axes, keep, sum_, "lse_sum",
-                       pre=lambda v, i: tirx.exp(v - m(*i)))
+                       pre=lambda v, i: vector_math.exp(v - m(*i)))
     return [te.compute(shape, lambda *i: m(*i) + tirx.log(s(*i)), name="reduce_lse")]
 
 
@@ -298,9 +299,9 @@ def _softmax(op, ins, target):
     def kept(i):
         return [0 if a == axis else i[a] for a in range(rank)]
     s = reduce_compute(op, x, [axis], 1, lambda v, r: te.sum(v, axis=r), "softmax_sum",
-                       pre=lambda v, i: tirx.exp(v - m(*i)), shape=keep_shape)
+                       pre=lambda v, i: vector_math.exp(v - m(*i)), shape=keep_shape)
     if op.kind == "Softmax":
-        return [te.compute(x.shape, lambda *i: tirx.exp(x(*i) - m(*kept(i))) / s(*kept(i)),
+        return [te.compute(x.shape, lambda *i: vector_math.exp(x(*i) - m(*kept(i))) / s(*kept(i)),
                            name="softmax")]
     return [te.compute(x.shape, lambda *i: x(*i) - m(*kept(i)) - tirx.log(s(*kept(i))),
                        name="logsoftmax")]

@@ -12,6 +12,7 @@ from tvm import te, tirx
 
 from edgecc.errors import ModelError
 
+from edgecc.backends.tvm import vector_math
 from edgecc.backends.tvm.te_rules import const, lowering
 
 _F = "float32"
@@ -20,18 +21,18 @@ _F = "float32"
 def _activation(name, op):
     one, zero = const(1.0, _F), const(0.0, _F)
     table = {
-        "Sigmoid": lambda v: one / (one + tirx.exp(-v)),
-        "Tanh": tirx.tanh,
+        "Sigmoid": lambda v: one / (one + vector_math.exp(-v)),
+        "Tanh": vector_math.tanh,
         "Relu": lambda v: tirx.max(v, zero),
         "HardSigmoid": lambda v: tirx.min(tirx.max(const(0.2, _F) * v + const(0.5, _F), zero),
                                           one),
         "LeakyRelu": lambda v: tirx.Select(v >= zero, v, const(0.01, _F) * v),
         "Affine": lambda v: v,
-        "ScaledTanh": tirx.tanh,
+        "ScaledTanh": vector_math.tanh,
         "ThresholdedRelu": lambda v: tirx.Select(v > one, v, zero),
-        "Elu": lambda v: tirx.Select(v >= zero, v, tirx.exp(v) - one),
+        "Elu": lambda v: tirx.Select(v >= zero, v, vector_math.exp(v) - one),
         "Softsign": lambda v: v / (one + tirx.abs(v)),
-        "Softplus": lambda v: tirx.max(v, zero) + tirx.log1p(tirx.exp(-tirx.abs(v))),
+        "Softplus": lambda v: tirx.max(v, zero) + tirx.log1p(vector_math.exp(-tirx.abs(v))),
     }
     if name not in table:
         raise ModelError(f"{op.describe()}: LSTM activation '{name}' is not supported by the "
@@ -98,7 +99,9 @@ def _lstm(op, ins, target):
 
             def gates(n, j, pre=pre):
                 gi = f_act(pre(n, j))
-                gf = const(1.0, _F) - gi if input_forget else f_act(pre(n, 2 * hid + j))
+                # (gi's expression built again: one let-bound expression may appear once)
+                gf = const(1.0, _F) - f_act(pre(n, j)) if input_forget else \
+                    f_act(pre(n, 2 * hid + j))
                 gc = g_act(pre(n, 3 * hid + j))
                 go = f_act(pre(n, hid + j))
                 return gi, gf, gc, go

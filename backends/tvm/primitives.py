@@ -83,8 +83,14 @@ def generic_schedule(sch: Schedule, ctx: "ScheduleContext | None" = None) -> Non
             schedule_injective(sch, blk)
 
 
+# name prefix of the stages a lowering computes once into a buffer of their own (lower.py:
+# expressions that inlining would repeat); never inlined
+MATERIALIZED = "materialized"
+
+
 def inline_injective(sch: Schedule, keep=()) -> None:
-    """compute_inline every non-output injective block not named in `keep`."""
+    """compute_inline every non-output injective block not named in `keep` (nor
+    materialized)."""
     root = sch.get_sblock("root")
     changed = True
     while changed:
@@ -92,7 +98,8 @@ def inline_injective(sch: Schedule, keep=()) -> None:
         outputs = {sch.get(b).name_hint for b in sch.get_output_blocks(root)}
         for blk in sch.get_child_blocks(root):
             name = sch.get(blk).name_hint
-            if name in outputs or name in keep or is_reduction(sch, blk):
+            if name in outputs or name in keep or name.startswith(MATERIALIZED) or \
+                    is_reduction(sch, blk):
                 continue
             try:
                 sch.compute_inline(blk)

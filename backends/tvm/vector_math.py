@@ -1,10 +1,12 @@
 """Transcendentals as plain arithmetic the vectorizer keeps in vector registers (exp, tanh).
 
 LLVM lowers TIR's exp on float32 vectors to one scalar libm call per lane (16 `expf` calls per
-AVX-512 vector in a conv + SiLU epilogue). NOT YET USED by the lowerings: inlined at every read
-of a fused chain of transcendental ops (Sigmoid -> Mul(s, s) -> Sigmoid ...) the expressions
-grew until LLVM took minutes; using them needs the fused kernels to bind each stage once
-(tests/test_vector_math.py keeps such a chain as a regression test). `exp` here is Cody-Waite range reduction
+AVX-512 vector in a conv + SiLU epilogue). Sigmoid, Tanh, Exp, Softplus, Mish, Elu, Selu,
+Gelu (tanh form), Softmax, LogSumExp and the LSTM gates use these. Inlined, the formulas repeat
+their operand ~30 times (TVM's simplifier substitutes the let-bound values), so a fused kernel
+computes an operand into a buffer of its own where inlining would grow the expression too much
+(lower.py: EXPRESSION_LIMIT; chains of transcendentals are a regression test).
+`exp` here is Cody-Waite range reduction
 (x = n·ln2 + r, |r| <= ln2/2, ln2 split in a part exact in float32 and a remainder), a
 degree-6 polynomial for e^r (the Cephes expf coefficients) and 2^n built in the exponent bits.
 
@@ -36,7 +38,7 @@ def _c(x, v):
     return tirx.const(v, etype(x))
 
 
-def _let(value, body_of, name: str):
+def bind(value, body_of, name: str):
     """body_of(v) with v bound to `value` once: the formulas read their operand many times,
     and an expression tree repeats it at every use (nested exp/tanh grew exponentially)."""
     v = tirx.Var(name, etype(value))
@@ -47,15 +49,15 @@ def exp(x):
     """e^x: the vectorizable form for float32, TIR's exp for other float types."""
     if etype(x) != "float32":
         return tirx.exp(x)
-    return _let(x, _exp, "exp_x")
+    return bind(x, _exp, "exp_x")
 
 
 def _exp(x):
     def reduced(xc):
-        return _let(tirx.floor(xc * _c(x, LOG2E) + _c(x, 0.5)), lambda n: _let(
+        return bind(tirx.floor(xc * _c(x, LOG2E) + _c(x, 0.5)), lambda n: bind(
             xc - n * _c(x, LN2_HI) - n * _c(x, LN2_LO), lambda r: _scaled(x, n, r), "exp_r"),
             "exp_n")
-    y = _let(tirx.max(tirx.min(x, _c(x, EXP_MAX)), _c(x, EXP_MIN)), reduced, "exp_xc")
+    y = bind(tirx.max(tirx.min(x, _c(x, EXP_MAX)), _c(x, EXP_MIN)), reduced, "exp_xc")
     y = tirx.Select(x > _c(x, EXP_MAX), _c(x, float("inf")), y)
     y = tirx.Select(x < _c(x, EXP_MIN), _c(x, 0.0), y)
     return tirx.Select(tirx.isnan(x), x, y)       # NaN stays NaN
@@ -70,7 +72,7 @@ def _scaled(x, n, r):
     p = p * r * r + r + _c(x, 1.0)
     ni = n.astype("int32")
     bias, shift = tirx.const(127, "int32"), tirx.const(23, "int32")
-    return _let(ni >> tirx.const(1, "int32"), lambda h: p
+    return bind(ni >> tirx.const(1, "int32"), lambda h: p
                 * tirx.reinterpret("float32", (h + bias) << shift)
                 * tirx.reinterpret("float32", (ni - h + bias) << shift), "exp_h")
 
@@ -85,7 +87,7 @@ def tanh(x):
     """tanh(x): the vectorizable form for float32, TIR's tanh for other float types."""
     if etype(x) != "float32":
         return tirx.tanh(x)
-    return _let(x, _tanh, "tanh_x")
+    return bind(x, _tanh, "tanh_x")
 
 
 def _tanh(x):
@@ -95,9 +97,9 @@ def _tanh(x):
             for k in TANH_POLY[1:]:
                 p = p * z + _c(x, k)
             return a + a * z * p
-        small = _let(a * a, poly, "tanh_z")
+        small = bind(a * a, poly, "tanh_z")
         large = _c(x, 1.0) - _c(x, 2.0) / (exp(a + a) + _c(x, 1.0))
         return tirx.Select(a < _c(x, TANH_SMALL), small, large)
-    y = _let(tirx.min(tirx.abs(x), _c(x, TANH_ONE)), of_abs, "tanh_a")
-    y = _let(y, lambda t: tirx.Select(x < _c(x, 0.0), -t, t), "tanh_t")
+    y = bind(tirx.min(tirx.abs(x), _c(x, TANH_ONE)), of_abs, "tanh_a")
+    y = bind(y, lambda t: tirx.Select(x < _c(x, 0.0), -t, t), "tanh_t")
     return tirx.Select(tirx.isnan(x), x, y)
