@@ -124,18 +124,17 @@ def _time_slices(ops: list[Op]) -> tuple[Value, list[Op]] | None:
 
 def _batch(graph: Graph, ops: list[Op]) -> None:
     first = ops[0]
-    rows = [op.inputs[0].type.shape[0] for op in ops]
-    k = first.inputs[0].type.shape[1]
     sliced = _time_slices(ops)
     if sliced is not None:
         x, ops = sliced
-        stack = build_op("Reshape", [x], {"shape": [sum(rows), k]}, name=f"{first.name}/rows",
-                         out_names=[graph.fresh_name(f"{x.name}_rows")])
+    rows = [op.inputs[0].type.shape[0] for op in ops]
+    if sliced is not None:
+        stack = build_op("Reshape", [x], {"shape": [sum(rows), first.inputs[0].type.shape[1]]},
+                         name=f"{first.name}/rows", out_names=[graph.fresh_name(f"{x.name}_rows")])
     else:
         stack = build_op("Concat", [op.inputs[0] for op in ops], {"axis": 0},
                          name=f"{first.name}/rows",
                          out_names=[graph.fresh_name(f"{first.inputs[0].name}_rows")])
-    rows = [op.inputs[0].type.shape[0] for op in ops]
     product = build_op(first.kind, [stack.output] + list(first.inputs[1:]), dict(first.attrs),
                        name=f"{first.name}/batched",
                        out_names=[graph.fresh_name(f"{first.output.name}_batched")])

@@ -71,13 +71,13 @@ def _compute_fused(op: Op, ins: list, target: Target) -> list:
     for inner in body.ops:
         for v in inner.inputs:
             if v is not None:
-                growth[v] += expansion(inner.kind)
+                growth[v] += EXPANSION.get(inner.kind, 1)
     size = {}                 # value -> estimated nodes of its inlined expression
     for inner in body.ops:
         args = [None if v is None else env[v] for v in inner.inputs]
         for v, t in zip(inner.outputs, compute_op(inner, args, target)):
             size[v] = 1 if _is_reduction(t) else \
-                expansion(inner.kind) * (1 + sum(size.get(a, 1) for a in inner.inputs))
+                EXPANSION.get(inner.kind, 1) * (1 + sum(size.get(a, 1) for a in inner.inputs))
             if size[v] * growth[v] > EXPRESSION_LIMIT:
                 # computed once into a buffer: inlined, its expression would be copied into
                 # every reader's; chains of such ops grow exponentially (LLVM took minutes)
@@ -87,10 +87,6 @@ def _compute_fused(op: Op, ins: list, target: Target) -> list:
 
 
 EXPRESSION_LIMIT = 300        # nodes per inlined expression (an exp of a small operand: ~100)
-
-
-def expansion(kind: str) -> int:
-    return EXPANSION.get(kind, 1)
 
 
 def _is_reduction(t) -> bool:

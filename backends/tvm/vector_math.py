@@ -38,7 +38,7 @@ def _c(x, v):
     return tirx.const(v, etype(x))
 
 
-def bind(value, body_of, name: str):
+def _let(value, body_of, name: str):
     """body_of(v) with v bound to `value` once: the formulas read their operand many times,
     and an expression tree repeats it at every use (nested exp/tanh grew exponentially)."""
     v = tirx.Var(name, etype(value))
@@ -49,15 +49,15 @@ def exp(x):
     """e^x: the vectorizable form for float32, TIR's exp for other float types."""
     if etype(x) != "float32":
         return tirx.exp(x)
-    return bind(x, _exp, "exp_x")
+    return _let(x, _exp, "exp_x")
 
 
 def _exp(x):
     def reduced(xc):
-        return bind(tirx.floor(xc * _c(x, LOG2E) + _c(x, 0.5)), lambda n: bind(
+        return _let(tirx.floor(xc * _c(x, LOG2E) + _c(x, 0.5)), lambda n: _let(
             xc - n * _c(x, LN2_HI) - n * _c(x, LN2_LO), lambda r: _scaled(x, n, r), "exp_r"),
             "exp_n")
-    y = bind(tirx.max(tirx.min(x, _c(x, EXP_MAX)), _c(x, EXP_MIN)), reduced, "exp_xc")
+    y = _let(tirx.max(tirx.min(x, _c(x, EXP_MAX)), _c(x, EXP_MIN)), reduced, "exp_xc")
     y = tirx.Select(x > _c(x, EXP_MAX), _c(x, float("inf")), y)
     y = tirx.Select(x < _c(x, EXP_MIN), _c(x, 0.0), y)
     return tirx.Select(tirx.isnan(x), x, y)       # NaN stays NaN
@@ -72,7 +72,7 @@ def _scaled(x, n, r):
     p = p * r * r + r + _c(x, 1.0)
     ni = n.astype("int32")
     bias, shift = tirx.const(127, "int32"), tirx.const(23, "int32")
-    return bind(ni >> tirx.const(1, "int32"), lambda h: p
+    return _let(ni >> tirx.const(1, "int32"), lambda h: p
                 * tirx.reinterpret("float32", (h + bias) << shift)
                 * tirx.reinterpret("float32", (ni - h + bias) << shift), "exp_h")
 
@@ -87,7 +87,7 @@ def tanh(x):
     """tanh(x): the vectorizable form for float32, TIR's tanh for other float types."""
     if etype(x) != "float32":
         return tirx.tanh(x)
-    return bind(x, _tanh, "tanh_x")
+    return _let(x, _tanh, "tanh_x")
 
 
 def _tanh(x):
@@ -97,9 +97,9 @@ def _tanh(x):
             for k in TANH_POLY[1:]:
                 p = p * z + _c(x, k)
             return a + a * z * p
-        small = bind(a * a, poly, "tanh_z")
+        small = _let(a * a, poly, "tanh_z")
         large = _c(x, 1.0) - _c(x, 2.0) / (exp(a + a) + _c(x, 1.0))
         return tirx.Select(a < _c(x, TANH_SMALL), small, large)
-    y = bind(tirx.min(tirx.abs(x), _c(x, TANH_ONE)), of_abs, "tanh_a")
-    y = bind(y, lambda t: tirx.Select(x < _c(x, 0.0), -t, t), "tanh_t")
+    y = _let(tirx.min(tirx.abs(x), _c(x, TANH_ONE)), of_abs, "tanh_a")
+    y = _let(y, lambda t: tirx.Select(x < _c(x, 0.0), -t, t), "tanh_t")
     return tirx.Select(tirx.isnan(x), x, y)
